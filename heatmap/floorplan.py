@@ -189,7 +189,7 @@ def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
     v = d[key]
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
-    if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
+    if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
         name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ConfigError(f"{where}.{key}: expected {name}, got {type(v).__name__}")
     return v

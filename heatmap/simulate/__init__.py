@@ -1,0 +1,1 @@
+"""Simulated store day: people, phones, radio, boards; writes real capture files."""
