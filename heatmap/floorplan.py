@@ -10,6 +10,7 @@ Every error names the field it is about, e.g.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -147,7 +148,7 @@ class FloorPlan:
         segs: list[tuple[Pt, Pt]] = []
         for geom in getattr(outline, "geoms", [outline]):
             coords = list(geom.coords)
-            segs.extend(zip(coords[:-1], coords[1:], strict=True))
+            segs.extend(itertools.pairwise(coords))
         segs.extend((w.a, w.b) for w in self.walls)
         return segs
 
@@ -180,8 +181,10 @@ def load(path: str | Path) -> FloorPlan:
 
 # ---------------------------------------------------------------- parsing helpers
 
-def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
-          default: Any = ...) -> Any:
+
+def _get(
+    d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any = ...
+) -> Any:
     if key not in d:
         if default is ...:
             raise ConfigError(f"{where}.{key}: missing")
@@ -196,8 +199,11 @@ def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...],
 
 
 def _point(v: Any, where: str) -> Pt:
-    if (not isinstance(v, list) or len(v) != 2
-            or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in v)):
+    if (
+        not isinstance(v, list)
+        or len(v) != 2
+        or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in v)
+    ):
         raise ConfigError(f"{where}: expected [x, y] in metres, got {v!r}")
     return (float(v[0]), float(v[1]))
 
@@ -268,8 +274,12 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> FloorPlan:
     r = data.get("radio", {})
     if not isinstance(r, dict):
         raise ConfigError("radio: expected a table")
-    radio = RadioDefaults(**{k: _get(r, k, "radio", float, getattr(RadioDefaults(), k))
-                             for k in RadioDefaults.__dataclass_fields__})
+    radio = RadioDefaults(
+        **{
+            k: _get(r, k, "radio", float, getattr(RadioDefaults(), k))
+            for k in RadioDefaults.__dataclass_fields__
+        }
+    )
     if not 1.0 <= radio.path_loss_exponent <= 6.0:
         raise ConfigError("radio.path_loss_exponent: must be within 1.0..6.0")
 
@@ -294,10 +304,16 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> FloorPlan:
         sid = _ident(s, where, seen)
         if "rect" in s:
             rect = s["rect"]
-            if (not isinstance(rect, list) or len(rect) != 4
-                    or not all(isinstance(c, int | float) for c in rect)
-                    or rect[2] <= rect[0] or rect[3] <= rect[1]):
-                raise ConfigError(f"{where} {sid!r}.rect: expected [x0, y0, x1, y1] with x1>x0, y1>y0")
+            if (
+                not isinstance(rect, list)
+                or len(rect) != 4
+                or not all(isinstance(c, int | float) for c in rect)
+                or rect[2] <= rect[0]
+                or rect[3] <= rect[1]
+            ):
+                raise ConfigError(
+                    f"{where} {sid!r}.rect: expected [x0, y0, x1, y1] with x1>x0, y1>y0"
+                )
             x0, y0, x1, y1 = (float(c) for c in rect)
             pts = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
         else:
@@ -361,9 +377,14 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> FloorPlan:
     for i, t in enumerate(_table_list(data, "tiles")):
         where = f"tiles[{i}]"
         tid = _ident(t, where, seen)
-        arr = TileArray(tid, _point(t.get("origin"), f"{where} {tid!r}.origin"),
-                        _get(t, "tile_m", where, float, 0.5), _get(t, "cols", where, int),
-                        _get(t, "rows", where, int), _get(t, "node", where, str, nodes[0].id))
+        arr = TileArray(
+            tid,
+            _point(t.get("origin"), f"{where} {tid!r}.origin"),
+            _get(t, "tile_m", where, float, 0.5),
+            _get(t, "cols", where, int),
+            _get(t, "rows", where, int),
+            _get(t, "node", where, str, nodes[0].id),
+        )
         if not 1 <= arr.cols * arr.rows <= 256:
             raise ConfigError(f"{where} {tid!r}: rows*cols must be within 1..256 tiles")
         if arr.node not in node_ids:
@@ -372,5 +393,18 @@ def parse(data: dict[str, Any], source: str = "<memory>") -> FloorPlan:
             raise ConfigError(f"{where} {tid!r}: tile array lies outside the store outline")
         tiles.append(arr)
 
-    return FloorPlan(store_id, name, tz, outline, street, tuple(walls), tuple(shelves),
-                     tuple(zones), tuple(nodes), tuple(doors), tuple(tiles), radio, source)
+    return FloorPlan(
+        store_id,
+        name,
+        tz,
+        outline,
+        street,
+        tuple(walls),
+        tuple(shelves),
+        tuple(zones),
+        tuple(nodes),
+        tuple(doors),
+        tuple(tiles),
+        radio,
+        source,
+    )

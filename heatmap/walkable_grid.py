@@ -79,18 +79,23 @@ class WalkableGrid:
         return int(idx[np.argmin(d)])
 
 
-def _move_graph(centers: NDArray[np.float64], walk: NDArray[np.bool_], nx: int, ny: int,
-                barriers: list[tuple[tuple[float, float], tuple[float, float]]]) -> sparse.csr_matrix:
+def _move_graph(
+    centers: NDArray[np.float64],
+    walk: NDArray[np.bool_],
+    nx: int,
+    ny: int,
+    barriers: list[tuple[tuple[float, float], tuple[float, float]]],
+) -> sparse.csr_matrix:
     idx = np.arange(nx * ny).reshape(ny, nx)
     rows, cols, w = [], [], []
     for dr, dc in _NEIGHBOURS:
         r0 = slice(0, ny - dr)
         if dc >= 0:
-            a = idx[r0, 0:nx - dc]
+            a = idx[r0, 0 : nx - dc]
             b = idx[dr:ny, dc:nx]
         else:
             a = idx[r0, -dc:nx]
-            b = idx[dr:ny, 0:nx + dc]
+            b = idx[dr:ny, 0 : nx + dc]
         a, b = a.ravel(), b.ravel()
         ok = walk[a] & walk[b]
         a, b = a[ok], b[ok]
@@ -104,5 +109,6 @@ def _move_graph(centers: NDArray[np.float64], walk: NDArray[np.bool_], nx: int, 
         cols += [b, a]
         w += [d, d]
     n = nx * ny
-    return sparse.csr_matrix((np.concatenate(w), (np.concatenate(rows), np.concatenate(cols))),
-                             shape=(n, n))
+    return sparse.csr_matrix(
+        (np.concatenate(w), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )

@@ -91,8 +91,12 @@ def store_filter(store: str) -> str:
 def inbound_filters(store: str) -> list[str]:
     """Subscription filters the aggregator needs for what nodes and boards publish."""
     base = f"{ROOT}/{check_id(store, 'store')}"
-    return [f"{base}/node/+/obs", f"{base}/node/+/status", f"{base}/door/+/events",
-            f"{base}/floor/+/events"]
+    return [
+        f"{base}/node/+/obs",
+        f"{base}/node/+/status",
+        f"{base}/door/+/events",
+        f"{base}/floor/+/events",
+    ]
 
 
 def parse(topic: str) -> Topic:

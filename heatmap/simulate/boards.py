@@ -65,11 +65,15 @@ def door_crossings(people: list[Person], door: Door, outline: Polygon) -> list[C
             t = k[i, 0] + f * (k[i + 1, 0] - k[i, 0])
             x = k[i, 1] + f * (k[i + 1, 1] - k[i, 1])
             y = k[i, 2] + f * (k[i + 1, 2] - k[i, 2])
-            along = ((x - ax) * (bx - ax) + (y - ay) * (by - ay)) / ((bx - ax) ** 2 + (by - ay) ** 2)
+            along = ((x - ax) * (bx - ax) + (y - ay) * (by - ay)) / (
+                (bx - ax) ** 2 + (by - ay) ** 2
+            )
             if not 0 <= along <= 1:
                 continue
             dt = k[i + 1, 0] - k[i, 0]
-            speed = float(np.hypot(k[i + 1, 1] - k[i, 1], k[i + 1, 2] - k[i, 2]) / dt) if dt else 1.0
+            speed = (
+                float(np.hypot(k[i + 1, 1] - k[i, 1], k[i + 1, 2] - k[i, 2]) / dt) if dt else 1.0
+            )
             to_positive = sgn[i] < 0
             direction = 1 if to_positive == inside_positive else -1
             out.append(Crossing(float(t), p.id, direction, max(speed, 0.3)))
@@ -101,8 +105,9 @@ def beam_edges(crossings: list[Crossing], gap_m: float) -> list[tuple[float, str
     return sorted(edges)
 
 
-def door_messages(crossings: list[Crossing], door: Door,
-                  duration_s: float) -> tuple[list[tuple[float, Message]], dict[str, int]]:
+def door_messages(
+    crossings: list[Crossing], door: Door, duration_s: float
+) -> tuple[list[tuple[float, Message]], dict[str, int]]:
     """What the door board says: hello, heartbeats and the crossings it resolves."""
     fsm = DoorDirection()
     msgs: list[tuple[float, Message]] = [(0.0, Hello(*FIRMWARE, BoardKind.DOOR, 2))]
@@ -115,12 +120,14 @@ def door_messages(crossings: list[Crossing], door: Door,
     return msgs, dict(fsm.stats)
 
 
-def tile_messages(people: list[Person], arr: TileArray,
-                  duration_s: float) -> list[tuple[float, Message]]:
+def tile_messages(
+    people: list[Person], arr: TileArray, duration_s: float
+) -> list[tuple[float, Message]]:
     """Floor board: per-tile press/release from everyone's position at 4 Hz."""
     x0, y0, x1, y1 = arr.bounds
-    msgs: list[tuple[float, Message]] = [(0.0, Hello(*FIRMWARE, BoardKind.FLOOR,
-                                                     arr.cols * arr.rows))]
+    msgs: list[tuple[float, Message]] = [
+        (0.0, Hello(*FIRMWARE, BoardKind.FLOOR, arr.cols * arr.rows))
+    ]
     n_tiles = arr.cols * arr.rows
     steps = np.arange(0, duration_s, 0.25)
     occupied = np.zeros((len(steps), n_tiles), bool)
@@ -145,18 +152,23 @@ def tile_messages(people: list[Person], arr: TileArray,
     return msgs
 
 
-def write_stream(path: Path, msgs: list[tuple[float, Message]], board: int,
-                 tick0_epoch_ms: int) -> int:
+def write_stream(
+    path: Path, msgs: list[tuple[float, Message]], board: int, tick0_epoch_ms: int
+) -> int:
     """Write the board's UART bytes and the logger's sidecar; returns bytes written."""
     data = bytearray()
     for seq, (_, msg) in enumerate(msgs):
         data += encode(msg, board, seq)
     path.write_bytes(bytes(data))
-    meta = {"board": board, "tick0_epoch_ms": tick0_epoch_ms, "frames": len(msgs),
-            "format": "footfall-uart-v1 raw bytes as received"}
+    meta = {
+        "board": board,
+        "tick0_epoch_ms": tick0_epoch_ms,
+        "frames": len(msgs),
+        "format": "footfall-uart-v1 raw bytes as received",
+    }
     path.with_suffix(path.suffix + ".json").write_text(json.dumps(meta, indent=1))
     return len(data)
 
 
 def _tick(t: float) -> int:
-    return int(round(t * 1000))
+    return round(t * 1000)

@@ -28,13 +28,19 @@ def _write(path: Path, linktype: int, rows: list[tuple[float, bytes]]) -> None:
         w.write_header(None)
         for t, data in rows:
             sec = int(t)
-            w.write_packet(data, sec=sec, usec=int(round((t - sec) * 1e6)) % 1_000_000)
+            w.write_packet(data, sec=sec, usec=round((t - sec) * 1e6) % 1_000_000)
     finally:
         w.close()
 
 
-def write_wifi(out: Path, plan: FloorPlan, em: Emissions, rssi: NDArray[np.float64],
-               phones: list[Phone], t0_epoch_s: float) -> dict[str, int]:
+def write_wifi(
+    out: Path,
+    plan: FloorPlan,
+    em: Emissions,
+    rssi: NDArray[np.float64],
+    phones: list[Phone],
+    t0_epoch_s: float,
+) -> dict[str, int]:
     """One radiotap pcap per node; returns frames written per node."""
     counts = {}
     for j, node in enumerate(plan.nodes):
@@ -43,10 +49,12 @@ def write_wifi(out: Path, plan: FloorPlan, em: Emissions, rssi: NDArray[np.float
         for i in heard:
             ph = phones[em.phone[i]]
             ssid = ph.ssid.encode() if em.directed[i] and ph.ssid else b""
-            body = frames.probe_request_body(em.addr[i], int(em.seq[i]), ssid, IE_LAYOUTS[ph.os],
-                                             int(em.channel[i]))
-            rows.append((t0_epoch_s + em.t[i], frames.wifi_frame(body, int(em.channel[i]),
-                                                                 int(rssi[i, j]))))
+            body = frames.probe_request_body(
+                em.addr[i], int(em.seq[i]), ssid, IE_LAYOUTS[ph.os], int(em.channel[i])
+            )
+            rows.append(
+                (t0_epoch_s + em.t[i], frames.wifi_frame(body, int(em.channel[i]), int(rssi[i, j])))
+            )
         d = out / node.id
         d.mkdir(parents=True, exist_ok=True)
         _write(d / "wifi.pcap", LINKTYPE_RADIOTAP, rows)
@@ -54,9 +62,15 @@ def write_wifi(out: Path, plan: FloorPlan, em: Emissions, rssi: NDArray[np.float
     return counts
 
 
-def write_ble(out: Path, plan: FloorPlan, em: Emissions, rssi: NDArray[np.float64],
-              phones: list[Phone], t0_epoch_s: float,
-              rng: np.random.Generator) -> dict[str, int]:
+def write_ble(
+    out: Path,
+    plan: FloorPlan,
+    em: Emissions,
+    rssi: NDArray[np.float64],
+    phones: list[Phone],
+    t0_epoch_s: float,
+    rng: np.random.Generator,
+) -> dict[str, int]:
     """One BLE link-layer pcap per node; a node's scanner cycles 37/38/39 every 100 ms."""
     pdus: dict[bytes, bytes] = {}
     counts = {}

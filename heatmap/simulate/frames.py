@@ -33,8 +33,9 @@ def radiotap(freq_mhz: int, rssi_dbm: int, antenna: int = 0) -> bytes:
     return _RT.pack(0, 0, _RT.size, _RT_PRESENT, RT_FLAG_FCS, freq_mhz, chflags, rssi_dbm, antenna)
 
 
-def probe_request_body(src: bytes, seq: int, ssid: bytes,
-                       ies: list[tuple[int, bytes]], channel: int) -> bytes:
+def probe_request_body(
+    src: bytes, seq: int, ssid: bytes, ies: list[tuple[int, bytes]], channel: int
+) -> bytes:
     """802.11 probe request (management header + IEs), without FCS."""
     hdr = struct.pack("<HH6s6s6sH", 0x0040, 0, BROADCAST, src, BROADCAST, (seq & 0xFFF) << 4)
     body = bytearray(hdr)
@@ -54,6 +55,7 @@ def wifi_frame(body: bytes, channel: int, rssi_dbm: int) -> bytes:
 
 
 # ----------------------------------------------------------------------- BLE
+
 
 def _crc24_table() -> list[int]:
     table = []
@@ -90,8 +92,9 @@ def adv_pdu(addr: bytes, adv_data: bytes, pdu_type: int = ADV_IND, tx_random: bo
 
 
 def ble_frame(pdu_with_crc: bytes, adv_channel: int, rssi_dbm: int, noise_dbm: int = -100) -> bytes:
-    phdr = BLE_PHDR.pack(RF_CHANNEL[adv_channel], rssi_dbm, noise_dbm, 0, ADV_ACCESS_ADDRESS,
-                         BLE_FLAGS)
+    phdr = BLE_PHDR.pack(
+        RF_CHANNEL[adv_channel], rssi_dbm, noise_dbm, 0, ADV_ACCESS_ADDRESS, BLE_FLAGS
+    )
     return phdr + struct.pack("<I", ADV_ACCESS_ADDRESS) + pdu_with_crc
 
 

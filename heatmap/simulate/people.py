@@ -8,6 +8,7 @@ served), and leaving. Passersby walk the street; staff stay all day.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,14 +21,26 @@ from heatmap.walkable_grid import WalkableGrid
 
 # dwell range (s) by zone id; zones not listed use DEFAULT_DWELL
 ZONE_DWELL: dict[str, tuple[float, float]] = {
-    "entrance": (3, 15), "promo": (20, 120), "apparel": (60, 300), "fitting_room": (120, 480),
-    "checkout": (5, 20), "back_aisle": (20, 90),
+    "entrance": (3, 15),
+    "promo": (20, 120),
+    "apparel": (60, 300),
+    "fitting_room": (120, 480),
+    "checkout": (5, 20),
+    "back_aisle": (20, 90),
 }
 DEFAULT_DWELL = (15.0, 120.0)
 # how likely a shopper visits a zone (relative weights)
 ZONE_APPEAL: dict[str, float] = {
-    "promo": 3.0, "apparel": 2.0, "aisle_1": 1.5, "aisle_2": 1.2, "aisle_3": 1.5,
-    "aisle_4": 1.2, "back_aisle": 1.0, "fitting_room": 0.0, "entrance": 0.0, "checkout": 0.0,
+    "promo": 3.0,
+    "apparel": 2.0,
+    "aisle_1": 1.5,
+    "aisle_2": 1.2,
+    "aisle_3": 1.5,
+    "aisle_4": 1.2,
+    "back_aisle": 1.0,
+    "fitting_room": 0.0,
+    "entrance": 0.0,
+    "checkout": 0.0,
 }
 TILL_SPOTS = ((3.2, 3.3), (5.8, 3.3))
 """where a customer stands while being served (in front of the counter)"""
@@ -96,8 +109,9 @@ class Router:
 class Crowd:
     """Builds everyone's timeline for one scenario."""
 
-    def __init__(self, plan: FloorPlan, grid: WalkableGrid, sc: Scenario,
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self, plan: FloorPlan, grid: WalkableGrid, sc: Scenario, rng: np.random.Generator
+    ) -> None:
         self.plan, self.grid, self.sc, self.rng = plan, grid, sc, rng
         self.router = Router(grid)
         self.people: list[Person] = []
@@ -130,7 +144,7 @@ class Crowd:
     def _walk(self, p: Person, dst: tuple[float, float], speed: float) -> None:
         t, x, y = p.keys[-1]
         pts = self.router.path((x, y), dst)
-        for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:], strict=True):
+        for (x0, y0), (x1, y1) in itertools.pairwise(pts):
             seg = float(np.hypot(x1 - x0, y1 - y0))
             if seg > 1e-9:
                 t += seg / speed
@@ -145,8 +159,10 @@ class Crowd:
             jx, jy = self.rng.normal(0, radius, 2)
             cand = (x + jx, y + jy)
             c = self.grid.cell_of(*cand)
-            if self.grid.walkable[c] and self.grid.inside[c] == self.grid.inside[
-                    self.grid.cell_of(x, y)]:
+            if (
+                self.grid.walkable[c]
+                and self.grid.inside[c] == self.grid.inside[self.grid.cell_of(x, y)]
+            ):
                 p.add(t, *cand)
             else:
                 p.add(t, x, y)
@@ -263,8 +279,9 @@ def arrivals(rate_peak_per_h: float, sc: Scenario, rng: np.random.Generator) -> 
             out.append(t)
 
 
-def populate(plan: FloorPlan, grid: WalkableGrid, sc: Scenario,
-             rng: np.random.Generator) -> list[Person]:
+def populate(
+    plan: FloorPlan, grid: WalkableGrid, sc: Scenario, rng: np.random.Generator
+) -> list[Person]:
     """Everyone's timeline for the scenario window."""
     crowd = Crowd(plan, grid, sc, rng)
     for i in range(sc.staff):

@@ -24,16 +24,26 @@ PROBES_PER_CHANNEL = 2
 
 # IE layouts per OS habit: (id, body) after the SSID element; bodies are model constants
 IE_LAYOUTS: dict[str, list[tuple[int, bytes]]] = {
-    "ios": [(1, bytes.fromhex("02040b16")), (50, bytes.fromhex("0c1218243048606c")),
-            (45, bytes.fromhex("2d4017ffff0000000000000000000000000000000000000000000000")[:26]),
-            (127, bytes.fromhex("0400080000000040")),
-            (221, bytes.fromhex("0017f20a000103040000"))],
-    "android": [(1, bytes.fromhex("82848b96")), (50, bytes.fromhex("0c1218243048606c")),
-                (45, bytes.fromhex("ef0117ffff00000000000000000000000000000000000000000000")[:26]),
-                (127, bytes.fromhex("0000080000000040")), (255, bytes.fromhex("230d01080000"))],
-    "legacy": [(1, bytes.fromhex("82848b96")), (50, bytes.fromhex("0c1218243048606c")),
-               (45, bytes.fromhex("2c0103ffff00000000000000000000000000000000000000000000")[:26]),
-               (221, bytes.fromhex("0050f204104a0001101049000600372a000120"))],
+    "ios": [
+        (1, bytes.fromhex("02040b16")),
+        (50, bytes.fromhex("0c1218243048606c")),
+        (45, bytes.fromhex("2d4017ffff0000000000000000000000000000000000000000000000")[:26]),
+        (127, bytes.fromhex("0400080000000040")),
+        (221, bytes.fromhex("0017f20a000103040000")),
+    ],
+    "android": [
+        (1, bytes.fromhex("82848b96")),
+        (50, bytes.fromhex("0c1218243048606c")),
+        (45, bytes.fromhex("ef0117ffff00000000000000000000000000000000000000000000")[:26]),
+        (127, bytes.fromhex("0000080000000040")),
+        (255, bytes.fromhex("230d01080000")),
+    ],
+    "legacy": [
+        (1, bytes.fromhex("82848b96")),
+        (50, bytes.fromhex("0c1218243048606c")),
+        (45, bytes.fromhex("2c0103ffff00000000000000000000000000000000000000000000")[:26]),
+        (221, bytes.fromhex("0050f204104a0001101049000600372a000120")),
+    ],
 }
 LEGACY_OUIS = (bytes.fromhex("5c0a5b"), bytes.fromhex("a0cbfd"), bytes.fromhex("3c5a37"))
 
@@ -93,8 +103,9 @@ def make_phones(people: list[Person], sc: Scenario, rng: np.random.Generator) ->
     return phones
 
 
-def ble_events(phones: list[Phone], people: list[Person], sc: Scenario,
-               rng: np.random.Generator) -> Emissions:
+def ble_events(
+    phones: list[Phone], people: list[Person], sc: Scenario, rng: np.random.Generator
+) -> Emissions:
     ts, idx, addrs = [], [], []
     for i, ph in enumerate(phones):
         person = people[ph.person]
@@ -106,8 +117,10 @@ def ble_events(phones: list[Phone], people: list[Person], sc: Scenario,
         t = t + rng.uniform(0, 0.01, len(t))  # advDelay
         # rotation boundaries at a random phase
         first = t0 - rng.uniform(0, sc.ble_rotation_s)
-        bounds = first + np.cumsum(rng.uniform(0.9, 1.1, 2 + int((t1 - first) / (
-            0.9 * sc.ble_rotation_s))) * sc.ble_rotation_s)
+        bounds = first + np.cumsum(
+            rng.uniform(0.9, 1.1, 2 + int((t1 - first) / (0.9 * sc.ble_rotation_s)))
+            * sc.ble_rotation_s
+        )
         which = np.searchsorted(bounds, t)
         pool = [random_rpa(rng) for _ in range(int(which.max(initial=0)) + 1)]
         ts.append(t)
@@ -115,12 +128,23 @@ def ble_events(phones: list[Phone], people: list[Person], sc: Scenario,
         addrs.extend(pool[w] for w in which)
     t = np.concatenate(ts) if ts else np.zeros(0)
     n = len(t)
-    return Emissions(t, np.concatenate(idx) if idx else np.zeros(0, np.int64), addrs,
-                     np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool))
+    return Emissions(
+        t,
+        np.concatenate(idx) if idx else np.zeros(0, np.int64),
+        addrs,
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, bool),
+    )
 
 
-def wifi_frames(phones: list[Phone], people: list[Person], sc: Scenario,
-                rng: np.random.Generator, channels: set[int]) -> Emissions:
+def wifi_frames(
+    phones: list[Phone],
+    people: list[Person],
+    sc: Scenario,
+    rng: np.random.Generator,
+    channels: set[int],
+) -> Emissions:
     """Probe requests on the given channels (only those a node listens on are kept)."""
     ts, idx, addrs, seqs, chans, dirs = [], [], [], [], [], []
     keep = [c for c in WIFI_CHANNELS if c in channels]
@@ -150,6 +174,11 @@ def wifi_frames(phones: list[Phone], people: list[Person], sc: Scenario,
                             dirs.append(directed)
                         seq = (seq + 1) & 0xFFF
             t += float(rng.exponential(mean))
-    return Emissions(np.asarray(ts, float), np.asarray(idx, np.int64), addrs,
-                     np.asarray(seqs, np.int64), np.asarray(chans, np.int64),
-                     np.asarray(dirs, bool))
+    return Emissions(
+        np.asarray(ts, float),
+        np.asarray(idx, np.int64),
+        addrs,
+        np.asarray(seqs, np.int64),
+        np.asarray(chans, np.int64),
+        np.asarray(dirs, bool),
+    )

@@ -14,9 +14,14 @@ from heatmap.geometry import wall_loss
 from heatmap.simulate.scenario import RadioTruth
 
 
-def received(pos: NDArray[np.float64], offset_db: NDArray[np.float64], p0_dbm: float,
-             plan: FloorPlan, radio: RadioTruth,
-             rng: np.random.Generator) -> NDArray[np.float64]:
+def received(
+    pos: NDArray[np.float64],
+    offset_db: NDArray[np.float64],
+    p0_dbm: float,
+    plan: FloorPlan,
+    radio: RadioTruth,
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:
     """(n_frames, n_nodes) RSSI in dBm, NaN where the node did not hear the frame.
 
     ``pos``: (n, 2) transmitter positions (m); ``offset_db``: (n,) per-frame phone offset.
@@ -28,8 +33,13 @@ def received(pos: NDArray[np.float64], offset_db: NDArray[np.float64], p0_dbm: f
         dz = node.z - radio.phone_height_m
         d = np.sqrt(((pos - nxy) ** 2).sum(axis=1) + dz * dz)
         loss = wall_loss(pos, nxy[None, :], walls)
-        rssi = (p0_dbm + offset_db - 10 * radio.path_loss_exponent * np.log10(np.maximum(d, 0.3))
-                - loss + rng.normal(0, radio.shadowing_db, len(pos)))
+        rssi = (
+            p0_dbm
+            + offset_db
+            - 10 * radio.path_loss_exponent * np.log10(np.maximum(d, 0.3))
+            - loss
+            + rng.normal(0, radio.shadowing_db, len(pos))
+        )
         rssi = np.round(np.clip(rssi, -110, 10))
         heard = (rssi >= radio.sensitivity_dbm) & (rng.random(len(pos)) >= radio.frame_loss)
         out[heard, j] = rssi[heard]

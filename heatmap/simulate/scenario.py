@@ -12,8 +12,19 @@ from zoneinfo import ZoneInfo
 
 # relative arrival intensity by local hour (a weekday in a high-street store)
 HOURLY_PROFILE: dict[int, float] = {
-    8: 0.2, 9: 0.45, 10: 0.7, 11: 0.9, 12: 1.0, 13: 0.95, 14: 0.8, 15: 0.8, 16: 0.9,
-    17: 1.0, 18: 0.85, 19: 0.5, 20: 0.25,
+    8: 0.2,
+    9: 0.45,
+    10: 0.7,
+    11: 0.9,
+    12: 1.0,
+    13: 0.95,
+    14: 0.8,
+    15: 0.8,
+    16: 0.9,
+    17: 1.0,
+    18: 0.85,
+    19: 0.5,
+    20: 0.25,
 }
 
 
@@ -55,7 +66,8 @@ class Scenario:
     ble_interval_s: tuple[float, float] = (1.0, 3.0)
     """range of per-phone BLE advertising intervals, s"""
     wifi_burst_interval_s: dict[str, float] = field(
-        default_factory=lambda: {"ios": 90.0, "android": 45.0, "legacy": 40.0})
+        default_factory=lambda: {"ios": 90.0, "android": 45.0, "legacy": 40.0}
+    )
     """mean time between probe bursts, per OS habit, s"""
     ble_rotation_s: float = 900.0
     """resolvable private address lifetime (both OSes ~15 min)"""
@@ -70,7 +82,7 @@ class Scenario:
 
     @property
     def duration_s(self) -> int:
-        return int(round(self.hours * 3600))
+        return round(self.hours * 3600)
 
     def intensity(self, t_s: float) -> float:
         """Relative arrival intensity (0..1) at ``t_s`` seconds after the start."""

@@ -39,8 +39,9 @@ class SimResult:
     door_board_counts: dict[str, int]
 
 
-def simulate(plan: FloorPlan, sc: Scenario, out: Path,
-             progress: Progress | None = None) -> SimResult:
+def simulate(
+    plan: FloorPlan, sc: Scenario, out: Path, progress: Progress | None = None
+) -> SimResult:
     prog = progress or NoProgress()
     step = prog.task("simulate: people", 6)
     rng = np.random.default_rng(sc.seed)
@@ -60,45 +61,57 @@ def simulate(plan: FloorPlan, sc: Scenario, out: Path,
 
     wifi = phones.wifi_frames(phone_list, people, sc, rng, {n.wifi_channel for n in plan.nodes})
     pos = _positions(people, phone_list, wifi)
-    rssi_wifi = radio.received(pos, offsets[wifi.phone], sc.radio.p0_wifi_dbm, plan, sc.radio,
-                               rng)
+    rssi_wifi = radio.received(pos, offsets[wifi.phone], sc.radio.p0_wifi_dbm, plan, sc.radio, rng)
     wifi_counts = capture_writer.write_wifi(cap, plan, wifi, rssi_wifi, phone_list, t0_s)
     step(1)
 
     crossings = []
     board_counts: dict[str, int] = {}
     for door in plan.doors:
-        cr = [c for c in boards.door_crossings(people, door, plan.outline_polygon)
-              if 0 <= c.t < sc.duration_s]
+        cr = [
+            c
+            for c in boards.door_crossings(people, door, plan.outline_polygon)
+            if 0 <= c.t < sc.duration_s
+        ]
         crossings += cr
         msgs, stats = boards.door_messages(cr, door, sc.duration_s)
         (cap / door.node).mkdir(parents=True, exist_ok=True)
-        boards.write_stream(cap / door.node / f"door-{door.id}.uart", msgs, DOOR_BOARD_ID,
-                            sc.t0_ms)
+        boards.write_stream(cap / door.node / f"door-{door.id}.uart", msgs, DOOR_BOARD_ID, sc.t0_ms)
         board_counts.update({f"{door.id}:{k}": v for k, v in stats.items()})
     for arr in plan.tiles:
         msgs = boards.tile_messages(people, arr, sc.duration_s)
         (cap / arr.node).mkdir(parents=True, exist_ok=True)
-        boards.write_stream(cap / arr.node / f"tiles-{arr.id}.uart", msgs, TILE_BOARD_ID,
-                            sc.t0_ms)
+        boards.write_stream(cap / arr.node / f"tiles-{arr.id}.uart", msgs, TILE_BOARD_ID, sc.t0_ms)
     step(1)
 
     tr = truth.sample_positions(people, plan, sc.duration_s)
     visits = truth.zone_visits(tr, plan)
     step(1)
     roles = {r: sum(p.role == r for p in people) for r in ("shopper", "passerby", "staff")}
-    meta = {"store": plan.store_id, "t0_ms": sc.t0_ms, "duration_s": sc.duration_s,
-            "seed": sc.seed, "people": roles, "phones": len(phone_list),
-            "scenario": truth.scenario_meta(sc)}
+    meta = {
+        "store": plan.store_id,
+        "t0_ms": sc.t0_ms,
+        "duration_s": sc.duration_s,
+        "seed": sc.seed,
+        "people": roles,
+        "phones": len(phone_list),
+        "scenario": truth.scenario_meta(sc),
+    }
     truth.write(out / "truth", tr, people, phone_list, crossings, visits, meta)
     step(1)
-    return SimResult(out, roles, len(phone_list), wifi_counts, ble_counts,
-                     sum(c.direction > 0 for c in crossings),
-                     sum(c.direction < 0 for c in crossings), board_counts)
+    return SimResult(
+        out,
+        roles,
+        len(phone_list),
+        wifi_counts,
+        ble_counts,
+        sum(c.direction > 0 for c in crossings),
+        sum(c.direction < 0 for c in crossings),
+        board_counts,
+    )
 
 
-def _positions(people: list, phone_list: list[phones.Phone],
-               em: phones.Emissions) -> np.ndarray:
+def _positions(people: list, phone_list: list[phones.Phone], em: phones.Emissions) -> np.ndarray:
     pos = np.zeros((len(em.t), 2))
     for i, ph in enumerate(phone_list):
         rows = np.flatnonzero(em.phone == i)

@@ -67,17 +67,30 @@ def zone_visits(truth: Truth, plan: FloorPlan) -> list[tuple[int, str, int, int]
         brk = np.flatnonzero((np.diff(person) != 0) | (np.diff(t) != 1)) + 1
         starts = np.concatenate([[0], brk])
         ends = np.concatenate([brk - 1, [len(idx) - 1]])
-        out += [(int(person[s]), z.id, int(t[s]), int(t[e])) for s, e in
-                zip(starts, ends, strict=True)]
+        out += [
+            (int(person[s]), z.id, int(t[s]), int(t[e])) for s, e in zip(starts, ends, strict=True)
+        ]
     return sorted(out)
 
 
-def write(out: Path, truth: Truth, people: list[Person], phones: list[Phone],
-          crossings: list[Crossing], visits: list[tuple[int, str, int, int]],
-          meta: dict[str, object]) -> None:
+def write(
+    out: Path,
+    truth: Truth,
+    people: list[Person],
+    phones: list[Phone],
+    crossings: list[Crossing],
+    visits: list[tuple[int, str, int, int]],
+    meta: dict[str, object],
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "positions.npz", t=truth.t, person=truth.person, xy=truth.xy,
-                        inside=truth.inside, role=truth.role)
+    np.savez_compressed(
+        out / "positions.npz",
+        t=truth.t,
+        person=truth.person,
+        xy=truth.xy,
+        inside=truth.inside,
+        role=truth.role,
+    )
     os_of = {ph.person: ph.os for ph in phones}
     with (out / "people.csv").open("w", newline="") as f:
         w = csv.writer(f)
