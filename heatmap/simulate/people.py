@@ -132,7 +132,7 @@ class Crowd:
             inside = shapely.contains(z.polygon, shapely.points(self.grid.centers[cells]))
             cand = self.grid.centers[cells[inside]]
             if len(cand):
-                take = self.rng.choice(len(cand), size=min(16, len(cand)), replace=False)
+                take = self.rng.choice(len(cand), size=min(48, len(cand)), replace=False)
                 spots[z.id] = cand[take]
         return spots
 

@@ -1,0 +1,271 @@
+"""From the store database to what people look at: heatmaps, summary, zone table.
+
+``analyze`` runs localization and analytics over a period and writes
+``heatmap_total.png`` (+ one per hour), ``zones.csv``, ``summary.txt`` and
+``summary.json``; with a simulator truth directory it also writes
+``heatmap_vs_truth.png`` and puts truth beside every figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from heatmap import analytics, render, truth_compare
+from heatmap.floorplan import FloorPlan
+from heatmap.localize import locate, make_windows
+from heatmap.motion import MotionModel
+from heatmap.radio_model import RadioModel
+from heatmap.walkable_grid import WalkableGrid
+from sensing.progress import NoProgress, Progress
+
+K_ANONYMITY = 5
+HOUR_MS = 3_600_000
+
+
+@dataclass
+class Report:
+    period: str
+    door_in: int
+    door_out: int
+    visitors_est: int
+    passersby_est: int
+    capture_rate: float
+    mean_dwell_s: float
+    median_dwell_rf_s: float | None
+    person_seconds_inside: float
+    devices: dict[str, int]
+    zone_person_seconds: dict[str, float]
+    zone_devices: dict[str, int]
+    """distinct pseudonyms whose windows were located (posterior mean) in each zone"""
+    observations: int
+    windows: int
+    files: list[str] = field(default_factory=list)
+    truth: dict[str, Any] | None = None
+
+
+def _local(t_ms: int, tz: str) -> datetime:
+    return datetime.fromtimestamp(t_ms / 1000, ZoneInfo(tz))
+
+
+def analyze(
+    plan: FloorPlan,
+    db_path: Path,
+    t0_ms: int,
+    t1_ms: int,
+    out: Path,
+    truth_dir: Path | None = None,
+    progress: Progress | None = None,
+    cell_m: float = 1.0,
+) -> Report:
+    prog = progress or NoProgress()
+    out.mkdir(parents=True, exist_ok=True)
+    grid = WalkableGrid.build(plan, cell_m=cell_m)
+    model = RadioModel.from_plan(plan)
+    node_index = {n: i for i, n in enumerate(model.node_ids)}
+    db = sqlite3.connect(db_path)
+    rows = db.execute(
+        "SELECT t_ms, node, pid, rssi, band FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0_ms, t1_ms)
+    ).fetchall()
+    t = np.array([r[0] for r in rows], np.int64)
+    node = np.array([node_index.get(r[1], -1) for r in rows], np.int64)
+    keep = node >= 0
+    pid = np.array([r[2] for r in rows])[keep] if rows else np.zeros(0, str)
+    rssi = np.array([r[3] for r in rows], float)[keep] if rows else np.zeros(0)
+    band = np.array([r[4] for r in rows])[keep] if rows else np.zeros(0, str)
+    win = make_windows(t[keep], node[keep], pid, rssi, band, len(model.node_ids))
+    # person-seconds from BLE only: phones advertise continuously, while Wi-Fi probe
+    # bursts come minutes apart and say little about how long someone stayed
+    dur = np.where(win.band == "ble", win.window_ms / 1000, 0.0)
+    hour0 = t0_ms - t0_ms % HOUR_MS
+    n_hours = int(-(-(t1_ms - hour0) // HOUR_MS))
+    hour = np.clip((win.t_ms - hour0) // HOUR_MS, 0, n_hours - 1)
+    loc = locate(
+        win,
+        model,
+        grid,
+        dur,
+        hour,
+        n_hours,
+        prog.task("localize devices", max(len(win), 1)),
+        MotionModel(grid),
+    )
+    door = analytics.door_flow(db, t0_ms, t1_ms)
+    tracks = analytics.device_tracks(win, loc)
+    rf = loc.person_seconds
+    scale = analytics.fuse_scale(grid, rf, door)
+    fused = rf * scale
+    devices_per_visitor = tracks.entered / door.ins if door.ins else 0.0
+    passersby = round(tracks.passersby / devices_per_visitor) if devices_per_visitor else 0
+    capture = door.ins / (door.ins + passersby) if door.ins + passersby else 0.0
+    zones = analytics.zone_person_seconds(plan, grid, fused)
+    zone_devices = analytics.zone_devices(plan, win, loc)
+    tz = plan.timezone
+    period = f"{_local(t0_ms, tz).isoformat()}/{_local(t1_ms, tz).isoformat()}"
+    rep = Report(
+        period,
+        door.ins,
+        door.outs,
+        door.ins,
+        passersby,
+        capture,
+        door.mean_dwell_s,
+        float(np.median(tracks.dwell_s)) if len(tracks.dwell_s) else None,
+        door.person_seconds,
+        {
+            "visitor_devices": tracks.visitors,
+            "passerby_devices": tracks.passersby,
+            "seen_entering": tracks.entered,
+        },
+        zones,
+        zone_devices,
+        len(rows),
+        len(win),
+    )
+    span = f"{_local(t0_ms, tz):%Y-%m-%d %H:%M}–{_local(t1_ms, tz):%H:%M} ({tz})"
+    fig = render.heatmap_figure(
+        plan,
+        grid,
+        fused,
+        f"{plan.name}: where people spent time, {span}",
+        f"{door.ins} visitors counted by the door beams; positions from {len(model.node_ids)} "
+        "ceiling nodes (BLE), scaled to the door counts",
+    )
+    rep.files.append(str(render.save(fig, out / "heatmap_total.png")))
+    rep.files += _hourly(plan, grid, loc.by_group * scale, hour0, out, db)
+    if truth_dir is not None:
+        rep.truth = _compare(plan, grid, fused, rep, truth_dir, out, span)
+    _write_tables(rep, out)
+    db.close()
+    return rep
+
+
+def _hourly(
+    plan: FloorPlan,
+    grid: WalkableGrid,
+    per_hour: np.ndarray,
+    hour0: int,
+    out: Path,
+    db: sqlite3.Connection,
+) -> list[str]:
+    """One heatmap per hour, all on the colour scale of the busiest."""
+    files = []
+    dens = per_hour / grid.cell_m**2
+    vmax = float(np.percentile(dens[dens > 0], 99)) if (dens > 0).any() else 1.0
+    for h, ps in enumerate(per_hour):
+        h0 = hour0 + h * HOUR_MS
+        lt = _local(h0, plan.timezone)
+        n_in = db.execute(
+            "SELECT COUNT(*) FROM door_events WHERE dir > 0 AND t_ms >= ? AND t_ms < ?",
+            (h0, h0 + HOUR_MS),
+        ).fetchone()[0]
+        fig = render.heatmap_figure(
+            plan,
+            grid,
+            ps,
+            f"{plan.name}: {lt:%Y-%m-%d %H:00}–{(lt.hour + 1) % 24:02d}:00",
+            f"{n_in} visitors came in this hour; same colour scale for every hour",
+            vmax=vmax,
+        )
+        files.append(str(render.save(fig, out / f"heatmap_{lt:%H}00.png")))
+    return files
+
+
+def _compare(
+    plan: FloorPlan,
+    grid: WalkableGrid,
+    fused: np.ndarray,
+    rep: Report,
+    truth_dir: Path,
+    out: Path,
+    span: str,
+) -> dict[str, Any]:
+    tf = truth_compare.load(truth_dir, grid)
+    est1 = analytics.cell_sum(grid, fused * grid.inside, 1.0)
+    tru1 = analytics.cell_sum(grid, tf.per_cell * grid.inside, 1.0)
+    inside1 = analytics.cell_sum(grid, grid.inside.astype(float), 1.0) > 0
+    r = truth_compare.pearson_r(est1[inside1], tru1[inside1])
+    tz_ps = analytics.zone_person_seconds(plan, grid, tf.per_cell * grid.inside)
+    fig = render.comparison_figure(
+        plan,
+        grid,
+        fused,
+        tf.per_cell,
+        f"{plan.name}, {span}",
+        f"Pearson r of person-seconds per 1 m cell inside the store: {r:.2f}",
+    )
+    rep.files.append(str(render.save(fig, out / "heatmap_vs_truth.png")))
+    return {
+        "door_in": tf.door_in,
+        "door_out": tf.door_out,
+        "passersby": tf.passersby,
+        "capture_rate": tf.visitors_entered / (tf.visitors_entered + tf.passersby)
+        if tf.visitors_entered + tf.passersby
+        else 0.0,
+        "mean_dwell_s": tf.mean_dwell_s,
+        "median_dwell_s": tf.median_dwell_s,
+        "person_seconds_inside": tf.person_seconds_inside,
+        "shopper_seconds_inside": tf.shopper_seconds_inside,
+        "heatmap_pearson_r_1m": r,
+        "zone_person_seconds": tz_ps,
+    }
+
+
+def _pct(est: float, true: float) -> str:
+    return f"{(est - true) / true * 100:+.1f} %" if true else "n/a"
+
+
+def _write_tables(rep: Report, out: Path) -> None:
+    t = rep.truth
+    zone_total = sum(rep.zone_person_seconds.values()) or 1.0
+    with (out / "zones.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["zone", "person_seconds", "share"] + (["truth_share"] if t else []))
+        ttot = sum(t["zone_person_seconds"].values()) or 1.0 if t else 1.0
+        for z, ps in rep.zone_person_seconds.items():
+            row = [z, round(ps), round(ps / zone_total, 4)]
+            if t:
+                row.append(round(t["zone_person_seconds"][z] / ttot, 4))
+            w.writerow(row)
+    (out / "summary.json").write_text(json.dumps(asdict(rep), indent=1, default=float))
+    lines = [f"footfall summary — {rep.period}", ""]
+    head = f"{'':34}{'measured':>12}" + (f"{'truth':>12}{'error':>10}" if t else "")
+    lines.append(head)
+
+    def line(name: str, est: float, key: str | None, fmt: str = "{:.0f}") -> None:
+        s = f"{name:34}{fmt.format(est):>12}"
+        if t and key:
+            s += f"{fmt.format(t[key]):>12}{_pct(est, t[key]):>10}"
+        lines.append(s)
+
+    line("visitors (door beams, in)", rep.door_in, "door_in")
+    line("exits (door beams, out)", rep.door_out, "door_out")
+    line("passersby (RF, door-calibrated)", rep.passersby_est, "passersby")
+    line("capture rate", rep.capture_rate, "capture_rate", "{:.3f}")
+    line("mean dwell, s (Little's law)", rep.mean_dwell_s, "mean_dwell_s")
+    if rep.median_dwell_rf_s is not None:
+        line("median dwell, s (RF tracks)", rep.median_dwell_rf_s, "median_dwell_s")
+    line("visitor person-seconds inside", rep.person_seconds_inside, "shopper_seconds_inside")
+    if t:
+        lines.append(f"{'heatmap Pearson r (1 m cells)':34}{t['heatmap_pearson_r_1m']:>12.3f}")
+    lines += [
+        "",
+        f"observations {rep.observations}, device-windows {rep.windows}, devices: {rep.devices}",
+        "",
+        "zone share of person-seconds" + ("  (measured / truth)" if t else ""),
+    ]
+    ttot = sum(t["zone_person_seconds"].values()) or 1.0 if t else 1.0
+    for z, ps in sorted(rep.zone_person_seconds.items(), key=lambda kv: -kv[1]):
+        s = f"  {z:20}{ps / zone_total * 100:6.1f} %"
+        if t:
+            s += f"  /  {t['zone_person_seconds'][z] / ttot * 100:5.1f} %"
+        lines.append(s)
+    (out / "summary.txt").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,58 @@
+"""Scoring against the simulator's ground truth (simulated stores only)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from heatmap.simulate.truth import Truth
+from heatmap.walkable_grid import WalkableGrid
+
+
+@dataclass(frozen=True)
+class TruthFigures:
+    door_in: int
+    door_out: int
+    passersby: int
+    """people who walked the street and never came in"""
+    visitors_entered: int
+    mean_dwell_s: float
+    median_dwell_s: float
+    person_seconds_inside: float
+    """everyone inside (shoppers and staff), person-seconds"""
+    shopper_seconds_inside: float
+    per_cell: NDArray[np.float64]
+    """person-seconds per grid cell, everyone"""
+
+
+def load(truth_dir: Path, grid: WalkableGrid) -> TruthFigures:
+    tr = Truth.load(truth_dir)
+    with (truth_dir / "door_crossings.csv").open() as f:
+        dirs = [int(r["direction"]) for r in csv.DictReader(f)]
+    with (truth_dir / "people.csv").open() as f:
+        roles = {int(r["person"]): r["role"] for r in csv.DictReader(f)}
+    shopper = tr.role == "shopper"
+    inside_s = np.bincount(tr.person[shopper & tr.inside], minlength=len(roles))
+    entered = np.flatnonzero(inside_s > 0)
+    per_cell = np.bincount(grid.cells_of(tr.xy), minlength=grid.nx * grid.ny).astype(float)
+    return TruthFigures(
+        door_in=sum(d > 0 for d in dirs),
+        door_out=sum(d < 0 for d in dirs),
+        passersby=sum(r == "passerby" for r in roles.values()),
+        visitors_entered=len(entered),
+        mean_dwell_s=float(inside_s[entered].mean()) if len(entered) else 0.0,
+        median_dwell_s=float(np.median(inside_s[entered])) if len(entered) else 0.0,
+        person_seconds_inside=float(tr.inside.sum()),
+        shopper_seconds_inside=float((shopper & tr.inside).sum()),
+        per_cell=per_cell,
+    )
+
+
+def pearson_r(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
