@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import shutil
 import tempfile
 import time
@@ -67,7 +68,10 @@ def run_demo(
     progress: Progress | None = None,
     plan: FloorPlan | None = None,
     workers: int = 2,
+    external_broker: BrokerAddress | None = None,
 ) -> DemoResult:
+    """Run the whole demo into ``out``; ``external_broker``: use that broker instead of
+    starting a private one (the tests listen on it)."""
     prog = progress or NoProgress()
     plan = plan or load_default()
     sc = scenario or Scenario()
@@ -77,7 +81,12 @@ def run_demo(
     sim = simulate(plan, sc, out / "sim", prog)
     secs["simulate"] = time.monotonic() - t
 
-    running: RunningBroker = start_private_broker(out / "broker", prefer=broker)
+    running: RunningBroker | None = None
+    if external_broker is None:
+        running = start_private_broker(out / "broker", prefer=broker)
+        addr, kind = running.address, running.kind
+    else:
+        addr, kind = external_broker, "external"
     keydir = Path(tempfile.mkdtemp(prefix="footfall-node-keys-"))
     try:
         keyfile = keydir / "store.key"
@@ -86,10 +95,12 @@ def run_demo(
         if db_path.exists():
             for p in db_path.parent.glob("store.db*"):
                 p.unlink()
-        ing = Ingestor(plan.store_id, str(db_path), running.address)
+        # a shared (external) broker may hold an old persistent session of this id
+        client_id = None if running else f"footfall-aggregator-{plan.store_id}-{os.getpid()}"
+        ing = Ingestor(plan.store_id, str(db_path), addr, client_id)
         ing.start()
         t = time.monotonic()
-        replays = _replay_all(plan, sim, keyfile, running.address, prog, ing, workers)
+        replays = _replay_all(plan, sim, keyfile, addr, prog, ing, workers)
         secs["replay"] = time.monotonic() - t
         if not ing.wait_complete({n.id for n in plan.nodes}, timeout_s=120):
             raise BrokerError("aggregator did not receive every batch the nodes published")
@@ -107,11 +118,12 @@ def run_demo(
             progress=prog,
         )
         secs["analyze"] = time.monotonic() - t
-        published = _publish_aggregates(plan, running.address, report)
+        published = _publish_aggregates(plan, addr, report)
     finally:
         shutil.rmtree(keydir, ignore_errors=True)  # the simulated nodes are gone: so is their key
-        running.stop()
-    return DemoResult(out, running.kind, sim, replays, report, published, secs)
+        if running is not None:
+            running.stop()
+    return DemoResult(out, kind, sim, replays, report, published, secs)
 
 
 def _replay_all(

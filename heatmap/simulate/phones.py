@@ -36,7 +36,7 @@ IE_LAYOUTS: dict[str, list[tuple[int, bytes]]] = {
         (50, bytes.fromhex("0c1218243048606c")),
         (45, bytes.fromhex("ef0117ffff00000000000000000000000000000000000000000000")[:26]),
         (127, bytes.fromhex("0000080000000040")),
-        (255, bytes.fromhex("230d01080000")),
+        (255, bytes.fromhex("23" + "00" * 17 + "fafffaff")),  # HE capabilities
     ],
     "legacy": [
         (1, bytes.fromhex("82848b96")),

@@ -1,0 +1,112 @@
+"""Shared fixtures: a real Mosquitto on a free loopback port, the simulated store,
+and one end-to-end demo run that several tests inspect."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from heatmap.broker import RunningBroker, start_mosquitto
+from sensing.mqtt_link import BrokerAddress, connect, make_client
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the repository (CI places it there)."""
+    if not (DATA / "README.md").exists():
+        pytest.fail(f"real captures not found at {DATA}")
+    return DATA
+
+
+def _need_mosquitto() -> None:
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail("mosquitto is required for the tests (apt-get install mosquitto)")
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+    """A private Mosquitto broker for the whole session."""
+    _need_mosquitto()
+    b = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield b
+    b.stop()
+
+
+@dataclass
+class Recorder:
+    """Records every message of a subscription (topic, payload, retain)."""
+
+    messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append((m.topic, bytes(m.payload), bool(m.retain)))
+
+
+@pytest.fixture
+def recorder_factory() -> Iterator[object]:
+    clients: list[mqtt.Client] = []
+
+    def make(addr: BrokerAddress, topic: str = "#") -> Recorder:
+        rec = Recorder()
+        c = make_client(addr, f"test-recorder-{len(clients)}-{id(rec)}")
+        c.on_message = rec.on_message
+        connect(c, addr)
+        c.subscribe(topic, qos=1)
+        clients.append(c)
+        return rec
+
+    yield make
+    for c in clients:
+        c.loop_stop()
+        c.disconnect()
+
+
+def _settle(rec: Recorder, quiet_s: float = 0.5, max_s: float = 10.0) -> None:
+    """Wait until no new message arrived for ``quiet_s`` (bounded by ``max_s``)."""
+    import time
+
+    deadline = time.monotonic() + max_s
+    n = -1
+    while time.monotonic() < deadline and n != len(rec.messages):
+        n = len(rec.messages)
+        time.sleep(quiet_s)
+
+
+@dataclass
+class DemoRun:
+    out: Path
+    result: object
+    mqtt: Recorder
+
+
+@pytest.fixture(scope="session")
+def demo_run(
+    tmp_path_factory: pytest.TempPathFactory, mosquitto: RunningBroker
+) -> Iterator[DemoRun]:
+    """One short demo through a real Mosquitto, with every MQTT message recorded."""
+    from heatmap.demo import default_scenario, run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    rec = Recorder()
+    c = make_client(mosquitto.address, "test-demo-recorder")
+    c.on_message = rec.on_message
+    connect(c, mosquitto.address)
+    c.subscribe("#", qos=1)
+    try:
+        res = run_demo(out, default_scenario(0.5, seed=7), external_broker=mosquitto.address)
+        _settle(rec)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    yield DemoRun(out, res, rec)

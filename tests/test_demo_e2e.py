@@ -1,0 +1,114 @@
+"""`footfall demo` end to end against a real Mosquitto, and the user-facing CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sensing import payloads, topics
+
+from conftest import DemoRun
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_writes_heatmaps_report_and_database(demo_run: DemoRun) -> None:
+    rep = demo_run.out / "report"
+    for name in (
+        "heatmap_total.png",
+        "heatmap_vs_truth.png",
+        "heatmap_1000.png",
+        "summary.txt",
+        "summary.json",
+        "zones.csv",
+    ):
+        assert (rep / name).stat().st_size > 0, name
+    with Image.open(rep / "heatmap_total.png") as im:
+        assert im.size[0] >= 1000 and im.size[1] >= 600
+    db = sqlite3.connect(demo_run.out / "aggregator" / "store.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    n_obs = db.execute("SELECT COUNT(*) FROM obs").fetchone()[0]
+    res = demo_run.result
+    assert n_obs == sum(r.observations for r in res.replays) > 0  # nothing lost, no dupes
+    assert db.execute("SELECT COUNT(*) FROM rejects").fetchone()[0] == 0
+
+
+def test_summary_against_ground_truth(demo_run: DemoRun) -> None:
+    s = json.loads((demo_run.out / "report" / "summary.json").read_text())
+    t = s["truth"]
+    assert t is not None and t["door_in"] > 20
+    assert abs(s["door_in"] - t["door_in"]) <= max(3, 0.08 * t["door_in"])
+    assert 0 < s["capture_rate"] < 1 and 0 < t["capture_rate"] < 1
+    assert s["mean_dwell_s"] > 60
+    # a first localizer: well above chance, far from the issue-8 goal
+    assert t["heatmap_pearson_r_1m"] > 0.2
+    text = (demo_run.out / "report" / "summary.txt").read_text()
+    assert "visitors (door beams, in)" in text and "heatmap Pearson r" in text
+
+
+def test_every_mqtt_payload_follows_the_contract(demo_run: DemoRun) -> None:
+    kinds: dict[str, int] = {}
+    for topic, raw, _ in demo_run.mqtt.messages:
+        t = topics.parse(topic)
+        payloads.decode(t.kind, raw)  # raises if invalid
+        kinds[t.kind] = kinds.get(t.kind, 0) + 1
+    assert {"obs", "node_status", "door_events", "floor_events", "footfall", "zone_stats"} <= set(
+        kinds
+    )
+
+
+def test_published_aggregates_are_k_anonymous(demo_run: DemoRun) -> None:
+    s = json.loads((demo_run.out / "report" / "summary.json").read_text())
+    zone_msgs = [
+        (topics.parse(t).entity, json.loads(raw))
+        for t, raw, _ in demo_run.mqtt.messages
+        if topics.parse(t).kind == "zone_stats"
+    ]
+    assert zone_msgs
+    for zone, p in zone_msgs:
+        devices = s["zone_devices"][zone]
+        assert p["k"] == 5
+        assert p["suppressed"] == (devices < 5)
+        assert ("person_seconds" in p) == (devices >= 5)
+
+
+def test_cli_demo_on_a_fresh_output_dir(tmp_path: Path) -> None:
+    """The README's main command, as a user runs it (private broker, progress off)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sensing.cli",
+            "demo",
+            "--hours",
+            "0.2",
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "broker: mosquitto" in r.stdout
+    assert str(tmp_path / "out" / "report" / "heatmap_total.png") in r.stdout
+    assert (tmp_path / "out" / "report" / "heatmap_total.png").exists()
+
+
+def test_demo_with_embedded_amqtt_broker(tmp_path: Path) -> None:
+    """What a machine without mosquitto gets: the embedded pure-Python broker."""
+    from heatmap.demo import default_scenario, run_demo
+
+    res = run_demo(tmp_path / "out", default_scenario(0.1, seed=2), broker="amqtt")
+    assert res.broker_kind == "amqtt"
+    assert res.report.observations == sum(r.observations for r in res.replays) > 0
