@@ -20,7 +20,7 @@ _PUBLIC = BleAddrType.PUBLIC
 _PRIVATE = (BleAddrType.RESOLVABLE, BleAddrType.NON_RESOLVABLE)
 
 WIFI_LINKTYPES = frozenset({105, 127})
-BLE_LINKTYPES = frozenset({251, 256, 272})
+BLE_LINKTYPES = frozenset({187, 201, 251, 254, 256, 272})  # LL, Nordic, HCI/btsnoop
 
 
 @dataclass(frozen=True, slots=True)

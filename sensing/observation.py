@@ -87,7 +87,8 @@ class BleAdvert:
     rssi: int | None
     """dBm (None when the sniffer did not report it)"""
     channel: int
-    """advertising channel 37, 38 or 39 (or RF channel index for others)"""
+    """BLE channel index: 37, 38, 39 for advertising, 0–36 for data; -1 when the
+    source does not say (LINKTYPE 251, HCI reports)"""
     pdu_type: int
     kind: DeviceKind
 
