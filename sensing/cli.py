@@ -1,5 +1,8 @@
-"""The ``footfall`` command line. Each subcommand imports what it needs, so a
-node never loads the aggregator's heavy libraries.
+"""The ``footfall`` command line.
+
+Subcommands live in small modules listed in ``COMMAND_MODULES``; each has a
+``register(subparsers)`` and imports its heavy dependencies only when run, so a
+node never loads the aggregator's libraries.
 
 Exit codes: 0 ok, 1 error (``footfall: error: …``), 2 usage. Tracebacks only
 with ``FOOTFALL_DEBUG=1``.
@@ -8,161 +11,29 @@ with ``FOOTFALL_DEBUG=1``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 from sensing import __version__
 from sensing.errors import FootfallError
-from sensing.progress import Advance, NoProgress, Progress
 
-
-class RichProgress:
-    """A rich progress bar per task, on stderr."""
-
-    def __init__(self, bar: Any) -> None:
-        self.bar = bar
-
-    def task(self, description: str, total: float) -> Advance:
-        tid = self.bar.add_task(description, total=total)
-        return lambda n: self.bar.advance(tid, n)
-
-
-@contextmanager
-def progress_bar(enabled: bool) -> Iterator[Progress]:
-    if not enabled:
-        yield NoProgress()
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as Bar
-
-    with Bar(
-        TextColumn("{task.description:<34}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as bar:
-        yield RichProgress(bar)
-
-
-def cmd_demo(a: argparse.Namespace) -> int:
-    from heatmap.demo import default_scenario, run_demo
-
-    t = time.monotonic()
-    with progress_bar(not a.quiet) as prog:
-        res = run_demo(Path(a.out), default_scenario(a.hours, a.seed, a.start), a.broker, prog)
-    rep = res.report
-    out = res.out.resolve()
-    print(
-        f"footfall demo: {a.hours:g} h of a simulated store ({res.sim.people}) went through "
-        f"the real pipeline in {time.monotonic() - t:.0f} s"
-    )
-    print(
-        f"  broker: {res.broker_kind} on {('loopback')}, "
-        f"{sum(r.batches for r in res.replays)} obs batches from {len(res.replays)} nodes"
-    )
-    print(
-        f"  visitors {rep.door_in}, passersby ≈ {rep.passersby_est}, "
-        f"mean dwell {rep.mean_dwell_s / 60:.1f} min"
-        + (f", heatmap r = {rep.truth['heatmap_pearson_r_1m']:.2f} vs truth" if rep.truth else "")
-    )
-    print(f"  heatmaps: {out / 'report' / 'heatmap_total.png'} (+ per hour, vs truth)")
-    print(f"  summary:  {out / 'report' / 'summary.txt'}")
-    print(f"  database: {out / 'aggregator' / 'store.db'};  captures + truth: {out / 'sim'}")
-    return 0
-
-
-def cmd_simulate(a: argparse.Namespace) -> int:
-    from heatmap.demo import default_scenario
-    from heatmap.floorplan import load, load_default
-    from heatmap.simulate.store_day import simulate
-
-    plan = load(a.floor) if a.floor else load_default()
-    with progress_bar(not a.quiet) as prog:
-        res = simulate(plan, default_scenario(a.hours, a.seed, a.start), Path(a.out), prog)
-    print(
-        f"simulated {a.hours:g} h: {res.people}, {res.phones} phones; "
-        f"wifi frames {sum(res.wifi_frames.values())}, ble frames {sum(res.ble_frames.values())}, "
-        f"door in/out {res.door_in_truth}/{res.door_out_truth} → {Path(a.out).resolve()}"
-    )
-    return 0
-
-
-def cmd_floorplan(a: argparse.Namespace) -> int:
-    from heatmap.floorplan import load
-
-    plan = load(a.file)
-    print(
-        f"{a.file}: ok — store {plan.store_id!r}, {len(plan.nodes)} nodes, {len(plan.zones)} "
-        f"zones, {len(plan.doors)} doors, {len(plan.walls)} walls, {len(plan.shelves)} shelves, "
-        f"{len(plan.tiles)} tile arrays"
-    )
-    return 0
-
-
-def cmd_keygen(a: argparse.Namespace) -> int:
-    from datetime import date
-
-    from sensing.pseudonym import KeyFile
-
-    path = Path(a.out)
-    if path.exists() and not a.force:
-        raise FootfallError(f"{path} exists; use --force to replace the store key")
-    KeyFile.provision(
-        path,
-        date.fromisoformat(a.start_date) if a.start_date else date.today(),
-        a.roll_hour,
-        a.timezone,
-    )
-    print(
-        f"wrote store key {path} (mode 0600); copy it to every node of the store, never to "
-        "the aggregator"
-    )
-    return 0
+COMMAND_MODULES = (
+    "heatmap.cli_store",  # demo, simulate, floorplan
+    "sensing.cli_keys",  # keygen
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="footfall", description="Camera-free footfall and heatmap sensing for physical stores."
+        prog="footfall",
+        description="Camera-free footfall and heatmap sensing for physical stores.",
     )
     p.add_argument("--version", action="version", version=f"footfall {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
-
-    d = sub.add_parser("demo", help="simulated store → real pipeline → heatmaps")
-    d.add_argument("--out", default="footfall-out", help="output directory (default %(default)s)")
-    d.add_argument("--hours", type=float, default=2.0, help="store hours to simulate (%(default)s)")
-    d.add_argument("--seed", type=int, default=1)
-    d.add_argument("--start", help="local start, ISO format (default 2026-11-20T10:00)")
-    d.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    d.set_defaults(func=cmd_demo)
-
-    s = sub.add_parser("simulate", help="write a simulated store day as capture files")
-    s.add_argument("--out", required=True)
-    s.add_argument("--floor", help="floor plan TOML (default: the bundled store)")
-    s.add_argument("--hours", type=float, default=8.0)
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--start", help="local start, ISO format")
-    s.add_argument("-q", "--quiet", action="store_true")
-    s.set_defaults(func=cmd_simulate)
-
-    f = sub.add_parser("floorplan", help="validate a floor plan TOML file")
-    f.add_argument("file")
-    f.set_defaults(func=cmd_floorplan)
-
-    k = sub.add_parser("keygen", help="provision a store's pseudonym key (K_0)")
-    k.add_argument("--out", required=True)
-    k.add_argument("--start-date", help="local date of epoch 0 (default today)")
-    k.add_argument("--roll-hour", type=int, default=4)
-    k.add_argument("--timezone", default="UTC")
-    k.add_argument("--force", action="store_true")
-    k.set_defaults(func=cmd_keygen)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return p
 
 
