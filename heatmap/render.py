@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 from heatmap.floorplan import FloorPlan
 from heatmap.walkable_grid import WalkableGrid
 
-CMAP = "inferno"
+CMAP = "YlOrRd"
+"""light for little time, dark red for much: reads on a light floor plan"""
 
 
 def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
@@ -104,7 +105,8 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
     for n in plan.nodes:
         ax.plot(n.x, n.y, marker="^", ms=7, mfc="#00b4d8", mec="black", mew=0.7, zorder=7)
         if labels:
-            ax.text(n.x + 0.35, n.y + 0.3, n.id, fontsize=7, color="#005f73", zorder=7)
+            ax.text(n.x + 0.4, n.y - 0.55, n.id, fontsize=7, color="#005f73", zorder=7,
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.6})
     x0, y0, x1, y1 = plan.bounds
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
@@ -114,10 +116,10 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
 
 
 def _heat(ax: Axes, grid: WalkableGrid, per_cell: NDArray[np.float64], vmax: float) -> object:
-    """Density over the plan; cells under 3 % of the scale stay clear so the plan shows."""
+    """Density over the plan; cells under 5 % of the scale stay clear so the plan shows."""
     density = (per_cell / grid.cell_m**2).reshape(grid.ny, grid.nx)
     masked = np.ma.masked_where(
-        ~grid.walkable.reshape(grid.ny, grid.nx) | (density < 0.03 * vmax), density
+        ~grid.walkable.reshape(grid.ny, grid.nx) | (density < 0.05 * vmax), density
     )
     return ax.imshow(
         masked,
