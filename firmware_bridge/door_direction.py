@@ -1,12 +1,13 @@
 """Direction of a crossing from two offset beams, A (street side) and B (inside).
 
 The same state machine runs in the door board's firmware
-(``hardware/firmware/door_direction.c``) and on the Pi for beams wired straight to
+(``hardware/firmware/src/door_direction.c``) and on the Pi for beams wired straight to
 GPIO (:mod:`firmware_bridge.gpio_beams`). A full A↓ B↓ A↑ B↑ sequence is one person
 coming in (+1); B↓ A↓ B↑ A↑ going out (-1). A second person blocking the first
 beam again while the first still blocks the second is counted as a tailgater.
-Half crossings (someone steps into the door and back) and sequences that stall
-longer than ``timeout_ms`` are counted, not reported as crossings.
+Half crossings (someone steps into the door and back) are counted, not reported
+as crossings; a sequence that stalls longer than ``timeout_ms`` is counted as a
+timeout and restarted from the beams' current levels.
 
 >>> d = DoorDirection()
 >>> [d.edge(t, beam, blocked) for t, beam, blocked in
@@ -45,17 +46,28 @@ class DoorDirection:
             raise ValueError(f"beam must be 'A' or 'B', not {beam!r}")
         if self._blocked[beam] == blocked:
             return None  # repeated level: nothing changed
-        self._blocked[beam] = blocked
         if self._state is not _S.IDLE and t_ms - self._since > self.timeout_ms:
+            # the sequence stalled (someone lingered in a beam): forget it, but restart
+            # from the beam levels as they were just before this edge, so a person who
+            # stood in beam A and then walks in is still counted
             self.stats["timeout"] += 1
-            self._state = _S.IDLE
+            self._restart_from_levels()
+        self._blocked[beam] = blocked
         result = self._step(beam, blocked)
         self._since = t_ms
         if self._state is _S.IDLE and (self._blocked["A"] or self._blocked["B"]):
             # someone is still in a beam after a sequence ended: start anew from levels
-            self._first = "A" if self._blocked["A"] else "B"
-            self._state = _S.BOTH if self._blocked["A"] and self._blocked["B"] else _S.FIRST
+            self._restart_from_levels()
         return result
+
+    def _restart_from_levels(self) -> None:
+        a, b = self._blocked["A"], self._blocked["B"]
+        if a and b:
+            self._state = _S.BOTH  # keep the stalled sequence's first beam
+        elif a or b:
+            self._first, self._state = ("A" if a else "B"), _S.FIRST
+        else:
+            self._state = _S.IDLE
 
     def _step(self, beam: str, blocked: bool) -> int | None:
         s = self._state
