@@ -27,7 +27,7 @@ def test_default_store_matches_the_brief() -> None:
     assert len(plan.nodes) == 6
     assert len(plan.zones) >= 8
     assert {"entrance", "checkout", "promo", "fitting_room"} <= {z.id for z in plan.zones}
-    assert len(plan.doors) == 1 and plan.doors[0].beam_gap_m > 0
+    assert len(plan.doors) == 2 and all(d.beam_gap_m > 0 for d in plan.doors)  # two lanes
     assert len(plan.tiles) == 1 and len(plan.shelves) >= 6
     assert plan.street_polygon is not None and not plan.street_polygon.intersects(
         plan.outline_polygon.buffer(-0.01)
@@ -60,7 +60,7 @@ def _broken(edit: Any) -> dict[str, Any]:
         (lambda d: d["nodes"][0].update(x="five"), r"nodes\[0\]\.x: expected float, got str"),
         (
             lambda d: d["doors"][0].update(points=[[14, 5], [16, 5]]),
-            r"doors\[0\] 'main'.points: a door is one segment on the outline",
+            r"doors\[0\] 'main_w'.points: a door is one segment on the outline",
         ),
         (
             lambda d: d["walls"][0].update(attenuation_db=-3),

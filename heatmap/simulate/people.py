@@ -115,10 +115,7 @@ class Crowd:
         self.plan, self.grid, self.sc, self.rng = plan, grid, sc, rng
         self.router = Router(grid)
         self.people: list[Person] = []
-        door = plan.doors[0]
-        dx, dy = door.center
-        self.door_out = (dx, dy - 0.8)
-        self.door_in = (dx, dy + 0.8)
+        self.way_in, self.way_out = _keep_right_lanes(plan)
         self.zone_spots = self._zone_spots()
         sx0, sy0, sx1, sy1 = plan.street_polygon.bounds if plan.street_polygon else (0, 0, 0, 0)
         self.street = (sx0 + 0.3, sy0 + 0.3, sx1 - 0.3, sy1 - 0.3)
@@ -194,8 +191,8 @@ class Crowd:
         p = self._new("shopper")
         speed = float(rng.uniform(0.8, 1.3))
         p.add(t, *self._street_end())
-        self._walk(p, self.door_out, 1.2)
-        self._walk(p, self.door_in, speed)
+        self._walk(p, self.way_in[0], 1.2)
+        self._walk(p, self.way_in[1], speed)
         names = [z for z in self.zone_spots if ZONE_APPEAL.get(z, 1.0) > 0]
         w = np.array([ZONE_APPEAL.get(z, 1.0) for z in names])
         n = int(rng.integers(1, 5))
@@ -214,8 +211,8 @@ class Crowd:
 
     def leave(self, p: Person) -> None:
         speed = 1.1
-        self._walk(p, self.door_in, speed)
-        self._walk(p, self.door_out, speed)
+        self._walk(p, self.way_out[0], speed)
+        self._walk(p, self.way_out[1], speed)
         self._walk(p, self._street_end(), 1.3)
 
     def staff(self, idx: int, duration: float) -> None:
@@ -260,6 +257,37 @@ class Crowd:
             b.add(start + 3.0, *TILL_SPOTS[k])
             self._dwell(b, service, 0.15)
             free[k] = b.t_end
+
+
+Waypoints = tuple[tuple[float, float], tuple[float, float]]
+
+
+def _keep_right_lanes(plan: FloorPlan) -> tuple[Waypoints, Waypoints]:
+    """(outside, inside) points to walk in through, and (inside, outside) to walk out
+    through: people keep to their right, so with several doors side by side those
+    coming in use the right-most one and those leaving the one on their right."""
+    import shapely
+
+    ways = []
+    for d in plan.doors:
+        (ax, ay), (bx, by) = d.a, d.b
+        n = np.array([by - ay, -(bx - ax)]) / np.hypot(bx - ax, by - ay)
+        c = np.array(d.center)
+        if not plan.outline_polygon.contains(shapely.Point(*(c + 0.05 * n))):
+            n = -n  # n points into the store
+        ways.append((c, n))
+    n_in = ways[0][1]
+    right_in = np.array([n_in[1], -n_in[0]])  # right-hand side walking in
+    c_in, n1 = max(ways, key=lambda w: float(w[0] @ right_in))
+    c_out, n2 = max(ways, key=lambda w: float(w[0] @ -right_in))
+
+    def pt(v: NDArray[np.float64]) -> tuple[float, float]:
+        return (float(v[0]), float(v[1]))
+
+    return (
+        (pt(c_in - 0.8 * n1), pt(c_in + 0.8 * n1)),
+        (pt(c_out + 0.8 * n2), pt(c_out - 0.8 * n2)),
+    )
 
 
 def _slot(k: int) -> tuple[float, float]:
