@@ -22,11 +22,12 @@ def cmd_demo(a: argparse.Namespace) -> int:
     rep = res.report
     out = res.out.resolve()
     print(
-        f"footfall demo: {a.hours:g} h of a simulated store ({res.sim.people}) went through "
-        f"the real pipeline in {time.monotonic() - t:.0f} s"
+        f"footfall demo: {a.hours:g} h of a simulated store ("
+        + ", ".join(f"{n} {role}" for role, n in res.sim.people.items())
+        + f") went through the real pipeline in {time.monotonic() - t:.0f} s"
     )
     print(
-        f"  broker: {res.broker_kind} on {('loopback')}, "
+        f"  broker: {res.broker_kind} on loopback, "
         f"{sum(r.batches for r in res.replays)} obs batches from {len(res.replays)} nodes"
     )
     print(
