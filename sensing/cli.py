@@ -22,6 +22,8 @@ from sensing.errors import FootfallError
 COMMAND_MODULES = (
     "heatmap.cli_store",  # demo, simulate, floorplan
     "sensing.cli_keys",  # keygen
+    "sensing.cli_node",  # node, doctor, provision
+    "sensing.cli_optout",  # optout add|remove|list
 )
 
 
