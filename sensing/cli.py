@@ -21,6 +21,7 @@ from sensing.errors import FootfallError
 
 COMMAND_MODULES = (
     "heatmap.cli_store",  # demo, simulate, floorplan
+    "heatmap.cli_aggregator",  # aggregator, db
     "sensing.cli_keys",  # keygen
     "sensing.cli_node",  # node, doctor, provision
     "sensing.cli_optout",  # optout add|remove|list

@@ -23,6 +23,7 @@ SCHEMA_FILES: dict[str, str] = {
     "occupancy": "occupancy.schema.json",
     "zone_stats": "zone_stats.schema.json",
     "footfall": "footfall.schema.json",
+    "aggregator_status": "aggregator_status.schema.json",
 }
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
@@ -30,7 +31,10 @@ MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 def schema(kind: str) -> dict[str, Any]:
     """The JSON Schema (as a dict) of payloads of topic ``kind``."""
-    return json.loads(resources.files("sensing.schemas").joinpath(SCHEMA_FILES[kind]).read_text())
+    s: dict[str, Any] = json.loads(
+        resources.files("sensing.schemas").joinpath(SCHEMA_FILES[kind]).read_text()
+    )
+    return s
 
 
 @cache
@@ -54,8 +58,15 @@ def decode(kind: str, raw: bytes) -> dict[str, Any]:
     ------
     PayloadError
         with ``reason`` one of ``too_large``, ``not_utf8``, ``not_json``,
-        ``schema`` (the message names the failing field).
+        ``schema`` (the message names the failing field; a key given twice in
+        one object is a ``schema`` error too).
     """
+    return decode_with_text(kind, raw)[0]
+
+
+def decode_with_text(kind: str, raw: bytes) -> tuple[dict[str, Any], str]:
+    """:func:`decode`, also returning the payload's text (for a consumer that hands
+    the validated text itself to another JSON reader, such as SQLite's)."""
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadError(f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}", "too_large")
     try:
@@ -63,16 +74,32 @@ def decode(kind: str, raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise PayloadError(f"payload is not UTF-8: {e}", "not_utf8") from e
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_unique_keys)
+    except PayloadError:
+        raise
     except ValueError as e:
         raise PayloadError(f"payload is not JSON: {e}", "not_json") from e
     if kind not in SCHEMA_FILES:
         raise PayloadError(f"no schema for topic kind {kind!r}", "unknown_kind")
     if kind == "obs":
         check_obs(obj)
-        return obj  # type: ignore[no-any-return]
-    validate(kind, obj)
-    return obj  # type: ignore[no-any-return]
+    else:
+        validate(kind, obj)
+    return obj, text
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON readers disagree on which of two equal keys wins (Python: the last,
+    # SQLite: the first), so a payload that has one could be validated as one
+    # thing and stored as another: it is refused.
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise PayloadError(f"payload invalid: key {k!r} given twice", "schema")
+            seen.add(k)
+    return d
 
 
 def validate(kind: str, obj: Any) -> None:

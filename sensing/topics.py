@@ -83,6 +83,11 @@ def floor_topic(store: str, array: str) -> str:
     return build("floor_events", store, array)
 
 
+def aggregator_status_topic(store: str) -> str:
+    """The aggregator's retained status (ingest rate, rejects, nodes offline)."""
+    return build("aggregator_status", store)
+
+
 def store_filter(store: str) -> str:
     """Subscription filter for everything of one store."""
     return f"{ROOT}/{check_id(store, 'store')}/#"
@@ -120,3 +125,129 @@ def parse(topic: str) -> Topic:
                 check_id(entity, "entity")
             return Topic(kind, store, entity)
     raise TopicError(f"not a footfall v1 topic: {topic!r}")
+
+
+# ------------------------------------------------------------------ topic reference
+# What each kind is for, who publishes it and how: the data the generated topic
+# reference (deploy/mqtt-topics.md, sensing/topic_reference.py) is made from.
+
+ENTITY_NAMES: dict[str, str] = {
+    "obs": "node",
+    "node_status": "node",
+    "door_events": "door",
+    "floor_events": "array",
+    "zone_stats": "zone",
+    "footfall": "period",
+}
+"""name of the entity level of each kind that has one (placeholder in :func:`pattern`)"""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """How a topic kind is published (DESIGN.md, "MQTT topic tree")."""
+
+    kind: str
+    direction: str
+    """``inbound`` (to the aggregator) or ``outbound`` (from the aggregator to BI)"""
+    publisher: str
+    subscribers: str
+    qos: int
+    retained: bool
+    summary: str
+    last_will: str | None = None
+    """payload the broker publishes (retained) when the publisher drops off"""
+
+
+SPECS: dict[str, TopicSpec] = {
+    s.kind: s
+    for s in (
+        TopicSpec(
+            "obs",
+            "inbound",
+            "ceiling node",
+            "aggregator",
+            1,
+            False,
+            "A batch of pseudonymous radio observations. (node, seq) is unique, so "
+            "redelivery is idempotent.",
+        ),
+        TopicSpec(
+            "node_status",
+            "inbound",
+            "ceiling node",
+            "aggregator, monitoring",
+            1,
+            True,
+            "Node health: state, version, uptime, spool depth, dropped frames by reason, "
+            "key epoch, last seq of each publisher on the node.",
+            last_will='{"v":1,"state":"offline"}',
+        ),
+        TopicSpec(
+            "door_events",
+            "inbound",
+            "ceiling node (for the door-beam board on its serial port)",
+            "aggregator",
+            1,
+            False,
+            "Direction-resolved door crossings. (door, seq) is unique.",
+        ),
+        TopicSpec(
+            "floor_events",
+            "inbound",
+            "ceiling node (for the floor-tile board on its serial port)",
+            "aggregator",
+            1,
+            False,
+            "Floor tile state changes. (array, seq) is unique.",
+        ),
+        TopicSpec(
+            "occupancy",
+            "outbound",
+            "aggregator",
+            "BI, Home Assistant",
+            1,
+            True,
+            "Current occupancy estimate with its confidence interval.",
+        ),
+        TopicSpec(
+            "zone_stats",
+            "outbound",
+            "aggregator",
+            "BI",
+            1,
+            True,
+            "Per-zone visits, dwell and person-seconds over a period; k-anonymous.",
+        ),
+        TopicSpec(
+            "footfall",
+            "outbound",
+            "aggregator",
+            "BI",
+            1,
+            True,
+            "Footfall of a period: in, out, visitors, passersby, capture rate; k-anonymous.",
+        ),
+        TopicSpec(
+            "aggregator_status",
+            "outbound",
+            "aggregator",
+            "monitoring",
+            1,
+            True,
+            "Aggregator health: ingest rate, rejects by reason, lag and state per node, "
+            "nodes offline, database size, last retention run.",
+            last_will='{"v":1,"state":"offline"}',
+        ),
+    )
+}
+"""every topic kind of the v1 tree"""
+
+
+def pattern(kind: str) -> str:
+    """The topic of ``kind`` with placeholders, e.g. ``footfall/v1/{store}/node/{node}/obs``."""
+    try:
+        parts = _KINDS[kind]
+    except KeyError:
+        raise TopicError(f"unknown topic kind {kind!r}") from None
+    levels = [f"{{{ENTITY_NAMES[kind]}}}" if p == "*" else p for p in parts]
+    return "/".join([ROOT, "{store}", *levels])
