@@ -75,7 +75,7 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
             solid_capstyle="butt",
             zorder=5,
         )
-    for d in plan.doors:
+    for i, d in enumerate(plan.doors):
         ax.plot([d.a[0], d.b[0]], [d.a[1], d.b[1]], color="#fbfbf7", lw=3.5, zorder=5.5)
         ax.plot([d.a[0], d.b[0]], [d.a[1], d.b[1]], color="#2a9d4b", lw=1.5, ls=":", zorder=5.6)
         cx, cy = d.center
@@ -87,7 +87,9 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
             arrowprops={"arrowstyle": "->", "color": "#2a9d4b", "lw": 1.5},
         )
         if labels:
-            ax.text(cx + 1.2, cy - 0.7, f"door {d.id}", color="#2a9d4b", fontsize=7, zorder=6)
+            # doors side by side (lanes) get their labels stacked, not overprinted
+            ax.text(cx + 1.2, cy - 0.7 - 0.9 * i, f"door {d.id}", color="#2a9d4b", fontsize=7,
+                    zorder=6)
     for t in plan.tiles:
         x0, y0, x1, y1 = t.bounds
         ax.add_patch(
