@@ -41,3 +41,19 @@ def wall_loss(p: F, q: F, walls: list[tuple[tuple[float, float], tuple[float, fl
     for a, b, att in walls:
         loss += att * segments_cross(p, q, np.asarray(a, float), np.asarray(b, float))
     return loss
+
+
+def wall_crossings(
+    p: F, q: F, walls: list[tuple[tuple[float, float], tuple[float, float], float]]
+) -> NDArray[np.float64]:
+    """Which walls each segment p→q crosses, as a 0/1 matrix over the last axis.
+
+    ``p``, ``q``: (..., 2) broadcastable; returns (..., len(walls)). The radio
+    model's wall loss is this matrix times the walls' attenuations (dB), which is
+    how calibration fits one attenuation per wall by linear least squares.
+    """
+    shape = np.broadcast_shapes(p.shape, q.shape)[:-1]
+    out = np.zeros((*shape, len(walls)))
+    for i, (a, b, _att) in enumerate(walls):
+        out[..., i] = segments_cross(p, q, np.asarray(a, float), np.asarray(b, float))
+    return out

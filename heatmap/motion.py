@@ -1,64 +1,402 @@
-"""Walking-speed motion model: forward–backward smoothing of a device's
-per-window likelihoods on the walkable grid.
+"""Walking-speed motion model on the walkable grid, which walls and shelves block.
 
-Between two windows ``gap`` seconds apart a person moves at most a few metres;
-the transition is a Gaussian diffusion of σ = ``speed_m_s`` · gap (floored at
-one cell) restricted to walkable cells, so shelves take no mass. (Walls are not
-yet a barrier to the diffusion: a known simplification, see issue 8.) Gaps
-longer than ``reset_s`` forget the past.
+A person is, at each window, in one cell of the walkable grid and in one of two
+modes: *dwelling* (browsing a shelf, queueing, at a till) or *walking*. Between
+two windows ``gap`` seconds apart, the person moves by a continuous-time random
+walk on the grid's move graph — the graph that has no edge through a wall, a
+shelf or the store front except at the doors — with a diffusion coefficient of
+the current mode, then may switch mode (exponential mode durations). The hidden
+Markov model on (cell, mode) is smoothed exactly on the grid by forward–backward
+(Rabiner 1989), batched over devices so each step is a matrix product.
+
+Transition kernels:
+
+* walking: the heat kernel exp(gap · D_w · Q) of the graph generator Q, from its
+  eigendecomposition Q = -V Λ Vᵀ; modes with exp(-gap_min D_w λ) below
+  ``truncate`` are dropped (they carry less than that share of any transition).
+* dwelling: a few explicit (Euler) steps of the same generator with the small
+  D_d — a lazy random walk that stays within a cell or two.
+
+The generator's rates, 2D/3h² to each side neighbour and D/6h² to each diagonal
+one, make the 9-point stencil isotropic (Patra & Karttunen, "Stencils with
+isotropic discretization error for differential operators", Numer. Methods PDE
+22, 2006) with per-axis variance 2·D·t, so D is a physical m²/s.
+
+>>> from heatmap.floorplan import load_default
+>>> from heatmap.walkable_grid import WalkableGrid
+>>> g = WalkableGrid.build(load_default(), cell_m=1.0)
+>>> mm = MotionModel(g)
+>>> p = np.zeros((1, mm.n_cells)); p[0, 100] = 1.0
+>>> q = mm.walk(p, np.array([5.0]))
+>>> round(float(q.sum()), 3), bool(q.max() < 0.5)
+(1.0, True)
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import scipy.linalg
 from numpy.typing import NDArray
-from scipy.ndimage import gaussian_filter
+from scipy import sparse
+from scipy.sparse.linalg import eigsh
 
 from heatmap.walkable_grid import WalkableGrid
 
+F = NDArray[np.float64]
+FA = NDArray[np.floating[Any]]
+"""float32 or float64: the smoother runs in float32"""
+DENSE_EIGH_MAX_CELLS = 4000
+"""grids up to this many walkable cells use a dense eigendecomposition"""
+
+
+@dataclass(frozen=True)
+class MotionParams:
+    """Walking behaviour, physical units."""
+
+    walk_diffusion_m2_s: float = 1.5
+    """walking mode: per-axis displacement variance grows as 2·D·t, m²/s"""
+    dwell_diffusion_m2_s: float = 0.01
+    """dwelling mode (browsing, queueing), m²/s"""
+    mean_dwell_s: float = 60.0
+    """mean time in the dwelling mode before walking on, s"""
+    mean_walk_s: float = 20.0
+    """mean time in the walking mode before stopping, s"""
+    truncate: float = 1e-3
+    """walk kernel: drop eigenmodes weighing less than this after the shortest gap"""
+
+
+_EIGEN_CACHE: dict[str, tuple[F, F]] = {}
+
+
+def generator(grid: WalkableGrid, cells: NDArray[np.int64]) -> sparse.csr_matrix:
+    """Graph Laplacian L (C, C) of the move graph for D = 1 m²/s: generator Q = -D·L.
+
+    Rates 2/(3h²) to side neighbours and 1/(6h²) to diagonal ones (isotropic
+    9-point stencil); edges through walls and shelves are absent from
+    ``grid.graph``, so no probability crosses them.
+    """
+    h = grid.cell_m
+    a = grid.graph[cells][:, cells].tocsr()
+    rate = a.copy()
+    diag = rate.data > h * 1.2
+    rate.data = np.where(diag, 1.0 / (6.0 * h * h), 2.0 / (3.0 * h * h))
+    deg = np.asarray(rate.sum(axis=1)).ravel()
+    return (sparse.diags(deg) - rate).tocsr()
+
 
 class MotionModel:
-    def __init__(self, grid: WalkableGrid, speed_m_s: float = 0.5, reset_s: float = 120.0) -> None:
+    """Two-mode (dwell/walk) random walk on the walkable grid; see the module doc.
+
+    Parameters
+    ----------
+    grid
+        The walkable grid; its move graph has no edge through walls or shelves.
+    params
+        Diffusion coefficients and mode durations.
+    min_gap_s
+        Shortest time between two windows this model will be asked about (the
+        window length); sets how many eigenmodes the walk kernel keeps.
+    speed_m_s, reset_s
+        Accepted for compatibility with the first model; ``speed_m_s`` sets the
+        walk diffusion to speed²·5 s / 2 when given.
+    """
+
+    def __init__(
+        self,
+        grid: WalkableGrid,
+        params: MotionParams | None = None,
+        min_gap_s: float = 5.0,
+        speed_m_s: float | None = None,
+        reset_s: float | None = None,
+    ) -> None:
+        p = params or MotionParams()
+        if speed_m_s is not None:
+            p = MotionParams(speed_m_s**2 * 5.0 / 2.0, *_rest(p))
+        self.params = p
         self.grid = grid
         self.cells = np.flatnonzero(grid.walkable)
-        self.speed = speed_m_s
-        self.reset_s = reset_s
-        self._buf = np.zeros(grid.ny * grid.nx)
+        self.lap = generator(grid, self.cells)
+        self.lap_f32 = self.lap.astype(np.float32)
+        self.min_gap_s = min_gap_s
+        lam, vec = _eigen(grid, self.cells, self.lap, p.walk_diffusion_m2_s * min_gap_s, p.truncate)
+        self.lam = lam
+        self.vec = np.ascontiguousarray(vec, dtype=np.float32)
+        self.vec_t = np.ascontiguousarray(vec.T, dtype=np.float32)
+        rate_max = float(self.lap.diagonal().max()) if self.n_cells else 0.0
+        self._dwell_rate = p.dwell_diffusion_m2_s * rate_max
 
-    def diffuse(self, p: NDArray[np.float64], gap_s: float) -> NDArray[np.float64]:
-        """Spread a distribution over walkable cells by ``gap_s`` seconds of walking."""
-        if gap_s >= self.reset_s:
-            return np.full_like(p, 1.0 / len(p))
-        sigma = max(self.speed * gap_s, 0.5 * self.grid.cell_m) / self.grid.cell_m
-        buf = self._buf
-        buf[:] = 0.0
-        buf[self.cells] = p
-        out = gaussian_filter(
-            buf.reshape(self.grid.ny, self.grid.nx), sigma, mode="constant", truncate=3.0
-        ).ravel()[self.cells]
-        s = out.sum()
-        return out / s if s > 0 else np.full_like(p, 1.0 / len(p))
+    @property
+    def n_cells(self) -> int:
+        return len(self.cells)
 
-    def smooth(self, lik: NDArray[np.float64], t_ms: NDArray[np.int64]) -> NDArray[np.float64]:
-        """Posterior (T, C) of one device from its likelihoods (T, C) at times ``t_ms``.
+    @property
+    def n_modes(self) -> int:
+        """Eigenmodes kept for the walk kernel."""
+        return len(self.lam)
 
-        ``lik`` rows need not be normalised (they are scaled per row).
+    # ------------------------------------------------------------------ kernels
+
+    def walk(self, x: FA, gap_s: F, diffusion: float | None = None) -> FA:
+        """Rows of ``x`` (B, C) moved by ``gap_s`` (B,) seconds of walking (heat kernel).
+
+        ``diffusion``: another coefficient (m²/s) than the walking one; exact while
+        ``diffusion · gap`` is at least the walking one over the shortest gap.
         """
-        T = len(lik)
-        alpha = np.empty_like(lik)
-        a = lik[0] / lik[0].sum()
-        alpha[0] = a
-        for i in range(1, T):
-            a = self.diffuse(a, (t_ms[i] - t_ms[i - 1]) / 1000) * lik[i]
-            s = a.sum()
-            a = a / s if s > 0 else lik[i] / lik[i].sum()
-            alpha[i] = a
-        post = alpha.copy()
-        beta = np.full(lik.shape[1], 1.0 / lik.shape[1])
-        for i in range(T - 2, -1, -1):
-            beta = self.diffuse(beta * lik[i + 1], (t_ms[i + 1] - t_ms[i]) / 1000)
-            beta /= beta.sum()
-            p = alpha[i] * beta
-            s = p.sum()
-            post[i] = p / s if s > 0 else alpha[i]
+        dc = self.params.walk_diffusion_m2_s if diffusion is None else diffusion
+        coef = x.astype(np.float32, copy=False) @ self.vec
+        coef *= np.exp(-dc * gap_s[:, None] * self.lam[None, :]).astype(np.float32)
+        out = (coef @ self.vec_t).astype(x.dtype, copy=False)
+        np.maximum(out, 0.0, out=out)
+        return out
+
+    def dwell(self, x: FA, gap_s: F) -> FA:
+        """Rows of ``x`` (B, C) spread by ``gap_s`` (B,) seconds of dwelling.
+
+        Explicit (Euler) steps of the generator, at most 0.1 of the fastest rate
+        per step (stable, and within about 2 % of the exact kernel); gaps so long
+        that the spread exceeds a walking step use the heat kernel instead (both
+        are the same continuous-time random walk).
+        """
+        d = self.params.dwell_diffusion_m2_s
+        if d <= 0 or not len(gap_s):
+            return x.copy()
+        long_ = d * gap_s >= self.params.walk_diffusion_m2_s * self.min_gap_s
+        out = x.copy()
+        short = np.flatnonzero(~long_)
+        if len(short):
+            g = gap_s[short]
+            n = max(int(np.ceil(float(g.max()) * self._dwell_rate / 0.1)), 1)
+            h = (d * g / n)[:, None].astype(x.dtype)
+            y = out if len(short) == len(out) else out[short]
+            for _ in range(n):
+                y -= h * (self.lap_f32 @ y.T).T
+            if y is not out:
+                out[short] = y
+        if long_.any():
+            out[long_] = self.walk(x[long_], gap_s[long_], d)
+        np.maximum(out, 0.0, out=out)
+        return out
+
+    def diffuse(self, p: F, gap_s: float) -> F:
+        """One distribution (C,) after ``gap_s`` seconds in the walking mode."""
+        return self.walk(p[None, :], np.array([gap_s]))[0]
+
+    def stay(self, gap_s: F) -> tuple[F, F]:
+        """Probability of keeping the dwell / walk mode over ``gap_s`` seconds."""
+        p = self.params
+        return np.exp(-gap_s / p.mean_dwell_s), np.exp(-gap_s / p.mean_walk_s)
+
+    @property
+    def prior_dwell(self) -> float:
+        """Stationary share of time in the dwell mode."""
+        p = self.params
+        return p.mean_dwell_s / (p.mean_dwell_s + p.mean_walk_s)
+
+    # ------------------------------------------------------------------ smoothing
+
+    def smooth(self, lik: FA, t_ms: NDArray[np.int64]) -> FA:
+        """Posterior (T, C) of one device from its likelihoods (T, C) at times ``t_ms``."""
+        post, _ = self.smooth_batch(lik, np.zeros(len(lik), np.int64), t_ms)
         return post
+
+    def smooth_batch(
+        self,
+        lik: FA,
+        device: NDArray[np.int64],
+        t_ms: NDArray[np.int64],
+    ) -> tuple[FA, F]:
+        """Forward–backward for many devices at once.
+
+        ``lik``: (W, C) likelihoods (any positive scale per row); ``device``: (W,)
+        labels, each device's windows contiguous and in time order; ``t_ms``: (W,)
+        window times. Returns the posterior over cells (W, C) and the probability
+        of the dwell mode (W,).
+        """
+        w = len(lik)
+        if w == 0:
+            return np.zeros_like(lik), np.zeros(0)
+        lik = lik.astype(np.float32, copy=False)
+        starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
+        lengths = np.diff(np.r_[starts, w])
+        order = np.argsort(-lengths, kind="stable")
+        s_sorted, l_sorted = starts[order], lengths[order]
+        t_max = int(l_sorted[0])
+        # n_active[t]: devices with more than t windows (a prefix of the sorted order)
+        n_active = np.searchsorted(-l_sorted, -np.arange(t_max + 1), side="left")
+        pd0 = self.prior_dwell
+        alpha_d = np.empty_like(lik)
+        alpha_w = np.empty_like(lik)
+        for t in range(t_max):
+            rows = s_sorted[: n_active[t]] + t
+            lk = lik[rows]
+            if t == 0:
+                ad, aw = pd0 * lk, (1 - pd0) * lk
+            else:
+                prev = rows - 1
+                gap = (t_ms[rows] - t_ms[prev]) / 1000.0
+                kd = self.dwell(alpha_d[prev], gap)
+                kw = self.walk(alpha_w[prev], gap)
+                sd, sw = (v.astype(np.float32) for v in self.stay(gap))
+                ad = lk * (sd[:, None] * kd + (1 - sw)[:, None] * kw)
+                aw = lk * ((1 - sd)[:, None] * kd + sw[:, None] * kw)
+            z = ad.sum(axis=1) + aw.sum(axis=1)
+            bad = ~(z > 0)
+            if bad.any():  # nothing in reach explains this window: restart the track
+                ad[bad], aw[bad] = pd0 * lk[bad], (1 - pd0) * lk[bad]
+                z[bad] = lk[bad].sum(axis=1)
+            alpha_d[rows] = ad / z[:, None]
+            alpha_w[rows] = aw / z[:, None]
+        post = np.empty_like(lik)
+        p_dwell = np.empty(w)
+        n_dev = len(starts)
+        c = lik.shape[1]
+        beta_d = np.ones((n_dev, c), np.float32)
+        beta_w = np.ones((n_dev, c), np.float32)
+        for t in range(t_max - 1, -1, -1):
+            na = int(n_active[t])
+            na1 = int(n_active[t + 1]) if t + 1 <= t_max else 0
+            rows = s_sorted[:na] + t
+            beta_d[na1:na] = 1.0
+            beta_w[na1:na] = 1.0
+            if na1:
+                cur = rows[:na1]
+                nxt = cur + 1
+                gap = (t_ms[nxt] - t_ms[cur]) / 1000.0
+                yd = lik[nxt] * beta_d[:na1]
+                yw = lik[nxt] * beta_w[:na1]
+                sd, sw = (v.astype(np.float32) for v in self.stay(gap))
+                mix_d = sd[:, None] * yd + (1 - sd)[:, None] * yw
+                mix_w = (1 - sw)[:, None] * yd + sw[:, None] * yw
+                bd = self.dwell(mix_d, gap)
+                bw = self.walk(mix_w, gap)
+                z = np.maximum(bd.max(axis=1), bw.max(axis=1))
+                z[~(z > 0)] = 1.0
+                beta_d[:na1] = bd / z[:, None]
+                beta_w[:na1] = bw / z[:, None]
+            gd = alpha_d[rows] * beta_d[:na]
+            gw = alpha_w[rows] * beta_w[:na]
+            sd_ = gd.sum(axis=1)
+            z = sd_ + gw.sum(axis=1)
+            bad = ~(z > 0)
+            if bad.any():  # numerically empty: fall back on the forward filter
+                gd[bad], gw[bad] = alpha_d[rows[bad]], alpha_w[rows[bad]]
+                sd_[bad] = gd[bad].sum(axis=1)
+                z[bad] = sd_[bad] + gw[bad].sum(axis=1)
+            post[rows] = (gd + gw) / z[:, None]
+            p_dwell[rows] = sd_ / z
+        return post, p_dwell
+
+
+def _rest(p: MotionParams) -> tuple[float, float, float, float]:
+    return (p.dwell_diffusion_m2_s, p.mean_dwell_s, p.mean_walk_s, p.truncate)
+
+
+def _grid_key(grid: WalkableGrid, cells: NDArray[np.int64]) -> str:
+    h = hashlib.sha1()
+    h.update(np.asarray([grid.x0, grid.y0, grid.cell_m, grid.nx, grid.ny], float).tobytes())
+    h.update(cells.tobytes())
+    h.update(grid.graph.indices.tobytes())
+    return h.hexdigest()
+
+
+def _eigen(
+    grid: WalkableGrid, cells: NDArray[np.int64], lap: sparse.csr_matrix, dt: float, trunc: float
+) -> tuple[F, F]:
+    """Eigenpairs (λ ascending, V) of ``lap`` with exp(-dt·λ) ≥ ``trunc``."""
+    c = len(cells)
+    if c == 0:
+        return np.zeros(0), np.zeros((0, 0))
+    lam_cut = np.log(1.0 / trunc) / max(dt, 1e-9)
+    key = f"{_grid_key(grid, cells)}:{lam_cut:.6g}"
+    cached = _EIGEN_CACHE.get(key)
+    if cached is not None:
+        lam, vec = cached
+    elif c <= DENSE_EIGH_MAX_CELLS:
+        lam, vec = scipy.linalg.eigh(
+            lap.toarray(), subset_by_value=(-np.inf, lam_cut), driver="evr"
+        )
+    else:
+        # Weyl's law gives about area·Λ/(4π) modes below Λ (D = 1); the grid's
+        # boundaries and discreteness about double that: grow k until Λ is passed
+        area = c * grid.cell_m**2
+        k = int(min(c - 2, 2.5 * area * lam_cut / (4 * np.pi) + 40))
+        while True:
+            lam, vec = eigsh(lap.tocsc(), k=k, sigma=-1e-3, which="LM")
+            order = np.argsort(lam)
+            lam, vec = lam[order], vec[:, order]
+            if lam[-1] >= lam_cut or k >= c - 2:
+                break
+            k = min(c - 2, 2 * k)
+    if cached is None:
+        if len(_EIGEN_CACHE) > 8:
+            _EIGEN_CACHE.clear()
+        _EIGEN_CACHE[key] = (lam, vec)
+    lam = np.maximum(lam, 0.0)
+    keep = lam <= lam_cut
+    return lam[keep], vec[:, keep]
+
+
+def viterbi_tracks(
+    mm: MotionModel,
+    post: FA,
+    lik: FA,
+    device: NDArray[np.int64],
+    t_ms: NDArray[np.int64],
+    beam: int = 16,
+) -> NDArray[np.int64]:
+    """Most likely cell per window of each device's track (Viterbi, Viterbi 1967).
+
+    Max-product over the ``beam`` most probable cells of each window's smoothed
+    posterior ``post`` (W, C), with the emissions ``lik`` (W, C) and the two
+    motion modes mixed at their stationary shares: walking by the heat kernel
+    (exact on the grid, walls included), dwelling by a Gaussian of the dwell
+    diffusion (it moves less than a cell in a window). Returns indices into the
+    model's cells; batched over devices like :meth:`MotionModel.smooth_batch`.
+    """
+    w = len(post)
+    if w == 0:
+        return np.zeros(0, np.int64)
+    k = min(beam, post.shape[1])
+    cand = np.argpartition(-post, k - 1, axis=1)[:, :k]  # (W, K)
+    log_e = np.log(np.maximum(np.take_along_axis(lik, cand, axis=1), 1e-300))
+    starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
+    lengths = np.diff(np.r_[starts, w])
+    order = np.argsort(-lengths, kind="stable")
+    s_sorted, l_sorted = starts[order], lengths[order]
+    t_max = int(l_sorted[0])
+    n_active = np.searchsorted(-l_sorted, -np.arange(t_max + 1), side="left")
+    xy = mm.grid.centers[mm.cells]
+    p = mm.params
+    pd0 = mm.prior_dwell
+    back = np.zeros((w, k), np.int64)
+    score = np.zeros((len(starts), k))
+    score[:] = log_e[s_sorted]
+    vec = mm.vec.astype(np.float64)
+    for t in range(1, t_max):
+        na = int(n_active[t])
+        rows = s_sorted[:na] + t
+        prev = rows - 1
+        gap = (t_ms[rows] - t_ms[prev]) / 1000.0
+        cp, cn = cand[prev], cand[rows]  # (B, K)
+        decay = np.exp(-p.walk_diffusion_m2_s * gap[:, None] * mm.lam[None, :])
+        kw = np.einsum("bim,bm,bjm->bij", vec[cp], decay, vec[cn], optimize=True)
+        d2 = ((xy[cp][:, :, None, :] - xy[cn][:, None, :, :]) ** 2).sum(axis=-1)
+        var = 2 * max(p.dwell_diffusion_m2_s, 1e-6) * gap[:, None, None]
+        h2 = mm.grid.cell_m**2
+        kd = np.exp(-d2 / (2 * var)) * h2 / (2 * np.pi * var)
+        trans = np.log(np.maximum(pd0 * np.minimum(kd, 1.0) + (1 - pd0) * kw, 1e-300))
+        tot = score[:na, :, None] + trans  # (B, K_prev, K_now)
+        best = np.argmax(tot, axis=1)
+        back[rows] = best
+        score[:na] = np.take_along_axis(tot, best[:, None, :], axis=1)[:, 0] + log_e[rows]
+    out = np.zeros(w, np.int64)
+    for i, (s, n) in enumerate(zip(s_sorted, l_sorted, strict=True)):
+        j = int(np.argmax(score[i]))
+        for t in range(int(n) - 1, -1, -1):
+            out[s + t] = cand[s + t, j]
+            j = int(back[s + t, j])
+    return out

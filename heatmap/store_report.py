@@ -20,14 +20,17 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from heatmap import analytics, render, truth_compare
+from heatmap.calibration import calibrate_store
 from heatmap.floorplan import FloorPlan
-from heatmap.localize import locate, make_windows
+from heatmap.localize import locate
 from heatmap.motion import MotionModel
 from heatmap.radio_model import RadioModel
 from heatmap.walkable_grid import WalkableGrid
 from sensing.progress import NoProgress, Progress
 
 K_ANONYMITY = 5
+PARALLEL_MIN_WINDOWS = 10_000
+"""localize in two processes above this many windows (spawning costs a few seconds)"""
 HOUR_MS = 3_600_000
 
 
@@ -65,26 +68,33 @@ def analyze(
     truth_dir: Path | None = None,
     progress: Progress | None = None,
     cell_m: float = 1.0,
+    radio: RadioModel | None = None,
 ) -> Report:
     prog = progress or NoProgress()
     out.mkdir(parents=True, exist_ok=True)
     grid = WalkableGrid.build(plan, cell_m=cell_m)
-    model = RadioModel.from_plan(plan)
+    model = radio or RadioModel.from_plan(plan)
     node_index = {n: i for i, n in enumerate(model.node_ids)}
     db = sqlite3.connect(db_path)
     rows = db.execute(
-        "SELECT t_ms, node, pid, rssi, band FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0_ms, t1_ms)
+        "SELECT t_ms, node, pid, rssi, band, flags FROM obs WHERE t_ms >= ? AND t_ms < ?",
+        (t0_ms, t1_ms),
     ).fetchall()
     t = np.array([r[0] for r in rows], np.int64)
     node = np.array([node_index.get(r[1], -1) for r in rows], np.int64)
-    keep = node >= 0
-    pid = np.array([r[2] for r in rows])[keep] if rows else np.zeros(0, str)
-    rssi = np.array([r[3] for r in rows], float)[keep] if rows else np.zeros(0)
-    band = np.array([r[4] for r in rows])[keep] if rows else np.zeros(0, str)
-    win = make_windows(t[keep], node[keep], pid, rssi, band, len(model.node_ids))
-    # person-seconds from BLE only: phones advertise continuously, while Wi-Fi probe
-    # bursts come minutes apart and say little about how long someone stayed
-    dur = np.where(win.band == "ble", win.window_ms / 1000, 0.0)
+    pid = np.array([r[2] for r in rows]) if rows else np.zeros(0, str)
+    rssi = np.array([r[3] for r in rows], float)
+    band = np.array([r[4] for r in rows]) if rows else np.zeros(0, str)
+    flags = np.array([r[5] for r in rows], np.int64)
+    # node beacons → radio model (links, then the phone population); phones' windows
+    cal = calibrate_store(
+        model, grid, t, node, pid, rssi, band, flags, rng=np.random.default_rng(0)
+    )
+    model, win_all = cal.model, cal.windows
+    # person-seconds and every RF figure come from BLE: phones advertise continuously,
+    # while Wi-Fi probe bursts come minutes apart and say little about where people stay
+    win = win_all.take(np.flatnonzero(win_all.band == "ble"))
+    dur = np.full(len(win), win.window_ms / 1000)
     hour0 = t0_ms - t0_ms % HOUR_MS
     n_hours = int(-(-(t1_ms - hour0) // HOUR_MS))
     hour = np.clip((win.t_ms - hour0) // HOUR_MS, 0, n_hours - 1)
@@ -96,7 +106,8 @@ def analyze(
         hour,
         n_hours,
         prog.task("localize devices", max(len(win), 1)),
-        MotionModel(grid),
+        MotionModel(grid, min_gap_s=win.window_ms / 1000),
+        workers=2 if len(win) > PARALLEL_MIN_WINDOWS else 1,
     )
     door = analytics.door_flow(db, t0_ms, t1_ms)
     tracks = analytics.device_tracks(win, loc)
@@ -128,7 +139,7 @@ def analyze(
         zones,
         zone_devices,
         len(rows),
-        len(win),
+        len(win_all),
     )
     span = f"{_local(t0_ms, tz):%Y-%m-%d %H:%M}–{_local(t1_ms, tz):%H:%M} ({tz})"
     fig = render.heatmap_figure(
@@ -140,6 +151,8 @@ def analyze(
         "ceiling nodes (BLE), scaled to the door counts",
     )
     rep.files.append(str(render.save(fig, out / "heatmap_total.png")))
+    (out / "radio_model.json").write_text(json.dumps(cal.summary(), indent=1, default=float))
+    rep.files.append(str(out / "radio_model.json"))
     rep.files += _hourly(plan, grid, loc.by_group * scale, hour0, out, db)
     if truth_dir is not None:
         rep.truth = _compare(plan, grid, fused, rep, truth_dir, out, span)

@@ -22,6 +22,7 @@ from sensing.errors import FootfallError
 COMMAND_MODULES = (
     "heatmap.cli_store",  # demo, simulate, floorplan
     "heatmap.cli_aggregator",  # aggregator, db
+    "heatmap.cli_plan",  # plan, calibrate
     "sensing.cli_keys",  # keygen
     "sensing.cli_node",  # node, doctor, provision
     "sensing.cli_optout",  # optout add|remove|list
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # numpy's BLAS threads fight the localizer's worker processes on small machines
+    # (analyze took 3x longer at load 5); set before any subcommand imports numpy
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

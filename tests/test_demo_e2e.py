@@ -47,8 +47,8 @@ def test_summary_against_ground_truth(demo_run: DemoRun) -> None:
     assert abs(s["door_in"] - t["door_in"]) <= max(3, 0.08 * t["door_in"])
     assert 0 < s["capture_rate"] < 1 and 0 < t["capture_rate"] < 1
     assert s["mean_dwell_s"] > 60
-    # a first localizer: well above chance, far from the issue-8 goal
-    assert t["heatmap_pearson_r_1m"] > 0.2
+    # the issue-8 localizer gives ~0.5 here; the goal (0.9) is not reached yet
+    assert t["heatmap_pearson_r_1m"] > 0.3
     text = (demo_run.out / "report" / "summary.txt").read_text()
     assert "visitors (door beams, in)" in text and "heatmap Pearson r" in text
 

@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from scapy.utils import RawPcapReader, rdpcap
 from firmware_bridge.decoder import StreamDecoder
 from firmware_bridge.protocol import DoorCrossing, Heartbeat, Hello
 from heatmap.floorplan import load_default
+from heatmap.simulate.node_beacons import node_address
 from heatmap.simulate.scenario import Scenario
 from heatmap.simulate.store_day import SimResult, simulate
 from sensing.ble_decode import ble_crc24
@@ -43,14 +45,26 @@ def test_wifi_pcap_is_radiotap_probe_requests(sim: SimResult) -> None:
 def test_ble_pcap_is_le_ll_with_phdr_and_valid_crc(sim: SimResult) -> None:
     pkts = rdpcap(str(sim.out / "capture" / "n1" / "ble.pcap"))
     assert len(pkts) == sim.ble_frames["n1"] > 0
-    for p in pkts[:500]:
+    plan = load_default()
+    nodes = {node_address(plan.store_id, n.id).hex(":") for n in plan.nodes}
+    kinds = Counter()
+    for p in pkts[:2000]:
         rf = p[BTLE_RF]
         assert rf.sig_power_valid and rf.crc_checked and rf.crc_valid
         assert rf.rf_channel in (0, 12, 39)
         assert p[BTLE].access_addr == 0x8E89BED6
-        assert p.haslayer(BTLE_ADV) and p[BTLE_ADV].TxAdd == 1
+        assert p.haslayer(BTLE_ADV)
+        adv = p[BTLE_ADV]
+        if adv.AdvA in nodes:  # another node's beacon: public, non-connectable
+            assert (adv.TxAdd, adv.PDU_type) == (0, 2)
+            kinds["node"] += 1
+        else:  # a phone: resolvable private address, connectable
+            assert (adv.TxAdd, adv.PDU_type) == (1, 0)
+            assert int(adv.AdvA[:2], 16) >> 6 == 0b01
+            kinds["phone"] += 1
         raw = bytes(p[BTLE])[4:]
         assert ble_crc24(raw[:-3]) == raw[-3:]
+    assert kinds["phone"] > 100
 
 
 def test_crc24_matches_the_real_boston_capture(shared_data: Path) -> None:
@@ -137,7 +151,7 @@ def test_tshark_reads_the_fields_we_wrote(sim: SimResult) -> None:
     assert len(ble) == len(pk)
     for line, p in zip(ble, pk, strict=True):
         pdu, adva, sig, crc_bad, malformed = line.split(",")
-        assert int(pdu, 16) == 0 and not crc_bad and not malformed
+        assert int(pdu, 16) in (0, 2) and not crc_bad and not malformed
         assert adva == p[BTLE_ADV].AdvA and int(sig) == p[BTLE_RF].signal
 
 

@@ -3,7 +3,7 @@
 Output layout (``out`` directory)::
 
     capture/{node}/wifi.pcap       radiotap probe requests the node heard
-    capture/{node}/ble.pcap        BLE advertising PDUs (LINKTYPE 256)
+    capture/{node}/ble.pcap        BLE advertising PDUs (LINKTYPE 256): phones, other nodes
     capture/{node}/door-{id}.uart  door board UART bytes (+ .json sidecar)
     capture/{node}/tiles-{id}.uart floor board UART bytes (+ .json sidecar)
     truth/                         positions, door crossings, zone visits, people
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from heatmap.floorplan import FloorPlan
-from heatmap.simulate import boards, capture_writer, phones, radio, truth
+from heatmap.simulate import boards, capture_writer, node_beacons, phones, radio, truth
 from heatmap.simulate.people import populate
 from heatmap.simulate.scenario import Scenario
 from heatmap.walkable_grid import WalkableGrid
@@ -57,6 +57,9 @@ def simulate(
     pos = _positions(people, phone_list, ble)
     rssi_ble = radio.received(pos, offsets[ble.phone], sc.radio.p0_ble_dbm, plan, sc.radio, rng)
     ble_counts = capture_writer.write_ble(cap, plan, ble, rssi_ble, phone_list, t0_s, rng)
+    # every node also advertises and hears the others (radio calibration); own RNG stream
+    for node_id, n in node_beacons.add_to_captures(cap, plan, sc, t0_s).items():
+        ble_counts[node_id] = ble_counts.get(node_id, 0) + n
     step(1)
 
     wifi = phones.wifi_frames(phone_list, people, sc, rng, {n.wifi_channel for n in plan.nodes})

@@ -1,0 +1,349 @@
+"""Ours: a posterior over the walkable grid per window, smoothed with a motion model.
+
+For each pseudonym and window, the likelihood of its RSSI vector at every
+walkable cell (:class:`~heatmap.localizers.likelihood.GridLikelihood`: phone
+offset profiled out, non-detection as evidence); then forward–backward over the
+pseudonym's windows with the two-mode random walk of :mod:`heatmap.motion`,
+which walls and shelves block. Output: the posterior per window (its mean, its
+most probable cell, the probability of being inside and of dwelling) and the
+posterior summed into person-seconds per cell.
+
+Memory stays bounded: pseudonyms are processed in chunks of whole tracks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from heatmap.localizers.base import Posterior, Windows
+from heatmap.localizers.likelihood import GridLikelihood
+from heatmap.motion import MotionModel, MotionParams, viterbi_tracks
+from heatmap.radio_model import RadioModel
+from heatmap.walkable_grid import WalkableGrid
+
+NAME = "grid posterior + motion (ours)"
+F = NDArray[np.float64]
+_CHUNK_ELEMENTS = 3_000_000
+"""windows × cells smoothed at once (three such float arrays live at a time)"""
+COARSE_M = 2.0
+"""cell pitch (m) at which each window's evidence about the phone offset is computed"""
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+EM_MIN_WINDOWS = 12
+"""EM refinement of the offset only for tracks at least this long (shorter ones move little)"""
+
+
+def locate(
+    win: Windows,
+    model: RadioModel,
+    grid: WalkableGrid,
+    *,
+    duration_s: F | None = None,
+    group: NDArray[np.int64] | None = None,
+    n_groups: int = 1,
+    progress: Callable[[float], None] | None = None,
+    motion: MotionModel | MotionParams | bool | None = True,
+    evidence_weight: float = 1.0,
+    pool_offsets: bool = True,
+    offset_iterations: int = 2,
+    tracks: bool = False,
+    workers: int = 1,
+) -> Posterior:
+    """Posterior per window over the walkable cells, summed into person-seconds.
+
+    Parameters
+    ----------
+    win
+        Windows sorted by pid then time (as :func:`~heatmap.localizers.base.make_windows`
+        returns them).
+    model, grid
+        Radio model and walkable grid.
+    duration_s
+        Seconds each window stands for (default: the window length; 0 leaves a
+        window out of the person-seconds).
+    group, n_groups
+        Label 0..n_groups-1 per window, for person-seconds per group (e.g. hour).
+    progress
+        Called with the number of windows done.
+    motion
+        A :class:`MotionModel`, its parameters, True for the default model, or
+        False/None for independent windows.
+    evidence_weight
+        Tempering of the likelihood (see :class:`GridLikelihood`).
+    pool_offsets
+        Estimate each phone's transmit offset from all windows of its pseudonym
+        (True), or integrate it over its prior in every window separately.
+    offset_iterations
+        EM refinements of each device's offset from its smoothed posterior (each
+        costs one more likelihood and smoothing pass over tracks of at least
+        ``EM_MIN_WINDOWS`` windows).
+    tracks
+        Also the most likely track of each pseudonym (beam Viterbi,
+        :func:`heatmap.motion.viterbi_tracks`), for flows: ``Posterior.track_xy``.
+    workers
+        Processes to spread the pseudonyms over (whole tracks per chunk); 1 runs
+        here. Each worker builds its own motion model once.
+    """
+    cells = np.flatnonzero(grid.walkable)
+    dur = duration_s if duration_s is not None else np.full(len(win), win.window_ms / 1000)
+    grp = group if group is not None else np.zeros(len(win), np.int64)
+    params: MotionParams | None
+    if isinstance(motion, MotionModel):
+        params = motion.params
+        _MOTION_CACHE[_motion_key(grid, params, motion.min_gap_s)] = motion
+        min_gap = motion.min_gap_s
+    elif isinstance(motion, MotionParams) or motion is True:
+        params = motion if isinstance(motion, MotionParams) else MotionParams()
+        min_gap = win.window_ms / 1000
+    else:
+        params, min_gap = None, win.window_ms / 1000
+    opts = _Options(evidence_weight, pool_offsets, offset_iterations, tracks, params, min_gap)
+    jobs = []
+    for band in np.unique(win.band):
+        rows = np.flatnonzero(win.band == band)
+        for idx in pid_chunks(win.pid, rows, max(_CHUNK_ELEMENTS // max(len(cells), 1), 64)):
+            jobs.append((str(band), idx))
+    ps = np.zeros((n_groups, len(cells)))
+    p_in = np.zeros(len(win))
+    p_dwell = np.full(len(win), np.nan)
+    mean_xy = np.zeros((len(win), 2))
+    map_xy = np.zeros((len(win), 2))
+    offset = np.zeros(len(win))
+    track_xy = np.full((len(win), 2), np.nan)
+
+    def absorb(idx: NDArray[np.int64], r: _ChunkResult) -> None:
+        for g in np.unique(grp[idx]):
+            m = grp[idx] == g
+            ps[g] += dur[idx][m] @ r.post[m]
+        xy = grid.centers[cells]
+        p_in[idx] = r.post @ grid.inside[cells].astype(float)
+        mean_xy[idx] = r.post @ xy
+        map_xy[idx] = xy[np.argmax(r.post, axis=1)]
+        offset[idx] = r.offset
+        if r.p_dwell is not None:
+            p_dwell[idx] = r.p_dwell
+        if r.track is not None:
+            track_xy[idx] = xy[r.track]
+        if progress is not None:
+            progress(len(idx))
+
+    if workers > 1 and len(jobs) > 1:
+        import concurrent.futures as cf
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        # the processes are the parallelism: one BLAS thread each (set before they start)
+        saved = {k: os.environ.get(k) for k in _BLAS_THREAD_VARS}
+        os.environ.update(dict.fromkeys(_BLAS_THREAD_VARS, "1"))
+        try:
+            with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                futs = {
+                    pool.submit(_chunk, model, grid, opts, band, win.take(idx)): idx
+                    for band, idx in jobs
+                }
+                for f in cf.as_completed(futs):
+                    absorb(futs[f], f.result())
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    else:
+        for band, idx in jobs:
+            absorb(idx, _chunk(model, grid, opts, band, win.take(idx)))
+    full = np.zeros((n_groups, grid.nx * grid.ny))
+    full[:, cells] = ps
+    return Posterior(
+        mean_xy,
+        p_in,
+        full.sum(axis=0),
+        full,
+        p_dwell if params is not None else None,
+        map_xy,
+        offset if pool_offsets else None,
+        track_xy if tracks and params is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Options:
+    evidence_weight: float
+    pool_offsets: bool
+    offset_iterations: int
+    tracks: bool
+    motion: MotionParams | None
+    min_gap_s: float
+
+
+@dataclass(frozen=True)
+class _ChunkResult:
+    post: NDArray[np.floating[Any]]
+    offset: F
+    p_dwell: F | None
+    track: NDArray[np.int64] | None
+
+
+_MOTION_CACHE: dict[tuple[object, ...], MotionModel] = {}
+_LIK_CACHE: dict[tuple[object, ...], tuple[GridLikelihood, GridLikelihood]] = {}
+
+
+def _motion_key(grid: WalkableGrid, p: MotionParams, min_gap: float) -> tuple[object, ...]:
+    return (id(grid), grid.nx, grid.ny, grid.cell_m, p, min_gap)
+
+
+def _motion(grid: WalkableGrid, p: MotionParams, min_gap: float) -> MotionModel:
+    key = _motion_key(grid, p, min_gap)
+    mm = _MOTION_CACHE.get(key)
+    if mm is None or mm.grid is not grid:
+        if len(_MOTION_CACHE) > 4:
+            _MOTION_CACHE.clear()
+        mm = _MOTION_CACHE[key] = MotionModel(grid, p, min_gap)
+    return mm
+
+
+def _likelihood_models(
+    model: RadioModel, grid: WalkableGrid, band: str, weight: float
+) -> tuple[GridLikelihood, GridLikelihood]:
+    key = (id(model), id(grid), band, weight)
+    got = _LIK_CACHE.get(key)
+    if got is None or got[0].model is not model:
+        cells = np.flatnonzero(grid.walkable)
+        xy = grid.centers[cells]
+        coarse = _coarse_cells(grid, cells, COARSE_M)
+        if len(_LIK_CACHE) > 8:
+            _LIK_CACHE.clear()
+        got = _LIK_CACHE[key] = (
+            GridLikelihood(model, xy, band, weight),
+            GridLikelihood(model, xy[coarse], band, weight),
+        )
+    return got
+
+
+def _chunk(
+    model: RadioModel, grid: WalkableGrid, o: _Options, band: str, win: Windows
+) -> _ChunkResult:
+    """Posterior of whole tracks: offsets pooled, likelihood, smoothing, EM, tracks."""
+    lik_model, lik_coarse = _likelihood_models(model, grid, band, o.evidence_weight)
+    mm = _motion(grid, o.motion, o.min_gap_s) if o.motion is not None else None
+    dev = _device_labels(win.pid)
+    every = np.arange(len(win))
+    b_mean = b_var = None
+    offset = np.zeros(len(win))
+    if o.pool_offsets:
+        # pass 1: each window's evidence about its phone's offset (profile over a
+        # coarse set of cells), pooled over the device's windows
+        step1 = lik_coarse.chunk_rows()
+        ev = np.concatenate(
+            [
+                lik_coarse.offset_evidence(
+                    lik_coarse.terms(win.rssi[s], win.counts[s], win.frames[s])
+                )
+                for s in (every[lo : lo + step1] for lo in range(0, len(win), step1))
+            ]
+        )
+        b_mean, b_var = lik_model.offset_moments(lik_model.device_offsets(ev, dev))
+        offset = b_mean.copy()
+    # pass 2: likelihood per cell, the offset profiled under the device's prior
+    lik = _likelihoods(lik_model, win, every, b_mean, b_var)
+    post, p_dwell = _smooth(mm, lik, dev, win.t_ms)
+    if o.pool_offsets and o.offset_iterations > 0:
+        # EM: the offset again from the smoothed posterior, for tracks long enough
+        length = np.bincount(dev)[dev]
+        sub = np.flatnonzero(length >= EM_MIN_WINDOWS)
+        for _ in range(o.offset_iterations if len(sub) else 0):
+            assert b_mean is not None and b_var is not None
+            step = lik_model.chunk_rows()
+            ev = np.concatenate(
+                [
+                    lik_model.expected_offset_evidence(
+                        post[r], win.rssi[r], win.counts[r], win.frames[r]
+                    )
+                    for r in (sub[lo : lo + step] for lo in range(0, len(sub), step))
+                ]
+            )
+            bm, bv = lik_model.offset_moments(lik_model.device_offsets(ev, dev[sub]))
+            b_mean[sub], b_var[sub] = bm, bv
+            offset[sub] = bm
+            lik[sub] = _likelihoods(lik_model, win, sub, b_mean[sub], b_var[sub])
+            post_s, pdw_s = _smooth(mm, lik[sub], dev[sub], win.t_ms[sub])
+            post[sub] = post_s
+            if p_dwell is not None and pdw_s is not None:
+                p_dwell[sub] = pdw_s
+    track = viterbi_tracks(mm, post, lik, dev, win.t_ms) if o.tracks and mm is not None else None
+    return _ChunkResult(post, offset, p_dwell, track)
+
+
+def _smooth(
+    mm: MotionModel | None,
+    lik: NDArray[np.float32],
+    dev: NDArray[np.int64],
+    t_ms: NDArray[np.int64],
+) -> tuple[NDArray[np.floating[Any]], F | None]:
+    if mm is None:
+        return lik / lik.sum(axis=1, keepdims=True, dtype=np.float64), None
+    return mm.smooth_batch(lik, dev, t_ms)
+
+
+def pid_chunks(
+    pid: NDArray[np.str_], rows: NDArray[np.int64], size: int
+) -> list[NDArray[np.int64]]:
+    """Split ``rows`` into chunks of about ``size`` rows that never split a pid."""
+    if not len(rows):
+        return []
+    p = pid[rows]
+    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+    chunks, lo = [], 0
+    for s in starts[1:]:
+        if s - lo >= size:
+            chunks.append(rows[lo:s])
+            lo = s
+    chunks.append(rows[lo:])
+    return chunks
+
+
+def _likelihoods(
+    lik_model: GridLikelihood,
+    win: Windows,
+    idx: NDArray[np.int64],
+    b_mean: F | None,
+    b_var: F | None,
+) -> NDArray[np.float32]:
+    """(len(idx), C) likelihood of windows ``idx``, each row scaled to max 1.
+
+    ``b_mean``/``b_var``: the offset prior of each of those windows (len(idx),).
+    """
+    step = lik_model.chunk_rows()
+    lik = np.empty((len(idx), lik_model.n_cells), np.float32)
+    for lo in range(0, len(idx), step):
+        s = idx[lo : lo + step]
+        ll = lik_model(
+            win.rssi[s],
+            win.counts[s],
+            win.frames[s],
+            None if b_mean is None else b_mean[lo : lo + step],
+            None if b_var is None else b_var[lo : lo + step],
+        )
+        ll -= ll.max(axis=1, keepdims=True)
+        np.exp(ll, out=ll)
+        lik[lo : lo + step] = ll
+    return lik
+
+
+def _coarse_cells(grid: WalkableGrid, cells: NDArray[np.int64], step_m: float) -> NDArray[np.int64]:
+    """Indices into ``cells`` of about one cell per ``step_m`` × ``step_m`` block."""
+    f = max(round(step_m / grid.cell_m), 1)
+    r, c = np.divmod(cells, grid.nx)
+    keep = (r % f == f // 2) & (c % f == f // 2)
+    out = np.flatnonzero(keep)
+    return out if len(out) >= 4 else np.arange(len(cells))
+
+
+def _device_labels(pid: NDArray[np.str_]) -> NDArray[np.int64]:
+    new = np.r_[True, pid[1:] != pid[:-1]]
+    return np.cumsum(new) - 1

@@ -1,0 +1,234 @@
+"""Likelihood of a window's RSSI vector at every grid cell, vectorized.
+
+For one window the data are, per node j, the number of frames heard k_j, their
+mean RSSI r_j, and the frames the phone sent m (≈ the most any node heard). With
+the radio model's mean μ_cj at cell c and the phone's transmit offset b:
+
+    log L(c, b) = -Σ_j k_j (r_j - μ_cj - b)² / 2σ²  +  Σ_j (m - k_j) log P(miss | μ_cj + b)
+
+with P(miss | μ) = ε + (1 - ε) Φ((s - μ) / σ) (frame loss ε, sensitivity s): a
+node that heard fewer frames than were sent, or none, is evidence too.
+
+The offset is a property of the *device*, constant over its pseudonym's windows,
+so it is not re-estimated per window (which lets a loud phone pass for a near
+one in every window): b takes values on a grid b_q (2 dB steps), the evidence
+of each window for each b_q, log Σ_c L(c, b_q), is summed over the pseudonym's
+windows with the prior N(0, σ_b²), and each window's likelihood is then the
+mixture Σ_q w_q L(c, b_q) with the pseudonym's posterior weights w_q. A track of
+a few minutes pins its phone's offset to a dB or two.
+
+The Gaussian part is matrix products with inner dimension N; the miss part one
+product per band with a table of log P(miss) at every (b_q, node, cell) — no
+(windows × cells × nodes) call to ``log_ndtr``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import log_ndtr, logsumexp
+
+from heatmap.radio_model import RadioModel
+
+F = NDArray[np.float64]
+B_LIM_DB = 20.0
+"""offsets beyond ±this (dB) from the population level are clipped to it"""
+B_STEP_DB = 2.0
+_ELEMENTS_PER_CHUNK = 1_500_000
+_Z_LIM = 8.0
+_Z_STEP = 1 / 32
+
+
+class GridLikelihood:
+    """Log-likelihood of windows over a fixed set of cells, for one band.
+
+    Parameters
+    ----------
+    model
+        The radio model.
+    xy
+        (C, 2) cell centres, m.
+    band
+        Band of the windows (``"ble"``, ``"wifi24"`` …).
+    evidence_weight
+        Multiplies the log-likelihood (1 = frames independent, as the simulator
+        draws them; < 1 tempers correlated shadowing in real rooms).
+    """
+
+    def __init__(self, model: RadioModel, xy: F, band: str, evidence_weight: float = 1.0) -> None:
+        self.model = model
+        self.mu = model.mean_rssi(xy, band)  # (C, N)
+        self.mu_t = np.ascontiguousarray(self.mu.T)
+        self.mu2_t = self.mu_t**2
+        self.weight = evidence_weight
+        self.b_grid = np.arange(-B_LIM_DB, B_LIM_DB + B_STEP_DB / 2, B_STEP_DB)
+        z = (model.sensitivity_dbm - self.mu_t[None] - self.b_grid[:, None, None]) / model.sigma_db
+        eps = model.frame_loss
+        lm = np.logaddexp(np.log(max(eps, 1e-12)), np.log1p(-eps) + log_ndtr(z))  # (Q, N, C)
+        self._log_miss = np.ascontiguousarray(lm.transpose(1, 0, 2).reshape(lm.shape[1], -1))
+        self._log_miss_cnq = np.ascontiguousarray(
+            lm.transpose(2, 1, 0).reshape(lm.shape[2], -1), dtype=np.float32
+        )  # (C, N·Q)
+        zz = np.arange(-_Z_LIM, _Z_LIM + _Z_STEP / 2, _Z_STEP)
+        self._z_table = np.logaddexp(np.log(max(eps, 1e-12)), np.log1p(-eps) + log_ndtr(zz)).astype(
+            np.float32
+        )
+        self._mu32 = self.mu.astype(np.float32)
+        self.log_prior_b = -0.5 * (self.b_grid / model.offset_sigma_db) ** 2
+        self.log_prior_b -= logsumexp(self.log_prior_b)
+
+    @property
+    def n_cells(self) -> int:
+        return self.mu.shape[0]
+
+    @property
+    def n_offsets(self) -> int:
+        return len(self.b_grid)
+
+    def chunk_rows(self) -> int:
+        """Windows per call that keep the (B, Q, C) temporaries near 12 MB each."""
+        return max(4, _ELEMENTS_PER_CHUNK // max(self.n_cells * self.n_offsets, 1))
+
+    def terms(self, rssi: F, counts: F, frames: NDArray[np.int64]) -> F:
+        """(B, Q, C) log L(c, b_q) of B windows (``rssi``/``counts`` (B, N), ``frames`` (B,))."""
+        m = self.model
+        s2 = m.sigma_db**2
+        det = counts > 0
+        k = np.where(det, counts, 0.0)
+        r = np.where(det, rssi, 0.0)
+        kr = k * r
+        big_k = k.sum(axis=1)[:, None, None]
+        d = (kr.sum(axis=1)[:, None] - k @ self.mu_t)[:, None, :]  # Σ k (r - μ)
+        e = ((kr * r).sum(axis=1)[:, None] - 2.0 * (kr @ self.mu_t) + k @ self.mu2_t)[:, None, :]
+        bq = self.b_grid[None, :, None]
+        ll = -(e - 2.0 * bq * d + bq * bq * big_k) / (2.0 * s2)
+        miss = np.maximum(frames[:, None] - k, 0.0)  # (B, N)
+        if miss.any():
+            ll += (miss @ self._log_miss).reshape(ll.shape)
+        if self.weight != 1.0:
+            ll *= self.weight
+        return ll
+
+    def offset_evidence(self, terms: F) -> F:
+        """(B, Q) max over cells of log L(c, b_q): each window's evidence about the offset.
+
+        The profile (max) rather than the mean over cells: a mean would credit the
+        hypothesis with more cells that fit (the store has more cells than the
+        street) once per window, and that bias compounds over a track.
+        """
+        return terms.max(axis=2)
+
+    def mix(self, terms: F, log_w: F) -> F:
+        """(B, C) log Σ_q w_q L(c, b_q) with per-window log weights ``log_w`` (B, Q)."""
+        return logsumexp(terms + log_w[:, :, None], axis=1)
+
+    def __call__(
+        self,
+        rssi: F,
+        counts: F,
+        frames: NDArray[np.int64],
+        b_mean: F | None = None,
+        b_var: F | None = None,
+    ) -> F:
+        """(B, C) log-likelihood with the offset profiled under a prior N(b_mean, b_var).
+
+        The prior defaults to the population's N(0, σ_b²); with a device's
+        posterior from :meth:`device_offsets` (a narrow one after a few minutes),
+        b̂_c = (Σ k_j (r_j - μ_cj) + ρ b̄) / (Σ k_j + ρ), ρ = σ²/v, and the miss term
+        is read from a table of log P(miss | z) at z = (s - μ_cj - b̂_c)/σ.
+        """
+        m = self.model
+        s2 = m.sigma_db**2
+        n = len(rssi)
+        bm = np.zeros(n) if b_mean is None else b_mean
+        bv = np.full(n, m.offset_sigma_db**2) if b_var is None else b_var
+        rho = (s2 / np.maximum(bv, 1e-6))[:, None]
+        det = counts > 0
+        k = np.where(det, counts, 0.0)
+        r = np.where(det, rssi, 0.0)
+        kr = k * r
+        big_k = k.sum(axis=1)[:, None]
+        d = kr.sum(axis=1)[:, None] - k @ self.mu_t  # Σ k (r - μ), (B, C)
+        e = (kr * r).sum(axis=1)[:, None] - 2.0 * (kr @ self.mu_t) + k @ self.mu2_t
+        b = (d + rho * bm[:, None]) / (big_k + rho)
+        ll = -(e - 2.0 * b * d + b * b * big_k + rho * (b - bm[:, None]) ** 2) / (2.0 * s2)
+        miss = np.maximum(frames[:, None] - k, 0.0)  # (B, N)
+        cols = np.flatnonzero(miss.any(axis=0))
+        if len(cols):
+            z = (np.float32(m.sensitivity_dbm) - b.astype(np.float32)[:, :, None]) - self._mu32[
+                None, :, cols
+            ]
+            z *= np.float32(1.0 / (m.sigma_db * _Z_STEP))
+            z += np.float32(_Z_LIM / _Z_STEP + 0.5)
+            idx = z.astype(np.int32)
+            np.clip(idx, 0, len(self._z_table) - 1, out=idx)
+            lm = self._z_table[idx]  # (B, C, n)
+            ll += np.matmul(lm, miss[:, cols, None].astype(np.float32))[:, :, 0]
+        if self.weight != 1.0:
+            ll *= self.weight
+        return ll
+
+    def expected_offset_evidence(
+        self, post: NDArray[np.floating[Any]], rssi: F, counts: F, frames: NDArray[np.int64]
+    ) -> F:
+        """(B, Q) Σ_c γ_c log L(c, b_q) for posteriors ``post`` (B, C) over the cells.
+
+        The E-step of an EM over the device offset (Dempster, Laird & Rubin, JRSS B
+        39, 1977): the smoothed posterior, not a max or a flat mean over cells,
+        weighs where the phone was. Up to a per-window constant. Cheap: the miss
+        part is one product of ``post`` with the (cells × offsets·nodes) table.
+        """
+        m = self.model
+        det = counts > 0
+        k = np.where(det, counts, 0.0)
+        r = np.where(det, rssi, 0.0)
+        d = (k * r).sum(axis=1) - ((post @ self.mu) * k).sum(axis=1)
+        big_k = k.sum(axis=1)
+        bq = self.b_grid[None, :]
+        ll = (2.0 * bq * d[:, None] - bq * bq * big_k[:, None]) / (2.0 * m.sigma_db**2)
+        miss = np.maximum(frames[:, None] - k, 0.0)
+        if miss.any():
+            q, n = self.n_offsets, self.mu.shape[1]
+            g = (post @ self._log_miss_cnq).reshape(len(post), n, q)  # Σ_c γ log P(miss)
+            ll += np.einsum("bnq,bn->bq", g, miss)
+        if self.weight != 1.0:
+            ll *= self.weight
+        return ll
+
+    def offset_moments(self, log_w: F) -> tuple[F, F]:
+        """Mean and variance (dB, dB²) of offsets with log posterior ``log_w`` (B, Q).
+
+        A posterior spread over several grid offsets gives its moments; a sharp one
+        (a long track) is refined between grid nodes by the parabola through the
+        best three, whose curvature gives the variance.
+        """
+        w = np.exp(log_w)
+        mean = w @ self.b_grid
+        var = np.maximum(w @ self.b_grid**2 - mean**2, 0.0)
+        q = len(self.b_grid)
+        i = np.clip(np.argmax(log_w, axis=1), 1, q - 2)
+        rows = np.arange(len(log_w))
+        lm, l0, lp = log_w[rows, i - 1], log_w[rows, i], log_w[rows, i + 1]
+        curv = lm - 2 * l0 + lp  # < 0 at a maximum
+        sharp = (curv < -1e-9) & (var < B_STEP_DB**2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            delta = np.clip(0.5 * (lm - lp) / curv, -1.0, 1.0)
+            pv = -(B_STEP_DB**2) / curv
+        mean = np.where(sharp, self.b_grid[i] + delta * B_STEP_DB, mean)
+        var = np.where(sharp, pv, var)
+        return mean, np.maximum(var, 0.05)
+
+    def device_offsets(self, evidence: F, device: NDArray[np.int64]) -> F:
+        """(B, Q) log posterior of the offset per window, from all windows of its device.
+
+        ``evidence``: (B, Q) from :meth:`offset_evidence`; ``device``: (B,) labels
+        0, 1, 2 … with each device's windows contiguous.
+        """
+        if not len(device):
+            return np.zeros((0, self.n_offsets))
+        starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
+        tot = np.add.reduceat(evidence, starts, axis=0) + self.log_prior_b[None, :]
+        tot -= logsumexp(tot, axis=1, keepdims=True)
+        return tot[np.cumsum(np.r_[True, device[1:] != device[:-1]]) - 1]

@@ -1,0 +1,24 @@
+"""The runnable examples in the localization modules' docstrings stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "heatmap.radio_model",
+    "heatmap.motion",
+    "heatmap.crb",
+    "heatmap.node_placement",
+    "heatmap.calibration.walk",
+    "heatmap.localizers",
+    "heatmap.localizers.harness",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert res.failed == 0

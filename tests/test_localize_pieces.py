@@ -1,0 +1,202 @@
+"""Localization pieces on cases with known answers: noise-free ranging, a wall that
+must block motion, non-detection pulling the posterior away, the device offset,
+and forward–backward checked against brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from heatmap.floorplan import FloorPlan, parse
+from heatmap.localizers import get
+from heatmap.localizers.base import Windows
+from heatmap.localizers.likelihood import GridLikelihood
+from heatmap.localizers.trilateration import nelder_mead_batch
+from heatmap.motion import MotionModel, MotionParams, generator
+from heatmap.radio_model import RadioModel
+from heatmap.walkable_grid import WalkableGrid
+
+
+def room(wall_gap: bool = True) -> FloorPlan:
+    """12 × 8 m, a partition at x = 6 from y = 0 to 6.5 (door gap above), 4 nodes."""
+    return parse(
+        {
+            "store": {"id": "room"},
+            "outline": {"points": [[0, 0], [12, 0], [12, 8], [0, 8]]},
+            "walls": [
+                {"id": "part", "points": [[6, 0], [6, 6.5 if wall_gap else 8]], "attenuation_db": 6}
+            ],
+            "nodes": [
+                {"id": "a", "x": 1.5, "y": 1.5, "z": 3.0},
+                {"id": "b", "x": 10.5, "y": 1.5, "z": 3.0},
+                {"id": "c", "x": 1.5, "y": 6.5, "z": 3.0},
+                {"id": "d", "x": 10.5, "y": 6.5, "z": 3.0},
+            ],
+        }
+    )
+
+
+def windows_at(
+    model: RadioModel, xy: np.ndarray, frames: int, offset_db: float = 0.0, t_step_ms: int = 5000
+) -> Windows:
+    """Noise-free windows: every node hears ``frames`` frames at exactly its mean level."""
+    mu = model.mean_rssi(xy, "ble") + offset_db
+    n = len(xy)
+    return Windows(
+        np.full(n, "p"),
+        np.arange(n, dtype=np.int64) * t_step_ms,
+        np.full(n, "ble"),
+        mu,
+        np.full(mu.shape, float(frames)),
+        np.full(n, frames, np.int64),
+        5000,
+    )
+
+
+@pytest.fixture(scope="module")
+def plan() -> FloorPlan:
+    return room()
+
+
+@pytest.fixture(scope="module")
+def grid(plan: FloorPlan) -> WalkableGrid:
+    return WalkableGrid.build(plan, cell_m=0.5)
+
+
+def test_noise_free_ranging_is_exact(plan: FloorPlan, grid: WalkableGrid) -> None:
+    model = RadioModel.from_plan(plan).replace(sigma_db=1.0)
+    truth = np.array([[3.25, 2.75], [8.75, 5.25], [4.75, 4.25]])  # cell centres
+    win = windows_at(model, truth, frames=20)
+    ours = get("grid")(win, model, grid, motion=False, pool_offsets=False)
+    assert np.abs(ours.map_xy - truth).max() < 1e-9
+    assert np.hypot(*(ours.mean_xy - truth).T).max() < 0.25
+    bare = model.replace(walls=())  # ranging ignores walls: give it a world without
+    tri = get("trilateration")(windows_at(bare, truth, frames=20), bare, grid)
+    assert np.hypot(*(tri.mean_xy - truth).T).max() < 0.05
+
+
+def test_nelder_mead_batch_finds_minima() -> None:
+    targets = np.array([[1.0, -2.0], [3.5, 4.0], [-7.0, 0.25]])
+
+    def f(p: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return ((p - targets[rows]) ** 2).sum(axis=1) + 0.5 * (p[:, 0] - targets[rows, 0]) ** 4
+
+    got = nelder_mead_batch(f, np.zeros((3, 2)), 1.0, 200)
+    assert np.abs(got - targets).max() < 1e-4
+
+
+def test_a_wall_blocks_motion() -> None:
+    full_wall = room(wall_gap=False)
+    g = WalkableGrid.build(full_wall, cell_m=0.5)
+    mm = MotionModel(g, MotionParams(walk_diffusion_m2_s=1.0), min_gap_s=1.0)
+    cells = mm.cells
+    xy = g.centers[cells]
+    start = np.zeros((1, len(cells)))
+    start[0, np.argmin(np.hypot(xy[:, 0] - 5.75, xy[:, 1] - 4.0))] = 1.0
+    after = mm.walk(start, np.array([30.0]))[0]
+    assert after.sum() == pytest.approx(1.0, abs=1e-4)
+    assert after[xy[:, 0] > 6].sum() < 1e-4  # nothing crossed the wall
+    near_same_side = np.argmin(np.hypot(xy[:, 0] - 5.25, xy[:, 1] - 4.0))
+    near_other_side = np.argmin(np.hypot(xy[:, 0] - 6.25, xy[:, 1] - 4.0))
+    assert after[near_same_side] > 100 * max(after[near_other_side], 1e-12)
+    # with a door gap the mass gets through, around the end of the wall
+    g2 = WalkableGrid.build(room(wall_gap=True), cell_m=0.5)
+    mm2 = MotionModel(g2, MotionParams(walk_diffusion_m2_s=1.0), min_gap_s=1.0)
+    after2 = mm2.walk(start, np.array([30.0]))[0]
+    assert after2[g2.centers[mm2.cells][:, 0] > 6].sum() > 0.05
+    # and the generator has no edge across the wall
+    lap = generator(g, cells).tocoo()
+    off = lap.row != lap.col
+    a, b = xy[lap.row[off]], xy[lap.col[off]]
+    assert not (((a[:, 0] < 6) & (b[:, 0] > 6)) | ((a[:, 0] > 6) & (b[:, 0] < 6))).any()
+
+
+def test_non_detection_pulls_the_posterior_away(plan: FloorPlan, grid: WalkableGrid) -> None:
+    model = RadioModel.from_plan(plan)
+    cells = np.flatnonzero(grid.walkable)
+    xy = grid.centers[cells]
+    lik = GridLikelihood(model, xy, "ble")
+    # heard by a and c only, 5 frames each, at a level that fits anywhere on the left
+    rssi = np.array([[-75.0, np.nan, -75.0, np.nan]])
+    counts = np.array([[5.0, 0.0, 5.0, 0.0]])
+    heard_only = lik(rssi, counts, np.array([0]))  # no frames "sent" → misses ignored
+    with_misses = lik(rssi, counts, np.array([5]))  # b and d missed 5 frames each
+
+    def mean_x(ll: np.ndarray) -> float:
+        p = np.exp(ll[0] - ll[0].max())
+        return float((p / p.sum()) @ xy[:, 0])
+
+    assert mean_x(with_misses) < mean_x(heard_only) - 0.5  # away from b and d (x = 10.5)
+
+
+def test_device_offset_is_learnt_from_the_track(plan: FloorPlan, grid: WalkableGrid) -> None:
+    model = RadioModel.from_plan(plan).replace(sigma_db=4.0)
+    rng = np.random.default_rng(5)
+    spot = np.array([[3.25, 2.75]])
+    n = 60
+    base = windows_at(model, np.repeat(spot, n, axis=0), frames=3, offset_db=9.0)
+    noisy = Windows(
+        base.pid,
+        base.t_ms,
+        base.band,
+        base.rssi + rng.normal(0, 4.0 / np.sqrt(3), base.rssi.shape),
+        base.counts,
+        base.frames,
+        base.window_ms,
+    )
+    pooled = get("grid")(noisy, model, grid, offset_iterations=2)
+    alone = get("grid")(noisy, model, grid, pool_offsets=False, motion=False)
+    assert pooled.offset_db is not None
+    assert abs(float(np.median(pooled.offset_db)) - 9.0) < 2.0
+    e_pooled = np.median(np.hypot(*(pooled.mean_xy - spot).T))
+    e_alone = np.median(np.hypot(*(alone.mean_xy - spot).T))
+    assert e_pooled < 0.6 < e_alone  # a loud phone passes for a near one, unless pooled
+
+
+def test_forward_backward_matches_brute_force() -> None:
+    """Two-mode smoothing on a tiny grid equals the explicit sum over paths."""
+    tiny = parse(
+        {
+            "store": {"id": "tiny"},
+            "outline": {"points": [[0, 0], [3, 0], [3, 2], [0, 2]]},
+            "nodes": [{"id": "a", "x": 0.5, "y": 0.5, "z": 3.0}],
+        }
+    )
+    g = WalkableGrid.build(tiny, cell_m=1.0)
+    p = MotionParams(walk_diffusion_m2_s=0.3, dwell_diffusion_m2_s=0.05, truncate=1e-12)
+    mm = MotionModel(g, p, min_gap_s=1.0)
+    c = mm.n_cells
+    rng = np.random.default_rng(0)
+    lik = rng.random((3, c)) + 0.05
+    t_ms = np.array([0, 2000, 5000])
+    post, p_dwell = mm.smooth_batch(lik, np.zeros(3, np.int64), t_ms)
+    # explicit: states (cell, mode); move with the mode's heat kernel, then switch
+    lap = mm.lap.toarray()
+
+    def step(gap: float) -> np.ndarray:
+        # dwell: the documented Euler steps (≤ 0.1 of the fastest rate each); walk: exact
+        d = p.dwell_diffusion_m2_s
+        n = max(int(np.ceil(gap * d * lap.diagonal().max() / 0.1)), 1)
+        kd = np.linalg.matrix_power(np.eye(c) - d * gap / n * lap, n)
+        assert np.abs(kd - scipy.linalg.expm(-d * gap * lap)).max() < 0.02
+        kw = scipy.linalg.expm(-p.walk_diffusion_m2_s * gap * lap)
+        sd, sw = np.exp(-gap / p.mean_dwell_s), np.exp(-gap / p.mean_walk_s)
+        big = np.zeros((2 * c, 2 * c))
+        big[:c, :c], big[:c, c:] = kd * sd, kd * (1 - sd)
+        big[c:, :c], big[c:, c:] = kw * (1 - sw), kw * sw
+        return big
+
+    pd0 = mm.prior_dwell
+    alpha = [np.r_[pd0 * lik[0], (1 - pd0) * lik[0]]]
+    trans = [step(2.0), step(3.0)]
+    for i in (1, 2):
+        alpha.append((alpha[-1] @ trans[i - 1]) * np.r_[lik[i], lik[i]])
+    beta = [np.ones(2 * c)]
+    for i in (1, 0):
+        beta.insert(0, trans[i] @ (np.r_[lik[i + 1], lik[i + 1]] * beta[0]))
+    for i in range(3):
+        g_ = alpha[i] * beta[i]
+        g_ /= g_.sum()
+        np.testing.assert_allclose(post[i], g_[:c] + g_[c:], atol=1e-4)
+        assert p_dwell[i] == pytest.approx(g_[:c].sum(), abs=1e-4)
