@@ -50,6 +50,9 @@ F = NDArray[np.float64]
 FA = NDArray[np.floating[Any]]
 """float32 or float64: the smoother runs in float32"""
 DENSE_EIGH_MAX_CELLS = 4000
+TINY = np.float32(1e-15)
+"""floor of every probability the smoother carries: float32 subnormals (< 1.2e-38)
+make the matrix products ~8× slower, and mass this small changes nothing"""
 """grids up to this many walkable cells use a dense eigendecomposition"""
 
 
@@ -65,8 +68,11 @@ class MotionParams:
     """mean time in the dwelling mode before walking on, s"""
     mean_walk_s: float = 20.0
     """mean time in the walking mode before stopping, s"""
-    truncate: float = 1e-3
-    """walk kernel: drop eigenmodes weighing less than this after the shortest gap"""
+    truncate: float = 0.05
+    """walk kernel: drop eigenmodes weighing less than this after the shortest gap
+
+    (0.05 keeps 207 of the 751 modes of the bundled store's 1 m grid at 1 s
+    windows; 1e-3 kept 680 for the same median error, 3.3 × the work)"""
 
 
 _EIGEN_CACHE: dict[str, tuple[F, F]] = {}
@@ -128,6 +134,7 @@ class MotionModel:
         self.vec_t = np.ascontiguousarray(vec.T, dtype=np.float32)
         rate_max = float(self.lap.diagonal().max()) if self.n_cells else 0.0
         self._dwell_rate = p.dwell_diffusion_m2_s * rate_max
+        self._decay_cache: dict[tuple[float, float], NDArray[np.float32]] = {}
 
     @property
     def n_cells(self) -> int:
@@ -148,10 +155,27 @@ class MotionModel:
         """
         dc = self.params.walk_diffusion_m2_s if diffusion is None else diffusion
         coef = x.astype(np.float32, copy=False) @ self.vec
-        coef *= np.exp(-dc * gap_s[:, None] * self.lam[None, :]).astype(np.float32)
+        coef *= self._decay(dc, gap_s)
         out = (coef @ self.vec_t).astype(x.dtype, copy=False)
-        np.maximum(out, 0.0, out=out)
+        np.maximum(out, TINY, out=out)
+        # the truncated kernel rings a little around sharp rows and clipping its
+        # negative lobes adds mass: give each row back the mass it came with
+        out *= (x.sum(axis=1) / out.sum(axis=1))[:, None].astype(out.dtype)
         return out
+
+    def _decay(self, dc: float, gap_s: F) -> NDArray[np.float32]:
+        """(B, modes) exp(-dc·gap·λ): windows sit on a time grid, so few distinct gaps recur."""
+        gaps, inv = np.unique(gap_s, return_inverse=True)
+        rows = []
+        for g in gaps:
+            key = (dc, float(g))
+            d = self._decay_cache.get(key)
+            if d is None:
+                if len(self._decay_cache) > 4096:
+                    self._decay_cache.clear()
+                d = self._decay_cache[key] = np.exp(-dc * float(g) * self.lam).astype(np.float32)
+            rows.append(d)
+        return np.stack(rows)[inv.ravel()] if rows else np.zeros((0, self.n_modes), np.float32)
 
     def dwell(self, x: FA, gap_s: F) -> FA:
         """Rows of ``x`` (B, C) spread by ``gap_s`` (B,) seconds of dwelling.
@@ -178,7 +202,7 @@ class MotionModel:
                 out[short] = y
         if long_.any():
             out[long_] = self.walk(x[long_], gap_s[long_], d)
-        np.maximum(out, 0.0, out=out)
+        np.maximum(out, TINY, out=out)
         return out
 
     def diffuse(self, p: F, gap_s: float) -> F:
@@ -215,11 +239,15 @@ class MotionModel:
         labels, each device's windows contiguous and in time order; ``t_ms``: (W,)
         window times. Returns the posterior over cells (W, C) and the probability
         of the dwell mode (W,).
+
+        All devices step in lockstep, longest first, so the devices still running
+        at step t are a prefix of that order; the rows are laid out time-major
+        (step 0 of every device, then step 1 …) so that each step reads and
+        writes contiguous slices rather than gathering rows.
         """
         w = len(lik)
         if w == 0:
             return np.zeros_like(lik), np.zeros(0)
-        lik = lik.astype(np.float32, copy=False)
         starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
         lengths = np.diff(np.r_[starts, w])
         order = np.argsort(-lengths, kind="stable")
@@ -227,30 +255,41 @@ class MotionModel:
         t_max = int(l_sorted[0])
         # n_active[t]: devices with more than t windows (a prefix of the sorted order)
         n_active = np.searchsorted(-l_sorted, -np.arange(t_max + 1), side="left")
-        pd0 = self.prior_dwell
-        alpha_d = np.empty_like(lik)
-        alpha_w = np.empty_like(lik)
+        offs = np.r_[0, np.cumsum(n_active[:t_max])]
+        perm = np.concatenate([s_sorted[: n_active[t]] + t for t in range(t_max)])
+        lk_all = lik[perm].astype(np.float32, copy=False)
+        tm = t_ms[perm]
+        pd0 = np.float32(self.prior_dwell)
+        alpha_d = np.empty_like(lk_all)
+        alpha_w = np.empty_like(lk_all)
         for t in range(t_max):
-            rows = s_sorted[: n_active[t]] + t
-            lk = lik[rows]
+            cur = slice(offs[t], offs[t + 1])
+            lk = lk_all[cur]
             if t == 0:
                 ad, aw = pd0 * lk, (1 - pd0) * lk
             else:
-                prev = rows - 1
-                gap = (t_ms[rows] - t_ms[prev]) / 1000.0
+                na = int(n_active[t])
+                prev = slice(offs[t - 1], offs[t - 1] + na)
+                gap = (tm[cur] - tm[prev]) / 1000.0
                 kd = self.dwell(alpha_d[prev], gap)
                 kw = self.walk(alpha_w[prev], gap)
-                sd, sw = (v.astype(np.float32) for v in self.stay(gap))
-                ad = lk * (sd[:, None] * kd + (1 - sw)[:, None] * kw)
-                aw = lk * ((1 - sd)[:, None] * kd + sw[:, None] * kw)
+                sd, sw = (v.astype(np.float32)[:, None] for v in self.stay(gap))
+                ad = sd * kd
+                ad += (1 - sw) * kw
+                ad *= lk
+                kw *= sw
+                kw += (1 - sd) * kd
+                kw *= lk
+                aw = kw
             z = ad.sum(axis=1) + aw.sum(axis=1)
             bad = ~(z > 0)
             if bad.any():  # nothing in reach explains this window: restart the track
                 ad[bad], aw[bad] = pd0 * lk[bad], (1 - pd0) * lk[bad]
                 z[bad] = lk[bad].sum(axis=1)
-            alpha_d[rows] = ad / z[:, None]
-            alpha_w[rows] = aw / z[:, None]
-        post = np.empty_like(lik)
+            zi = (1.0 / z)[:, None].astype(np.float32)
+            np.maximum(ad * zi, TINY, out=alpha_d[cur])
+            np.maximum(aw * zi, TINY, out=alpha_w[cur])
+        post = np.empty_like(lk_all)
         p_dwell = np.empty(w)
         n_dev = len(starts)
         c = lik.shape[1]
@@ -258,37 +297,45 @@ class MotionModel:
         beta_w = np.ones((n_dev, c), np.float32)
         for t in range(t_max - 1, -1, -1):
             na = int(n_active[t])
-            na1 = int(n_active[t + 1]) if t + 1 <= t_max else 0
-            rows = s_sorted[:na] + t
+            na1 = int(n_active[t + 1]) if t + 1 < t_max else 0
+            cur = slice(offs[t], offs[t + 1])
             beta_d[na1:na] = 1.0
             beta_w[na1:na] = 1.0
             if na1:
-                cur = rows[:na1]
-                nxt = cur + 1
-                gap = (t_ms[nxt] - t_ms[cur]) / 1000.0
-                yd = lik[nxt] * beta_d[:na1]
-                yw = lik[nxt] * beta_w[:na1]
-                sd, sw = (v.astype(np.float32) for v in self.stay(gap))
-                mix_d = sd[:, None] * yd + (1 - sd)[:, None] * yw
-                mix_w = (1 - sw)[:, None] * yd + sw[:, None] * yw
+                nxt = slice(offs[t + 1], offs[t + 1] + na1)
+                gap = (tm[nxt] - tm[offs[t] : offs[t] + na1]) / 1000.0
+                yd = lk_all[nxt] * beta_d[:na1]
+                yw = lk_all[nxt] * beta_w[:na1]
+                sd, sw = (v.astype(np.float32)[:, None] for v in self.stay(gap))
+                mix_d = sd * yd
+                mix_d += (1 - sd) * yw
+                yw *= sw
+                yw += (1 - sw) * yd
                 bd = self.dwell(mix_d, gap)
-                bw = self.walk(mix_w, gap)
+                bw = self.walk(yw, gap)
                 z = np.maximum(bd.max(axis=1), bw.max(axis=1))
                 z[~(z > 0)] = 1.0
-                beta_d[:na1] = bd / z[:, None]
-                beta_w[:na1] = bw / z[:, None]
-            gd = alpha_d[rows] * beta_d[:na]
-            gw = alpha_w[rows] * beta_w[:na]
+                zi = (1.0 / z)[:, None].astype(np.float32)
+                np.maximum(bd * zi, TINY, out=beta_d[:na1])
+                np.maximum(bw * zi, TINY, out=beta_w[:na1])
+            gd = alpha_d[cur] * beta_d[:na]
+            gw = alpha_w[cur] * beta_w[:na]
             sd_ = gd.sum(axis=1)
             z = sd_ + gw.sum(axis=1)
             bad = ~(z > 0)
             if bad.any():  # numerically empty: fall back on the forward filter
-                gd[bad], gw[bad] = alpha_d[rows[bad]], alpha_w[rows[bad]]
+                gd[bad], gw[bad] = alpha_d[cur][bad], alpha_w[cur][bad]
                 sd_[bad] = gd[bad].sum(axis=1)
                 z[bad] = sd_[bad] + gw[bad].sum(axis=1)
-            post[rows] = (gd + gw) / z[:, None]
-            p_dwell[rows] = sd_ / z
-        return post, p_dwell
+            gd += gw
+            gd *= (1.0 / z)[:, None].astype(np.float32)
+            post[cur] = gd
+            p_dwell[offs[t] : offs[t + 1]] = sd_ / z
+        out = np.empty_like(post)
+        out[perm] = post
+        pdw = np.empty(w)
+        pdw[perm] = p_dwell
+        return out.astype(lik.dtype, copy=False), pdw
 
 
 def _rest(p: MotionParams) -> tuple[float, float, float, float]:

@@ -23,17 +23,25 @@ from numpy.typing import NDArray
 
 from heatmap.localizers.base import Posterior, Windows
 from heatmap.localizers.likelihood import GridLikelihood
-from heatmap.motion import MotionModel, MotionParams, viterbi_tracks
+from heatmap.motion import TINY, MotionModel, MotionParams, viterbi_tracks
 from heatmap.radio_model import RadioModel
 from heatmap.walkable_grid import WalkableGrid
 
 NAME = "grid posterior + motion (ours)"
 F = NDArray[np.float64]
-_CHUNK_ELEMENTS = 3_000_000
-"""windows × cells smoothed at once (three such float arrays live at a time)"""
+_CHUNK_ELEMENTS = 6_000_000
+"""windows × cells smoothed at once (three such float32 arrays live at a time)"""
 COARSE_M = 2.0
 """cell pitch (m) at which each window's evidence about the phone offset is computed"""
 _BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+SEGMENT_WINDOWS = 240
+"""tracks longer than this (plus the overlap) are smoothed in overlapping segments"""
+SEGMENT_OVERLAP = 60
+"""windows of context either side of a segment (see :func:`track_segments`)"""
+BLOCK_MS = 5000
+"""windows shorter than this are first localized in blocks of this length (see _two_scale)"""
+DWELL_MERGE_P = 0.8
+"""a block the coarse pass finds standing with at least this probability is one fine step"""
 EM_MIN_WINDOWS = 12
 """EM refinement of the offset only for tracks at least this long (shorter ones move little)"""
 
@@ -106,7 +114,7 @@ def locate(
     jobs = []
     for band in np.unique(win.band):
         rows = np.flatnonzero(win.band == band)
-        for idx in pid_chunks(win.pid, rows, max(_CHUNK_ELEMENTS // max(len(cells), 1), 64)):
+        for idx in length_chunks(win.pid, rows, max(_CHUNK_ELEMENTS // max(len(cells), 1), 64)):
             jobs.append((str(band), idx))
     ps = np.zeros((n_groups, len(cells)))
     p_in = np.zeros(len(win))
@@ -228,9 +236,139 @@ def _likelihood_models(
 def _chunk(
     model: RadioModel, grid: WalkableGrid, o: _Options, band: str, win: Windows
 ) -> _ChunkResult:
-    """Posterior of whole tracks: offsets pooled, likelihood, smoothing, EM, tracks."""
-    lik_model, lik_coarse = _likelihood_models(model, grid, band, o.evidence_weight)
+    """Posterior of whole tracks: offsets pooled, likelihood, smoothing, EM, tracks.
+
+    Windows shorter than ``BLOCK_MS`` take two passes (see :func:`_two_scale`).
+    """
+    if o.motion is not None and win.window_ms < BLOCK_MS and len(win):
+        return _two_scale(model, grid, o, band, win)
+    r = _single_scale(model, grid, o, band, win, o.min_gap_s)
     mm = _motion(grid, o.motion, o.min_gap_s) if o.motion is not None else None
+    track = (
+        viterbi_tracks(mm, r.post, r.lik, r.dev, win.t_ms) if o.tracks and mm is not None else None
+    )
+    return _ChunkResult(r.post, r.offset, r.p_dwell, track)
+
+
+@dataclass
+class _Pass:
+    post: NDArray[np.floating[Any]]
+    p_dwell: F | None
+    offset: F
+    b_mean: F | None
+    b_var: F | None
+    lik: NDArray[np.float32]
+    dev: NDArray[np.int64]
+
+
+def _two_scale(
+    model: RadioModel, grid: WalkableGrid, o: _Options, band: str, win: Windows
+) -> _ChunkResult:
+    """Short windows (1 s): learn offsets and motion modes on blocks, then smooth finely.
+
+    1. The windows of each device are merged into ``BLOCK_MS`` blocks (frames
+       and RSSI sums per node) and run through the whole single-scale
+       posterior — offset pooling, smoothing, EM — at a fifth of the rows and
+       with a cheaper walk kernel (fewer eigenmodes matter over 5 s).
+    2. The fine pass keeps the offsets and steps at each window where the
+       blocks' posterior says the person walks, and at the block where it is
+       at least ``DWELL_MERGE_P`` sure they stand (browsing, queueing): the
+       dwell mode moves 0.3 m in 5 s, less than a cell, so a standing block is
+       one position and its windows say nothing more split than merged.
+    Each window gets the posterior of its step.
+    """
+    dev = _device_labels(win.pid)
+    blk_start, blk_of = _blocks(dev, win.t_ms, BLOCK_MS)
+    blocks = _merge(win, blk_start, blk_of, BLOCK_MS)
+    coarse = _single_scale(model, grid, o, band, blocks, BLOCK_MS / 1000)
+    assert coarse.p_dwell is not None
+    standing = coarse.p_dwell >= DWELL_MERGE_P
+    # steps: a standing block as one step, else its windows one by one
+    win_step = ~standing[blk_of]
+    step_rows_w = np.flatnonzero(win_step)
+    step_rows_b = np.flatnonzero(standing)
+    n_w, n_b = len(step_rows_w), len(step_rows_b)
+    t = np.r_[win.t_ms[step_rows_w], blocks.t_ms[step_rows_b]]
+    d = np.r_[dev[step_rows_w], coarse.dev[step_rows_b]]
+    order = np.lexsort((t, d))
+    steps = Windows(
+        np.r_[win.pid[step_rows_w], blocks.pid[step_rows_b]][order],
+        t[order],
+        np.r_[win.band[step_rows_w], blocks.band[step_rows_b]][order],
+        np.r_[win.rssi[step_rows_w], blocks.rssi[step_rows_b]][order],
+        np.r_[win.counts[step_rows_w], blocks.counts[step_rows_b]][order],
+        np.r_[win.frames[step_rows_w], blocks.frames[step_rows_b]][order],
+        win.window_ms,
+    )
+    src_block = np.r_[blk_of[step_rows_w], step_rows_b][order]
+    # window -> its step
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    step_of = np.empty(len(win), np.int64)
+    step_of[step_rows_w] = rank[:n_w]
+    block_step = np.full(len(blocks), -1, np.int64)
+    block_step[step_rows_b] = rank[n_w : n_w + n_b]
+    standing_w = ~win_step
+    step_of[standing_w] = block_step[blk_of[standing_w]]
+    lik_model, _ = _likelihood_models(model, grid, band, o.evidence_weight)
+    mm = _motion(grid, o.motion, o.min_gap_s) if o.motion is not None else None
+    b_mean = None if coarse.b_mean is None else coarse.b_mean[src_block]
+    b_var = None if coarse.b_var is None else coarse.b_var[src_block]
+    lik = _likelihoods(lik_model, steps, np.arange(len(steps)), b_mean, b_var)
+    sdev = _device_labels(steps.pid)
+    post, p_dwell = _smooth(mm, lik, sdev, steps.t_ms)
+    track = (
+        viterbi_tracks(mm, post, lik, sdev, steps.t_ms)[step_of]
+        if o.tracks and mm is not None
+        else None
+    )
+    return _ChunkResult(
+        post[step_of],
+        coarse.offset[blk_of],
+        None if p_dwell is None else p_dwell[step_of],
+        track,
+    )
+
+
+def _blocks(
+    dev: NDArray[np.int64], t_ms: NDArray[np.int64], block_ms: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """First row of each (device, block) run, and the block of every row."""
+    b = t_ms // block_ms
+    new = np.r_[True, (dev[1:] != dev[:-1]) | (b[1:] != b[:-1])]
+    return np.flatnonzero(new), np.cumsum(new) - 1
+
+
+def _merge(
+    win: Windows, start: NDArray[np.int64], blk_of: NDArray[np.int64], block_ms: int
+) -> Windows:
+    """One window per block: frames summed per node, RSSI their mean, frames sent summed."""
+    counts = np.add.reduceat(win.counts, start, axis=0)
+    sums = np.add.reduceat(np.where(win.counts > 0, win.rssi * win.counts, 0.0), start, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rssi = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return Windows(
+        win.pid[start],
+        win.t_ms[start] // block_ms * block_ms,
+        win.band[start],
+        rssi,
+        counts,
+        np.add.reduceat(win.frames, start),
+        block_ms,
+    )
+
+
+def _single_scale(
+    model: RadioModel,
+    grid: WalkableGrid,
+    o: _Options,
+    band: str,
+    win: Windows,
+    min_gap_s: float,
+) -> _Pass:
+    """Offsets pooled per device, likelihood, smoothing and EM at the windows' own scale."""
+    lik_model, lik_coarse = _likelihood_models(model, grid, band, o.evidence_weight)
+    mm = _motion(grid, o.motion, min_gap_s) if o.motion is not None else None
     dev = _device_labels(win.pid)
     every = np.arange(len(win))
     b_mean = b_var = None
@@ -275,8 +413,7 @@ def _chunk(
             post[sub] = post_s
             if p_dwell is not None and pdw_s is not None:
                 p_dwell[sub] = pdw_s
-    track = viterbi_tracks(mm, post, lik, dev, win.t_ms) if o.tracks and mm is not None else None
-    return _ChunkResult(post, offset, p_dwell, track)
+    return _Pass(post, p_dwell, offset, b_mean, b_var, lik, dev)
 
 
 def _smooth(
@@ -287,23 +424,88 @@ def _smooth(
 ) -> tuple[NDArray[np.floating[Any]], F | None]:
     if mm is None:
         return lik / lik.sum(axis=1, keepdims=True, dtype=np.float64), None
-    return mm.smooth_batch(lik, dev, t_ms)
+    rows, seg, keep = track_segments(dev, SEGMENT_WINDOWS, SEGMENT_OVERLAP)
+    if len(rows) == len(dev):  # no track long enough to cut
+        return mm.smooth_batch(lik, dev, t_ms)
+    post_s, pdw_s = mm.smooth_batch(lik[rows], seg, t_ms[rows])
+    post = np.empty_like(lik)
+    p_dwell = np.empty(len(lik))
+    post[rows[keep]] = post_s[keep]
+    p_dwell[rows[keep]] = pdw_s[keep]
+    return post, p_dwell
 
 
-def pid_chunks(
+def track_segments(
+    dev: NDArray[np.int64], length: int, overlap: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    """Cut long tracks into overlapping segments smoothed side by side.
+
+    Each track (contiguous run of ``dev``) longer than ``length + overlap``
+    windows is cut into cores of ``length`` windows, each smoothed with up to
+    ``overlap`` windows of context on either side; only the core's posterior is
+    kept. Returns the rows (into ``dev``; context rows repeat), a segment label
+    per row, and which rows are cores (each original row exactly once).
+
+    Exact forward–backward conditions each window on the whole track; cutting
+    drops the evidence more than ``overlap`` windows away, which the random walk
+    has long forgotten (in 60 s of walking it spreads over 13 m) — and it lets
+    the lockstep smoother step dozens of segments at once where it would step
+    one long staff track.
+    """
+    w = len(dev)
+    starts = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]]) if w else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], w]
+    rows: list[NDArray[np.int64]] = []
+    labels: list[NDArray[np.int64]] = []
+    keep: list[NDArray[np.bool_]] = []
+    label = 0
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        if e - s <= length + overlap:
+            rows.append(np.arange(s, e))
+            keep.append(np.ones(e - s, bool))
+            labels.append(np.full(e - s, label))
+            label += 1
+            continue
+        for c in range(s, e, length):
+            lo, hi = max(c - overlap, s), min(c + length + overlap, e)
+            r = np.arange(lo, hi)
+            rows.append(r)
+            keep.append((r >= c) & (r < min(c + length, e)))
+            labels.append(np.full(hi - lo, label))
+            label += 1
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+    return np.concatenate(rows), np.concatenate(labels), np.concatenate(keep)
+
+
+def length_chunks(
     pid: NDArray[np.str_], rows: NDArray[np.int64], size: int
 ) -> list[NDArray[np.int64]]:
-    """Split ``rows`` into chunks of about ``size`` rows that never split a pid."""
+    """Split ``rows`` (pid-sorted) into chunks of about ``size`` rows of tracks of like length.
+
+    The smoother steps all tracks of a chunk in lockstep, one matrix product per
+    time step over the tracks still running: tracks of like length keep those
+    products wide (a chunk of one 900-window staff phone and hundreds of short
+    ones would take 900 steps, mostly one row wide). Each track stays whole and
+    in time order; the chunks' rows together are ``rows``.
+    """
     if not len(rows):
         return []
     p = pid[rows]
     starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
-    chunks, lo = [], 0
-    for s in starts[1:]:
-        if s - lo >= size:
-            chunks.append(rows[lo:s])
-            lo = s
-    chunks.append(rows[lo:])
+    lengths = np.diff(np.r_[starts, len(rows)])
+    order = np.argsort(lengths, kind="stable")
+    chunks: list[NDArray[np.int64]] = []
+    cur: list[NDArray[np.int64]] = []
+    n = 0
+    for k in order:
+        cur.append(rows[starts[k] : starts[k] + lengths[k]])
+        n += int(lengths[k])
+        if n >= size:
+            chunks.append(np.concatenate(cur))
+            cur, n = [], 0
+    if cur:
+        chunks.append(np.concatenate(cur))
     return chunks
 
 
@@ -318,7 +520,7 @@ def _likelihoods(
 
     ``b_mean``/``b_var``: the offset prior of each of those windows (len(idx),).
     """
-    step = lik_model.chunk_rows()
+    step = lik_model.call_rows()
     lik = np.empty((len(idx), lik_model.n_cells), np.float32)
     for lo in range(0, len(idx), step):
         s = idx[lo : lo + step]
@@ -331,7 +533,7 @@ def _likelihoods(
         )
         ll -= ll.max(axis=1, keepdims=True)
         np.exp(ll, out=ll)
-        lik[lo : lo + step] = ll
+        lik[lo : lo + step] = np.maximum(ll, TINY)  # no float32 subnormals (see TINY)
     return lik
 
 

@@ -36,9 +36,9 @@ F = NDArray[np.float64]
 B_LIM_DB = 20.0
 """offsets beyond ±this (dB) from the population level are clipped to it"""
 B_STEP_DB = 2.0
+SHARP_OFFSET_VAR_DB2 = 4.0
+"""offset priors at most this wide (dB²) read the miss term at the prior mean"""
 _ELEMENTS_PER_CHUNK = 1_500_000
-_Z_LIM = 8.0
-_Z_STEP = 1 / 32
 
 
 class GridLikelihood:
@@ -62,20 +62,19 @@ class GridLikelihood:
         self.mu = model.mean_rssi(xy, band)  # (C, N)
         self.mu_t = np.ascontiguousarray(self.mu.T)
         self.mu2_t = self.mu_t**2
+        self.neg_mu_t = -self.mu_t
+        self.e_table = np.ascontiguousarray(np.vstack([-2.0 * self.mu_t, self.mu2_t]))
         self.weight = evidence_weight
         self.b_grid = np.arange(-B_LIM_DB, B_LIM_DB + B_STEP_DB / 2, B_STEP_DB)
         z = (model.sensitivity_dbm - self.mu_t[None] - self.b_grid[:, None, None]) / model.sigma_db
         eps = model.frame_loss
         lm = np.logaddexp(np.log(max(eps, 1e-12)), np.log1p(-eps) + log_ndtr(z))  # (Q, N, C)
         self._log_miss = np.ascontiguousarray(lm.transpose(1, 0, 2).reshape(lm.shape[1], -1))
+        self._log_miss_qnc = np.ascontiguousarray(lm)
+        """(Q, N, C): log P(miss) at node j, cell c for offset b_q"""
         self._log_miss_cnq = np.ascontiguousarray(
             lm.transpose(2, 1, 0).reshape(lm.shape[2], -1), dtype=np.float32
         )  # (C, N·Q)
-        zz = np.arange(-_Z_LIM, _Z_LIM + _Z_STEP / 2, _Z_STEP)
-        self._z_table = np.logaddexp(np.log(max(eps, 1e-12)), np.log1p(-eps) + log_ndtr(zz)).astype(
-            np.float32
-        )
-        self._mu32 = self.mu.astype(np.float32)
         self.log_prior_b = -0.5 * (self.b_grid / model.offset_sigma_db) ** 2
         self.log_prior_b -= logsumexp(self.log_prior_b)
 
@@ -86,6 +85,10 @@ class GridLikelihood:
     @property
     def n_offsets(self) -> int:
         return len(self.b_grid)
+
+    def call_rows(self) -> int:
+        """Windows per :meth:`__call__` that keep its (B, C) temporaries near 12 MB each."""
+        return max(4, _ELEMENTS_PER_CHUNK // max(self.n_cells, 1))
 
     def chunk_rows(self) -> int:
         """Windows per call that keep the (B, Q, C) temporaries near 12 MB each."""
@@ -136,8 +139,8 @@ class GridLikelihood:
 
         The prior defaults to the population's N(0, σ_b²); with a device's
         posterior from :meth:`device_offsets` (a narrow one after a few minutes),
-        b̂_c = (Σ k_j (r_j - μ_cj) + ρ b̄) / (Σ k_j + ρ), ρ = σ²/v, and the miss term
-        is read from a table of log P(miss | z) at z = (s - μ_cj - b̂_c)/σ.
+        b̂_c = (Σ k_j (r_j - μ_cj) + ρ b̄) / (Σ k_j + ρ), ρ = σ²/v, profiles the
+        Gaussian part; the miss term is read at one offset per window (see below).
         """
         m = self.model
         s2 = m.sigma_db**2
@@ -150,22 +153,37 @@ class GridLikelihood:
         r = np.where(det, rssi, 0.0)
         kr = k * r
         big_k = k.sum(axis=1)[:, None]
-        d = kr.sum(axis=1)[:, None] - k @ self.mu_t  # Σ k (r - μ), (B, C)
-        e = (kr * r).sum(axis=1)[:, None] - 2.0 * (kr @ self.mu_t) + k @ self.mu2_t
-        b = (d + rho * bm[:, None]) / (big_k + rho)
-        ll = -(e - 2.0 * b * d + b * b * big_k + rho * (b - bm[:, None]) ** 2) / (2.0 * s2)
+        # with u_c = Σ k (r - μ_c) + ρ b̄ the profiled b̂_c = u_c / (K + ρ), and
+        # Σ k (r - μ_c - b̂_c)² + ρ (b̂_c - b̄)² = e_c + ρ b̄² - u_c² / (K + ρ)
+        u = k @ self.neg_mu_t  # -Σ k μ, (B, C)
+        u += kr.sum(axis=1)[:, None] + rho * bm[:, None]
+        e = np.concatenate([kr, k], axis=1) @ self.e_table  # -2 Σ k r μ + Σ k μ²
+        e += ((kr * r).sum(axis=1) + rho[:, 0] * bm * bm)[:, None]
+        inv = 1.0 / (big_k + rho)
+        ll = u * u
+        ll *= inv
+        ll -= e
+        ll *= 1.0 / (2.0 * s2)
         miss = np.maximum(frames[:, None] - k, 0.0)  # (B, N)
-        cols = np.flatnonzero(miss.any(axis=0))
-        if len(cols):
-            z = (np.float32(m.sensitivity_dbm) - b.astype(np.float32)[:, :, None]) - self._mu32[
-                None, :, cols
-            ]
-            z *= np.float32(1.0 / (m.sigma_db * _Z_STEP))
-            z += np.float32(_Z_LIM / _Z_STEP + 0.5)
-            idx = z.astype(np.int32)
-            np.clip(idx, 0, len(self._z_table) - 1, out=idx)
-            lm = self._z_table[idx]  # (B, C, n)
-            ll += np.matmul(lm, miss[:, cols, None].astype(np.float32))[:, :, 0]
+        # the miss term at one offset per window, read from the (node, offset,
+        # cell) table interpolated between its two nearest offsets: one matrix
+        # product instead of a lookup per (window, cell, node), 3× faster for
+        # the whole likelihood. The offset: the device's own where its prior is
+        # sharp (a few dB²; the per-cell profile moves b less than that), else
+        # the profile's value at the cell that best explains the frames heard
+        # (where the window's likelihood is; far cells are unlikely anyway)
+        if miss.any():
+            best = np.argmax(ll, axis=1)
+            b_w = np.where(bv <= SHARP_OFFSET_VAR_DB2, bm, u[np.arange(n), best] * inv[:, 0])
+            pos = np.clip((b_w - self.b_grid[0]) / B_STEP_DB, 0, len(self.b_grid) - 1 - 1e-9)
+            q0 = pos.astype(np.int64)
+            f = (pos - q0)[:, None]
+            for q in np.unique(q0):
+                r = np.flatnonzero(q0 == q)
+                mr = miss[r]
+                ll[r] += (mr * (1.0 - f[r])) @ self._log_miss_qnc[q] + (
+                    mr * f[r]
+                ) @ self._log_miss_qnc[q + 1]
         if self.weight != 1.0:
             ll *= self.weight
         return ll
