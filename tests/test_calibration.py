@@ -14,6 +14,7 @@ from heatmap.localizers import harness
 from heatmap.radio_model import RadioModel
 from heatmap.simulate import node_beacons
 from heatmap.simulate.scenario import Scenario
+from heatmap.walkable_grid import WalkableGrid
 from sensing.ble_decode import BleDecoder
 from sensing.capture_file import CaptureReader
 from sensing.observation import KIND_SHIFT, BleAddrType, DeviceKind, Flag
@@ -64,6 +65,37 @@ def test_node_beacons_are_found_without_the_key() -> None:
     assert found == rows["truth"]  # every node, and not the iBeacon beside n3
     # phones are never candidates, whatever they look like
     assert not calibration.is_node_beacon_flags(np.array([PHONE])).any()
+
+
+def test_pseudonyms_as_integer_codes_give_the_same_links() -> None:
+    """The report reads pseudonyms as integer codes (heatmap.obs_reader): beacons must
+    be found, their links counted and their rows kept out of the phones' windows
+    exactly as with the strings (a str() of a code once silently lost every link)."""
+    sc = Scenario(hours=0.5, seed=4)
+    rows = beacon_rows(sc)
+    plan = load_default()
+    model = RadioModel.from_plan(plan)
+    names, codes = np.unique(rows["pid"], return_inverse=True)
+    grid = WalkableGrid.build(plan, cell_m=1.0)
+    out = {}
+    for kind, pid in (("str", rows["pid"]), ("code", codes.astype(np.int32))):
+        cal = calibration.calibrate_store(
+            model,
+            grid,
+            rows["t_ms"],
+            rows["node"],
+            pid,
+            rows["rssi"],
+            np.full(len(pid), "ble"),
+            rows["flags"],
+            population=False,
+        )
+        assert cal.links is not None and cal.links.links > 0
+        beacons = {(names[p] if kind == "code" else p): i for p, i in cal.beacons.items()}
+        out[kind] = (beacons, cal.links.exponent, len(cal.windows))
+    assert out["str"] == out["code"]
+    assert out["code"][0] == rows["truth"]
+    assert out["code"][2] > 0  # the iBeacon's windows, and no node beacon's
 
 
 @pytest.mark.parametrize("shadowing", [4.0, 8.0])

@@ -15,6 +15,7 @@ MODULES = [
     "heatmap.calibration.walk",
     "heatmap.localizers",
     "heatmap.localizers.harness",
+    "heatmap.obs_reader",
 ]
 
 

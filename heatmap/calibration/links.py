@@ -101,7 +101,7 @@ def find_node_beacons(
         cost[:, i] = np.where(heard_self, 1e6, rms)
     rows, cols = linear_sum_assignment(cost)
     return {
-        str(key[r]): int(c)
+        key[r].item(): int(c)
         for r, c in zip(rows, cols, strict=True)
         if cost[r, c] <= BEACON_FIT_MAX_RMS_DB
     }

@@ -136,6 +136,7 @@ def calibrate_store(
     rng: np.random.Generator | None = None,
     links: bool = True,
     population: bool = True,
+    band_names: NDArray[np.str_] | None = None,
 ) -> StoreCalibration:
     """Self-calibrate on a period's observations and return the phones' windows.
 
@@ -143,6 +144,8 @@ def calibrate_store(
     :func:`fit_links`), removed from the observations, the rest grouped into
     windows, and the BLE phone level re-centred on a sample of long tracks
     (:func:`calibrate_population`). Rows with ``node_idx`` < 0 are ignored.
+    ``pid`` may be integer codes of the pseudonyms, ``band`` codes into
+    ``band_names`` (see :mod:`heatmap.obs_reader`).
     """
     from heatmap.localizers.base import make_windows
 
@@ -163,6 +166,7 @@ def calibrate_store(
         band[phones],
         model.n_nodes,
         window_ms,
+        band_names,
     )
     pop: dict[str, float] = {}
     if population:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,13 +27,14 @@ F = NDArray[np.float64]
 class Windows:
     """Observations grouped per (pid, window), sorted by pid then time."""
 
-    pid: NDArray[np.str_]
+    pid: NDArray[Any]
+    """pseudonym per window (or an integer code for it)"""
     t_ms: NDArray[np.int64]
     """window start, Unix epoch ms"""
     band: NDArray[np.str_]
-    rssi: F
+    rssi: NDArray[np.floating[Any]]
     """(W, N) mean RSSI per node in the window, dBm, NaN where not heard"""
-    counts: F
+    counts: NDArray[np.floating[Any]]
     """(W, N) frames each node heard in the window"""
     frames: NDArray[np.int64]
     """(W,) most frames any node heard in the window (≈ frames sent)"""
@@ -57,44 +58,58 @@ class Windows:
 
 def make_windows(
     t_ms: NDArray[np.int64],
-    node_idx: NDArray[np.int64],
-    pid: NDArray[np.str_],
-    rssi: F,
-    band: NDArray[np.str_],
+    node_idx: NDArray[np.integer[Any]],
+    pid: NDArray[Any],
+    rssi: NDArray[np.floating[Any]],
+    band: NDArray[Any],
     n_nodes: int,
     window_ms: int = 5000,
+    band_names: NDArray[np.str_] | None = None,
 ) -> Windows:
-    """Group observation rows (arrays of equal length) into windows."""
+    """Group observation rows (arrays of equal length) into windows.
+
+    ``pid`` may be pseudonyms or integer codes for them (the windows keep
+    whichever it is); ``band`` band names, or codes into ``band_names``.
+    RSSI means and frame counts are float32 (a busy store-day at 1 s windows is
+    ~900k windows × nodes).
+    """
     if len(t_ms) == 0:
         z = np.zeros(0)
         return Windows(
-            z.astype(str),
+            np.asarray(pid)[:0],
             z.astype(np.int64),
             z.astype(str),
-            np.zeros((0, n_nodes)),
-            np.zeros((0, n_nodes)),
+            np.zeros((0, n_nodes), np.float32),
+            np.zeros((0, n_nodes), np.float32),
             z.astype(np.int64),
             window_ms,
         )
     w = np.asarray(t_ms, np.int64) // window_ms
     key_pid, pid_code = np.unique(pid, return_inverse=True)
-    order = np.lexsort((node_idx, w, pid_code))
-    pc, ww, nj, rs = pid_code[order], w[order], node_idx[order], rssi[order]
+    order = np.lexsort((w, pid_code))
+    pc, ww = pid_code[order], w[order]
     new_win = np.ones(len(order), bool)
     new_win[1:] = (pc[1:] != pc[:-1]) | (ww[1:] != ww[:-1])
     win_id = np.cumsum(new_win) - 1
     n_win = int(win_id[-1]) + 1
-    sums = np.zeros((n_win, n_nodes))
-    counts = np.zeros((n_win, n_nodes))
-    np.add.at(sums, (win_id, nj), rs)
-    np.add.at(counts, (win_id, nj), 1)
-    with np.errstate(invalid="ignore"):
-        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     first = np.flatnonzero(new_win)
+    del new_win
+    flat = win_id * n_nodes + np.asarray(node_idx)[order]
+    del win_id
+    size = n_win * n_nodes
+    counts = np.bincount(flat, minlength=size).astype(np.float32).reshape(n_win, n_nodes)
+    sums = np.bincount(flat, weights=np.asarray(rssi)[order], minlength=size).reshape(
+        n_win, n_nodes
+    )
+    del flat
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
+    del sums
+    b = np.asarray(band)[order[first]]
     return Windows(
         key_pid[pc[first]],
         ww[first] * window_ms,
-        band[order][first],
+        b if band_names is None else np.asarray(band_names)[b],
         mean,
         counts,
         counts.max(axis=1).astype(np.int64),
@@ -122,6 +137,8 @@ class Posterior:
     """(W,) estimated transmit offset of the window's device, dB (strategies that model it)"""
     track_xy: F | None = None
     """(W, 2) the pseudonym's most likely track (Viterbi), m, when asked for"""
+    peak_rss_mib: float | None = None
+    """largest resident set of the worker processes that localized, MiB (when there were any)"""
 
     @property
     def xy(self) -> F:
