@@ -1,7 +1,8 @@
 """From the store database to what people look at: heatmaps, summary, zone table.
 
 ``analyze`` runs localization and analytics over a period and writes
-``heatmap_total.png`` (+ one per hour), ``zones.csv``, ``summary.txt`` and
+``heatmap_total.png`` (+ one per hour), ``zones.csv``, ``flows.csv`` and
+``flows.png`` (zone-to-zone flows, k-anonymous), ``summary.txt`` and
 ``summary.json``; with a simulator truth directory it also writes
 ``heatmap_vs_truth.png`` and puts truth beside every figure.
 """
@@ -19,11 +20,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from heatmap import analytics, render, truth_compare
+from heatmap import analytics, flows, render, truth_compare
 from heatmap.calibration import calibrate_store
 from heatmap.floorplan import FloorPlan
-from heatmap.localize import locate
+from heatmap.localizers import grid_posterior
 from heatmap.motion import MotionModel
+from heatmap.obs_reader import read_observations
 from heatmap.radio_model import RadioModel
 from heatmap.walkable_grid import WalkableGrid
 from sensing.progress import NoProgress, Progress
@@ -32,6 +34,8 @@ K_ANONYMITY = 5
 PARALLEL_MIN_WINDOWS = 10_000
 """localize in two processes above this many windows (spawning costs a few seconds)"""
 HOUR_MS = 3_600_000
+TOP_FLOWS = 10
+"""zone-to-zone transitions listed in the summary"""
 
 
 @dataclass
@@ -53,6 +57,8 @@ class Report:
     windows: int
     files: list[str] = field(default_factory=list)
     truth: dict[str, Any] | None = None
+    flows: dict[str, Any] | None = None
+    """zone-to-zone flows: the busiest k-anonymous transitions and how many were suppressed"""
 
 
 def _local(t_ms: int, tz: str) -> datetime:
@@ -76,19 +82,20 @@ def analyze(
     model = radio or RadioModel.from_plan(plan)
     node_index = {n: i for i, n in enumerate(model.node_ids)}
     db = sqlite3.connect(db_path)
-    rows = db.execute(
-        "SELECT t_ms, node, pid, rssi, band, flags FROM obs WHERE t_ms >= ? AND t_ms < ?",
-        (t0_ms, t1_ms),
-    ).fetchall()
-    t = np.array([r[0] for r in rows], np.int64)
-    node = np.array([node_index.get(r[1], -1) for r in rows], np.int64)
-    pid = np.array([r[2] for r in rows]) if rows else np.zeros(0, str)
-    rssi = np.array([r[3] for r in rows], float)
-    band = np.array([r[4] for r in rows]) if rows else np.zeros(0, str)
-    flags = np.array([r[5] for r in rows], np.int64)
+    # streamed into compact columns; pseudonyms become integer codes
+    obs = read_observations(db, t0_ms, t1_ms, node_index)
     # node beacons → radio model (links, then the phone population); phones' windows
     cal = calibrate_store(
-        model, grid, t, node, pid, rssi, band, flags, rng=np.random.default_rng(0)
+        model,
+        grid,
+        obs.t_ms,
+        obs.node,
+        obs.pid,
+        obs.rssi,
+        obs.band,
+        obs.flags,
+        rng=np.random.default_rng(0),
+        band_names=obs.bands,
     )
     model, win_all = cal.model, cal.windows
     # person-seconds and every RF figure come from BLE: phones advertise continuously,
@@ -98,15 +105,17 @@ def analyze(
     hour0 = t0_ms - t0_ms % HOUR_MS
     n_hours = int(-(-(t1_ms - hour0) // HOUR_MS))
     hour = np.clip((win.t_ms - hour0) // HOUR_MS, 0, n_hours - 1)
-    loc = locate(
+    # straight to the grid posterior: heatmap.localize.locate does not pass tracks on
+    loc = grid_posterior.locate(
         win,
         model,
         grid,
-        dur,
-        hour,
-        n_hours,
-        prog.task("localize devices", max(len(win), 1)),
-        MotionModel(grid, min_gap_s=win.window_ms / 1000),
+        duration_s=dur,
+        group=hour,
+        n_groups=n_hours,
+        progress=prog.task("localize devices", max(len(win), 1)),
+        motion=MotionModel(grid, min_gap_s=win.window_ms / 1000),
+        tracks=True,
         workers=2 if len(win) > PARALLEL_MIN_WINDOWS else 1,
     )
     door = analytics.door_flow(db, t0_ms, t1_ms)
@@ -119,6 +128,7 @@ def analyze(
     capture = door.ins / (door.ins + passersby) if door.ins + passersby else 0.0
     zones = analytics.zone_person_seconds(plan, grid, fused)
     zone_devices = analytics.zone_devices(plan, win, loc)
+    flow = flows.track_flows(plan, win, loc.track_xy) if loc.track_xy is not None else None
     tz = plan.timezone
     period = f"{_local(t0_ms, tz).isoformat()}/{_local(t1_ms, tz).isoformat()}"
     rep = Report(
@@ -138,7 +148,7 @@ def analyze(
         },
         zones,
         zone_devices,
-        len(rows),
+        len(obs),
         len(win_all),
     )
     span = f"{_local(t0_ms, tz):%Y-%m-%d %H:%M}–{_local(t1_ms, tz):%H:%M} ({tz})"
@@ -154,8 +164,10 @@ def analyze(
     (out / "radio_model.json").write_text(json.dumps(cal.summary(), indent=1, default=float))
     rep.files.append(str(out / "radio_model.json"))
     rep.files += _hourly(plan, grid, loc.by_group * scale, hour0, out, db)
+    if flow is not None:
+        rep.flows = _flows(plan, flow, out, span, rep)
     if truth_dir is not None:
-        rep.truth = _compare(plan, grid, fused, rep, truth_dir, out, span)
+        rep.truth = _compare(plan, grid, fused, rep, truth_dir, out, span, flow)
     _write_tables(rep, out)
     db.close()
     return rep
@@ -200,6 +212,7 @@ def _compare(
     truth_dir: Path,
     out: Path,
     span: str,
+    flow: flows.FlowMatrix | None = None,
 ) -> dict[str, Any]:
     tf = truth_compare.load(truth_dir, grid)
     est1 = analytics.cell_sum(grid, fused * grid.inside, 1.0)
@@ -216,6 +229,25 @@ def _compare(
         f"Pearson r of person-seconds per 1 m cell inside the store: {r:.2f}",
     )
     rep.files.append(str(render.save(fig, out / "heatmap_vs_truth.png")))
+    flow_truth: dict[str, Any] = {}
+    if flow is not None:
+        tfl = truth_compare.flows(truth_dir, plan)
+        est_p, tru_p = flow.distribution(), tfl.distribution()
+        zi = {z: i for i, z in enumerate(flow.zones)}
+        flow_truth = {
+            "flow_tv_distance": flows.tv_distance(flow, tfl),
+            "flow_tv_distance_phone_carriers": flows.tv_distance(
+                flow, truth_compare.flows(truth_dir, plan, phones_only=True)
+            ),
+            "flow_transitions": tfl.total,
+            "flow_share": {
+                f"{c['from']}->{c['to']}": [
+                    float(est_p[zi[c["from"]], zi[c["to"]]]),
+                    float(tru_p[zi[c["from"]], zi[c["to"]]]),
+                ]
+                for c in (rep.flows or {}).get("top", [])
+            },
+        }
     return {
         "door_in": tf.door_in,
         "door_out": tf.door_out,
@@ -229,6 +261,41 @@ def _compare(
         "shopper_seconds_inside": tf.shopper_seconds_inside,
         "heatmap_pearson_r_1m": r,
         "zone_person_seconds": tz_ps,
+        **flow_truth,
+    }
+
+
+def _flows(
+    plan: FloorPlan, fm: flows.FlowMatrix, out: Path, span: str, rep: Report
+) -> dict[str, Any]:
+    """``flows.csv`` and ``flows.png`` (k-anonymous cells only), and the summary's part."""
+    table = flows.write_csv(out / "flows.csv", fm, K_ANONYMITY)
+    rep.files.append(str(out / "flows.csv"))
+    shown = [c for c in table if not c.suppressed]
+    fig = flows.flows_figure(
+        plan,
+        fm,
+        K_ANONYMITY,
+        f"{plan.name}: where people went next, {span}",
+        f"moves between zones on each device's most likely track (stays of at least "
+        f"{flows.MIN_DWELL_S:.0f} s); arrow width ∝ moves; arcs bow to the left of travel",
+    )
+    rep.files.append(str(render.save(fig, out / "flows.png")))
+    return {
+        "k": K_ANONYMITY,
+        "min_dwell_s": flows.MIN_DWELL_S,
+        "devices_with_stays": fm.entities,
+        "cells_published": len(shown),
+        "cells_suppressed": len(table) - len(shown),
+        "top": [
+            {
+                "from": c.from_zone,
+                "to": c.to_zone,
+                "transitions": c.transitions,
+                "devices": c.devices,
+            }
+            for c in shown[:TOP_FLOWS]
+        ],
     }
 
 
@@ -269,6 +336,8 @@ def _write_tables(rep: Report, out: Path) -> None:
     line("visitor person-seconds inside", rep.person_seconds_inside, "shopper_seconds_inside")
     if t:
         lines.append(f"{'heatmap Pearson r (1 m cells)':34}{t['heatmap_pearson_r_1m']:>12.3f}")
+        if "flow_tv_distance" in t:
+            lines.append(f"{'zone flows, TV distance vs truth':34}{t['flow_tv_distance']:>12.3f}")
     lines += [
         "",
         f"observations {rep.observations}, device-windows {rep.windows}, devices: {rep.devices}",
@@ -281,4 +350,34 @@ def _write_tables(rep: Report, out: Path) -> None:
         if t:
             s += f"  /  {t['zone_person_seconds'][z] / ttot * 100:5.1f} %"
         lines.append(s)
+    lines += _flow_lines(rep)
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
+
+
+def _flow_lines(rep: Report) -> list[str]:
+    fl, t = rep.flows, rep.truth
+    if fl is None:
+        return []
+    share = (t or {}).get("flow_share")
+    lines = [
+        "",
+        f"zone-to-zone flows: top {len(fl['top'])} transitions (stays ≥ {fl['min_dwell_s']:.0f} s; "
+        f"pairs of fewer than {fl['k']} devices suppressed)",
+    ]
+    if share:
+        lines.append(f"{'':60}share of moves (measured / truth)")
+    for c in fl["top"]:
+        s = f"  {c['from']:>14} → {c['to']:14}{c['transitions']:6} moves {c['devices']:5} devices"
+        if share:
+            m, tr = share[f"{c['from']}->{c['to']}"]
+            s += f"   {m * 100:5.1f} %  /  {tr * 100:5.1f} %"
+        lines.append(s)
+    lines.append(
+        f"  {fl['cells_published']} zone pairs published, {fl['cells_suppressed']} suppressed"
+    )
+    if t and "flow_tv_distance" in t:
+        lines.append(
+            f"  total variation distance vs truth {t['flow_tv_distance']:.3f} "
+            f"(vs the phone carriers only {t['flow_tv_distance_phone_carriers']:.3f})"
+        )
+    return lines
