@@ -5,18 +5,22 @@ visitors and 1 s windows. The store is the bundled 30 × 20 m plan with its six
 nodes replaced by a 5 × 4 grid (6 m × 5 m pitch, the density GOALS assumes
 for its CRB figures). The day (12 h, 08:00–20:00) is drawn by the simulator's
 own code (people, phones, advertising events, received RSSI) through
-:func:`heatmap.localizers.harness.simulate_windows`, which groups the received
-frames per advertising address and 1 s window as the aggregator groups
-pseudonyms. Drawing the day is not timed; what is timed is what the
-aggregator's report does with it:
+:func:`heatmap.localizers.harness.simulate_windows`, and every BLE frame a node
+heard is written as an observation row into a real store database (footfall's
+schema, 16-hex pseudonyms). Drawing and writing are not timed.
 
-1. radio calibration (node-to-node links, then the phone population),
-2. localization of every window (grid posterior + motion, 2 worker processes),
-3. analytics (visitor/passer-by tracks, zone person-seconds).
+What is timed runs in a fresh process, as the aggregator's report would, so
+that its peak RSS is its own:
 
-Prints wall and CPU seconds per stage (median over ``--repeat`` runs), the
-peak RSS of this process and of the workers, and the heatmap Pearson r against
-the simulator's truth at 1 m cells.
+1. read: the period's rows streamed out of SQLite into compact columns and
+   grouped into 1 s windows (:mod:`heatmap.obs_reader`, ``make_windows``),
+2. calibrate: radio model from the node-to-node links, then the phone population,
+3. localize: every window (grid posterior + motion, 2 worker processes),
+4. analytics: visitor/passer-by tracks, zone person-seconds and devices.
+
+Prints wall and CPU seconds per stage, the peak RSS of the aggregator process
+and of the largest worker, and the heatmap Pearson r against the simulator's
+truth at 1 m cells. The machine is shared: ``--repeat`` gives a median.
 
     python bench/store_day.py            # the GOALS workload
     python bench/store_day.py --hours 2  # a shorter day (same rate)
@@ -27,9 +31,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -37,10 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from heatmap import analytics, calibration
+from heatmap import analytics, calibration, store_db
 from heatmap.floorplan import FloorPlan, Node, load_default
 from heatmap.localizers import grid_posterior, harness
-from heatmap.localizers.base import Windows
+from heatmap.localizers.base import make_windows
+from heatmap.obs_reader import read_observations
 from heatmap.radio_model import RadioModel
 from heatmap.simulate.scenario import HOURLY_PROFILE, Scenario
 from heatmap.walkable_grid import WalkableGrid
@@ -79,34 +85,75 @@ def busy_scenario(hours: float, seed: int) -> Scenario:
     )
 
 
-def _rss_mib(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024
+def write_store_db(path: Path, sw: harness.SimWindows, plan: FloorPlan) -> int:
+    """The day's BLE observation rows into a real store database (footfall's schema)."""
+    assert sw.observations is not None
+    t, j, code, rssi = sw.observations
+    node_ids = np.array([n.id for n in plan.nodes])
+    conn = store_db.connect(path)
+    step = 500_000
+    for lo in range(0, len(t), step):
+        s = slice(lo, lo + step)
+        conn.executemany(
+            "INSERT INTO obs VALUES (?,?,?,?,?,0,NULL)",
+            zip(
+                t[s].tolist(),
+                node_ids[j[s]].tolist(),
+                # 16 hex characters, like the nodes' keyed pseudonyms
+                [f"{c * 0x9E3779B97F4A7C15 % (1 << 64):016x}" for c in code[s].tolist()],
+                rssi[s].astype(int).tolist(),
+                ["ble"] * len(t[s]),
+                strict=True,
+            ),
+        )
+        conn.commit()
+    conn.close()
+    return len(t)
 
 
-def run_once(
-    plan: FloorPlan, win: Windows, links: Any, grid: WalkableGrid, workers: int
-) -> dict[str, Any]:
-    """Calibrate, localize, analyse; seconds per stage."""
+def analyse(db: Path, links_npz: Path, window_ms: int, workers: int) -> dict[str, Any]:
+    """What the aggregator does with the day, timed per stage (run in a clean process)."""
+    plan = twenty_node_plan()
+    grid = WalkableGrid.build(plan, cell_m=1.0)
+    z = np.load(links_npz)
+    links = calibration.LinkStats(z["heard"], z["sum_dbm"], z["sumsq"], z["sent"])
+    model = RadioModel.from_plan(plan)
     out: dict[str, Any] = {}
+
+    def stage(name: str, t: float, c: float) -> None:
+        out[name] = (time.perf_counter() - t, time.process_time() - c)
+
     t, c = time.perf_counter(), time.process_time()
-    model, _ = calibration.fit_links(links, RadioModel.from_plan(plan))
+    conn = store_db.connect(db, readonly=True)
+    obs = read_observations(conn, 0, 2**62, {n: i for i, n in enumerate(model.node_ids)})
+    win = make_windows(
+        obs.t_ms, obs.node, obs.pid, obs.rssi, obs.band, model.n_nodes, window_ms, obs.bands
+    )
+    n_obs = len(obs)
+    del obs
+    stage("read", t, c)
+    t, c = time.perf_counter(), time.process_time()
+    model, _ = calibration.fit_links(links, model)
     model, _ = calibration.calibrate_population(model, win, grid, rng=np.random.default_rng(0))
-    out["calibrate"] = (time.perf_counter() - t, time.process_time() - c)
+    stage("calibrate", t, c)
     t, c = time.perf_counter(), time.process_time()
     hour = ((win.t_ms - win.t_ms.min()) // 3_600_000).astype(np.int64)
     n_hours = int(hour.max()) + 1 if len(hour) else 1
-    post = grid_posterior.locate(
-        win, model, grid, group=hour, n_groups=n_hours, workers=workers, tracks=False
-    )
-    out["localize"] = (time.perf_counter() - t, time.process_time() - c)
+    post = grid_posterior.locate(win, model, grid, group=hour, n_groups=n_hours, workers=workers)
+    stage("localize", t, c)
     t, c = time.perf_counter(), time.process_time()
     tracks = analytics.device_tracks(win, post)
-    zones = analytics.zone_person_seconds(plan, grid, post.person_seconds)
+    analytics.zone_person_seconds(plan, grid, post.person_seconds)
     analytics.zone_devices(plan, win, post)
-    out["analytics"] = (time.perf_counter() - t, time.process_time() - c)
+    stage("analytics", t, c)
+    out["observations"] = n_obs
+    out["windows"] = len(win)
     out["visitor_devices"] = tracks.visitors
-    out["zones"] = len(zones)
-    out["post"] = post
+    out["peak_rss_mib"] = {
+        "aggregator": grid_posterior.peak_rss_mib(),
+        "worker": post.peak_rss_mib,
+    }
+    np.save(db.with_suffix(".ps.npy"), post.person_seconds)
     return out
 
 
@@ -120,56 +167,71 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--analyse", type=Path, nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.analyse:
+        print(json.dumps(analyse(a.analyse[0], a.analyse[1], a.window_ms, a.workers)))
+        return 0
 
     plan = twenty_node_plan()
     sc = busy_scenario(a.hours, a.seed)
-    t = time.perf_counter()
-    sw = harness.simulate_windows(plan, sc, window_ms=a.window_ms)
-    links = harness.simulate_links(plan, sc)
-    t_sim = time.perf_counter() - t
-    shoppers = int((np.unique(sw.person[sw.role == "shopper"])).size)
-    print(
-        f"store-day: {len(plan.nodes)} nodes, {a.hours:g} h, {len(sw.windows):,} windows of "
-        f"{a.window_ms} ms, {shoppers:,} shoppers with a phone heard (drawn in {t_sim:.0f} s)",
-        flush=True,
-    )
-    grid = WalkableGrid.build(plan, cell_m=1.0)
-    rss_before = _rss_mib(resource.RUSAGE_SELF)
-    runs = []
-    for k in range(a.repeat):
-        r = run_once(plan, sw.windows, links, grid, a.workers)
-        stages = {s: r[s] for s in ("calibrate", "localize", "analytics")}
-        total = sum(w for w, _ in stages.values())
+    with tempfile.TemporaryDirectory(prefix="footfall-store-day-") as tmp:
+        d = Path(tmp)
+        t = time.perf_counter()
+        sw = harness.simulate_windows(plan, sc, window_ms=a.window_ms, keep_observations=True)
+        links = harness.simulate_links(plan, sc)
+        np.savez(
+            d / "links.npz",
+            heard=links.heard,
+            sum_dbm=links.sum_dbm,
+            sumsq=links.sumsq,
+            sent=links.sent,
+        )
+        n_rows = write_store_db(d / "store.db", sw, plan)
+        shoppers = int((np.unique(sw.person[sw.role == "shopper"])).size)
         print(
-            f"  run {k + 1}: "
-            + ", ".join(f"{s} {w:.1f} s (cpu {c:.1f})" for s, (w, c) in stages.items())
-            + f"; total {total:.1f} s",
+            f"store-day: {len(plan.nodes)} nodes, {a.hours:g} h, {shoppers:,} shoppers with a "
+            f"phone heard, {n_rows:,} observation rows in a store database "
+            f"(drawn and written in {time.perf_counter() - t:.0f} s, not timed)",
             flush=True,
         )
-        runs.append((stages, total, r["post"]))
-    med = statistics.median(tot for _, tot, _ in runs)
-    post = runs[-1][2]
-    r1 = harness.heatmap_r(plan, sw, post.person_seconds)
+        runs = []
+        for k in range(a.repeat):
+            # a fresh process per run: its peak RSS is the aggregator's alone
+            cmd = [sys.executable, __file__, "--analyse", str(d / "store.db"), str(d / "links.npz")]
+            cmd += ["--window-ms", str(a.window_ms), "--workers", str(a.workers)]
+            res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            stages = {s: r[s] for s in ("read", "calibrate", "localize", "analytics")}
+            total = sum(w for w, _ in stages.values())
+            print(
+                f"  run {k + 1}: "
+                + ", ".join(f"{s} {w:.1f} s (cpu {c:.1f})" for s, (w, c) in stages.items())
+                + f"; total {total:.1f} s; peak RSS aggregator "
+                f"{r['peak_rss_mib']['aggregator']:.0f} MiB, worker "
+                f"{r['peak_rss_mib']['worker'] or 0:.0f} MiB",
+                flush=True,
+            )
+            runs.append((stages, total, r))
+        med = statistics.median(tot for _, tot, _ in runs)
+        ps = np.load(d / "store.ps.npy")
+    r1 = harness.heatmap_r(plan, sw, ps)
+    last = runs[-1][2]
     fig = {
         "nodes": len(plan.nodes),
         "hours": a.hours,
-        "windows": len(sw.windows),
+        "observations": last["observations"],
+        "windows": last["windows"],
         "window_ms": a.window_ms,
-        "walkable_cells": int(grid.walkable.sum()),
         "median_total_s": med,
         "stages_s": {s: statistics.median(st[s][0] for st, _, _ in runs) for s in runs[0][0]},
-        "peak_rss_mib": {
-            "before_localization": rss_before,
-            "self": _rss_mib(resource.RUSAGE_SELF),
-            "largest_worker": _rss_mib(resource.RUSAGE_CHILDREN),
-        },
+        "peak_rss_mib": last["peak_rss_mib"],
         "heatmap_r_1m": r1,
     }
     print(
-        f"median total {med:.1f} s (goal ≤ 60 s on 2 cores); peak RSS: this process "
-        f"{fig['peak_rss_mib']['self']:.0f} MiB (after drawing the day {rss_before:.0f}), "
-        f"largest worker {fig['peak_rss_mib']['largest_worker']:.0f} MiB (goal ≤ 400 MB); "
+        f"{last['windows']:,} windows of {a.window_ms} ms: median total {med:.1f} s "
+        f"(goal ≤ 60 s on 2 cores); peak RSS aggregator {last['peak_rss_mib']['aggregator']:.0f} "
+        f"MiB + worker {last['peak_rss_mib']['worker'] or 0:.0f} MiB (goal ≤ 400 MB); "
         f"heatmap r (1 m cells) {r1:.3f}"
     )
     if a.json:

@@ -13,9 +13,11 @@ Memory stays bounded: pseudonyms are processed in chunks of whole tracks.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,22 +125,24 @@ def locate(
     map_xy = np.zeros((len(win), 2))
     offset = np.zeros(len(win))
     track_xy = np.full((len(win), 2), np.nan)
+    peak_rss: list[float] = []
 
-    def absorb(idx: NDArray[np.int64], r: _ChunkResult) -> None:
-        for g in np.unique(grp[idx]):
-            m = grp[idx] == g
-            ps[g] += dur[idx][m] @ r.post[m]
-        xy = grid.centers[cells]
-        p_in[idx] = r.post @ grid.inside[cells].astype(float)
-        mean_xy[idx] = r.post @ xy
-        map_xy[idx] = xy[np.argmax(r.post, axis=1)]
+    def absorb(idx: NDArray[np.int64], r: _Summary) -> None:
+        ps[: len(r.person_seconds)] += r.person_seconds
+        p_in[idx] = r.p_inside
+        mean_xy[idx] = r.mean_xy
+        map_xy[idx] = r.map_xy
         offset[idx] = r.offset
         if r.p_dwell is not None:
             p_dwell[idx] = r.p_dwell
-        if r.track is not None:
-            track_xy[idx] = xy[r.track]
+        if r.track_xy is not None:
+            track_xy[idx] = r.track_xy
+        peak_rss.append(r.peak_rss_mib)
         if progress is not None:
             progress(len(idx))
+
+    def args(band: str, idx: NDArray[np.int64]) -> tuple[Any, ...]:
+        return (model, grid, opts, band, win.take(idx), dur[idx], grp[idx], n_groups)
 
     if workers > 1 and len(jobs) > 1:
         import concurrent.futures as cf
@@ -150,12 +154,16 @@ def locate(
         os.environ.update(dict.fromkeys(_BLAS_THREAD_VARS, "1"))
         try:
             with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futs = {
-                    pool.submit(_chunk, model, grid, opts, band, win.take(idx)): idx
-                    for band, idx in jobs
-                }
-                for f in cf.as_completed(futs):
-                    absorb(futs[f], f.result())
+                # a few chunks in flight: each is a copy of its windows
+                todo = list(jobs)
+                futs: dict[cf.Future[_Summary], NDArray[np.int64]] = {}
+                while todo or futs:
+                    while todo and len(futs) < 2 * workers:
+                        band, idx = todo.pop(0)
+                        futs[pool.submit(_chunk_summary, *args(band, idx))] = idx
+                    done, _ = cf.wait(futs, return_when=cf.FIRST_COMPLETED)
+                    for f in done:
+                        absorb(futs.pop(f), f.result())
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -164,7 +172,7 @@ def locate(
                     os.environ[k] = v
     else:
         for band, idx in jobs:
-            absorb(idx, _chunk(model, grid, opts, band, win.take(idx)))
+            absorb(idx, _chunk_summary(*args(band, idx)))
     full = np.zeros((n_groups, grid.nx * grid.ny))
     full[:, cells] = ps
     return Posterior(
@@ -176,6 +184,7 @@ def locate(
         map_xy,
         offset if pool_offsets else None,
         track_xy if tracks and params is not None else None,
+        max(peak_rss) if workers > 1 and len(jobs) > 1 and peak_rss else None,
     )
 
 
@@ -195,6 +204,68 @@ class _ChunkResult:
     offset: F
     p_dwell: F | None
     track: NDArray[np.int64] | None
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """What the caller keeps of a chunk (the per-window posteriors stay in the worker)."""
+
+    person_seconds: F
+    """(groups, cells) duration × posterior summed per group"""
+    p_inside: F
+    mean_xy: F
+    map_xy: F
+    offset: F
+    p_dwell: F | None
+    track_xy: F | None
+    peak_rss_mib: float
+
+
+def _chunk_summary(
+    model: RadioModel,
+    grid: WalkableGrid,
+    o: _Options,
+    band: str,
+    win: Windows,
+    dur: F,
+    grp: NDArray[np.int64],
+    n_groups: int,
+) -> _Summary:
+    """:func:`_chunk`, reduced to what :func:`locate` returns (runs in the worker)."""
+    r = _chunk(model, grid, o, band, win)
+    cells = np.flatnonzero(grid.walkable)
+    xy = grid.centers[cells]
+    ps = np.zeros((n_groups, len(cells)))
+    for g in np.unique(grp):
+        m = grp == g
+        ps[g] = dur[m].astype(np.float32) @ r.post[m]
+    return _Summary(
+        ps,
+        r.post @ grid.inside[cells].astype(np.float32),
+        r.post @ xy.astype(np.float32),
+        xy[np.argmax(r.post, axis=1)],
+        r.offset,
+        r.p_dwell,
+        None if r.track is None else xy[r.track],
+        peak_rss_mib(),
+    )
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set, MiB.
+
+    From /proc (VmHWM): ``getrusage``'s maxrss survives ``exec``, so a worker
+    spawned from a big parent would report the parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 _MOTION_CACHE: dict[tuple[object, ...], MotionModel] = {}
@@ -280,7 +351,11 @@ def _two_scale(
     dev = _device_labels(win.pid)
     blk_start, blk_of = _blocks(dev, win.t_ms, BLOCK_MS)
     blocks = _merge(win, blk_start, blk_of, BLOCK_MS)
-    coarse = _single_scale(model, grid, o, band, blocks, BLOCK_MS / 1000)
+    # one EM update of the offsets on the blocks is as good as two here (median
+    # error and heatmap r on the busy store-day sample), and the fine pass smooths
+    # with it, so the blocks are not smoothed again after it
+    o1 = dataclasses.replace(o, offset_iterations=min(o.offset_iterations, 1))
+    coarse = _single_scale(model, grid, o1, band, blocks, BLOCK_MS / 1000, resmooth_last=False)
     assert coarse.p_dwell is not None
     standing = coarse.p_dwell >= DWELL_MERGE_P
     # steps: a standing block as one step, else its windows one by one
@@ -365,8 +440,14 @@ def _single_scale(
     band: str,
     win: Windows,
     min_gap_s: float,
+    resmooth_last: bool = True,
 ) -> _Pass:
-    """Offsets pooled per device, likelihood, smoothing and EM at the windows' own scale."""
+    """Offsets pooled per device, likelihood, smoothing and EM at the windows' own scale.
+
+    ``resmooth_last=False``: the last EM update of the offsets is not followed by
+    another likelihood and smoothing pass (the caller smooths again anyway);
+    ``post``/``p_dwell`` are then those before that update.
+    """
     lik_model, lik_coarse = _likelihood_models(model, grid, band, o.evidence_weight)
     mm = _motion(grid, o.motion, min_gap_s) if o.motion is not None else None
     dev = _device_labels(win.pid)
@@ -394,7 +475,8 @@ def _single_scale(
         # EM: the offset again from the smoothed posterior, for tracks long enough
         length = np.bincount(dev)[dev]
         sub = np.flatnonzero(length >= EM_MIN_WINDOWS)
-        for _ in range(o.offset_iterations if len(sub) else 0):
+        n_it = o.offset_iterations if len(sub) else 0
+        for it in range(n_it):
             assert b_mean is not None and b_var is not None
             step = lik_model.chunk_rows()
             ev = np.concatenate(
@@ -408,6 +490,8 @@ def _single_scale(
             bm, bv = lik_model.offset_moments(lik_model.device_offsets(ev, dev[sub]))
             b_mean[sub], b_var[sub] = bm, bv
             offset[sub] = bm
+            if it == n_it - 1 and not resmooth_last:
+                break
             lik[sub] = _likelihoods(lik_model, win, sub, b_mean[sub], b_var[sub])
             post_s, pdw_s = _smooth(mm, lik[sub], dev[sub], win.t_ms[sub])
             post[sub] = post_s

@@ -55,6 +55,9 @@ class SimWindows:
     """(W,) the phone's true transmit offset, dB"""
     truth_cells: F
     """person-seconds per cell of a 1 m grid over the plan (everyone, phone or not)"""
+    observations: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], F] | None = None
+    """the frames heard, one row per (frame, node): (t_ms, node index, address code, RSSI),
+    when asked for (the rows the aggregator would store)"""
 
 
 def oracle_model(plan: FloorPlan, truth: RadioTruth) -> RadioModel:
@@ -81,7 +84,9 @@ def with_shadowing(sc: Scenario, shadowing_db: float) -> Scenario:
     return dataclasses.replace(sc, radio=dataclasses.replace(sc.radio, shadowing_db=shadowing_db))
 
 
-def simulate_windows(plan: FloorPlan, sc: Scenario, window_ms: int = 5000) -> SimWindows:
+def simulate_windows(
+    plan: FloorPlan, sc: Scenario, window_ms: int = 5000, keep_observations: bool = False
+) -> SimWindows:
     """The BLE windows of a simulated day, drawn as :func:`heatmap.simulate.store_day.simulate`
     draws them (same seed, same calls, same order)."""
     rng = np.random.default_rng(sc.seed)
@@ -126,6 +131,7 @@ def simulate_windows(plan: FloorPlan, sc: Scenario, window_ms: int = 5000) -> Si
         n_sent[at],
         offsets[em.phone[first[at]]],
         per_cell,
+        (t_ms[f], j, addr_code[f], rssi[f, j]) if keep_observations else None,
     )
 
 
