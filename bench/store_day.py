@@ -12,11 +12,13 @@ schema, 16-hex pseudonyms). Drawing and writing are not timed.
 What is timed runs in a fresh process, as the aggregator's report would, so
 that its peak RSS is its own:
 
-1. read: the period's rows streamed out of SQLite into compact columns and
-   grouped into 1 s windows (:mod:`heatmap.obs_reader`, ``make_windows``),
+1. read: the period's rows streamed out of SQLite an hour at a time (2
+   processes) into compact columns and grouped into 1 s windows
+   (:func:`heatmap.obs_reader.read_windows`, as the report reads them),
 2. calibrate: radio model from the node-to-node links, then the phone population,
-3. localize: every window (grid posterior + motion, 2 worker processes),
-4. analytics: visitor/passer-by tracks, zone person-seconds and devices.
+3. localize: every window (grid posterior + motion + most likely tracks, 2
+   worker processes), as the report asks for it,
+4. analytics: visitor/passer-by tracks, zone person-seconds and devices, flows.
 
 Prints wall and CPU seconds per stage, the peak RSS of the aggregator process
 and of the largest worker, and the heatmap Pearson r against the simulator's
@@ -42,11 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from heatmap import analytics, calibration, store_db
+from heatmap import analytics, calibration, flows, store_db
 from heatmap.floorplan import FloorPlan, Node, load_default
 from heatmap.localizers import grid_posterior, harness
-from heatmap.localizers.base import make_windows
-from heatmap.obs_reader import read_observations
+from heatmap.obs_reader import read_windows
 from heatmap.radio_model import RadioModel
 from heatmap.simulate.scenario import HOURLY_PROFILE, Scenario
 from heatmap.walkable_grid import WalkableGrid
@@ -125,12 +126,11 @@ def analyse(db: Path, links_npz: Path, window_ms: int, workers: int) -> dict[str
 
     t, c = time.perf_counter(), time.process_time()
     conn = store_db.connect(db, readonly=True)
-    obs = read_observations(conn, 0, 2**62, {n: i for i, n in enumerate(model.node_ids)})
-    win = make_windows(
-        obs.t_ms, obs.node, obs.pid, obs.rssi, obs.band, model.n_nodes, window_ms, obs.bands
+    t0, t1 = conn.execute("SELECT MIN(t_ms), MAX(t_ms) + 1 FROM obs").fetchone()
+    node_index = {n: i for i, n in enumerate(model.node_ids)}
+    win, n_obs = read_windows(
+        conn, t0, t1, node_index, model.n_nodes, window_ms, {}, workers=workers
     )
-    n_obs = len(obs)
-    del obs
     stage("read", t, c)
     t, c = time.perf_counter(), time.process_time()
     model, _ = calibration.fit_links(links, model)
@@ -139,12 +139,16 @@ def analyse(db: Path, links_npz: Path, window_ms: int, workers: int) -> dict[str
     t, c = time.perf_counter(), time.process_time()
     hour = ((win.t_ms - win.t_ms.min()) // 3_600_000).astype(np.int64)
     n_hours = int(hour.max()) + 1 if len(hour) else 1
-    post = grid_posterior.locate(win, model, grid, group=hour, n_groups=n_hours, workers=workers)
+    post = grid_posterior.locate(
+        win, model, grid, group=hour, n_groups=n_hours, workers=workers, tracks=True
+    )
     stage("localize", t, c)
     t, c = time.perf_counter(), time.process_time()
     tracks = analytics.device_tracks(win, post)
     analytics.zone_person_seconds(plan, grid, post.person_seconds)
     analytics.zone_devices(plan, win, post)
+    assert post.track_xy is not None
+    flows.track_flows(plan, win, post.track_xy)
     stage("analytics", t, c)
     out["observations"] = n_obs
     out["windows"] = len(win)

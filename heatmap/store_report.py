@@ -21,19 +21,23 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from heatmap import analytics, flows, render, truth_compare
-from heatmap.calibration import calibrate_store
+from heatmap.calibration import StoreCalibration, calibrate_links, calibrate_phones
 from heatmap.floorplan import FloorPlan
 from heatmap.localizers import grid_posterior
 from heatmap.motion import MotionModel
-from heatmap.obs_reader import read_observations
+from heatmap.obs_reader import read_observations, read_windows
 from heatmap.radio_model import RadioModel
 from heatmap.walkable_grid import WalkableGrid
 from sensing.progress import NoProgress, Progress
 
 K_ANONYMITY = 5
 PARALLEL_MIN_WINDOWS = 10_000
+PARALLEL_MIN_ROWS = 2_000_000
+"""read observations in two processes above this many rows (~6 s of reading)"""
 """localize in two processes above this many windows (spawning costs a few seconds)"""
 HOUR_MS = 3_600_000
+WINDOW_MS = 5000
+"""localization window of the report"""
 TOP_FLOWS = 10
 """zone-to-zone transitions listed in the summary"""
 
@@ -82,21 +86,32 @@ def analyze(
     model = radio or RadioModel.from_plan(plan)
     node_index = {n: i for i, n in enumerate(model.node_ids)}
     db = sqlite3.connect(db_path)
-    # streamed into compact columns; pseudonyms become integer codes
-    obs = read_observations(db, t0_ms, t1_ms, node_index)
-    # node beacons → radio model (links, then the phone population); phones' windows
-    cal = calibrate_store(
-        model,
-        grid,
-        obs.t_ms,
-        obs.node,
-        obs.pid,
-        obs.rssi,
-        obs.band,
-        obs.flags,
-        rng=np.random.default_rng(0),
-        band_names=obs.bands,
+    # pseudonyms are read as integer codes (heatmap.obs_reader), the same across reads
+    pid_codes: dict[str, int] = {}
+    # node beacons (few rows, picked out by SQLite) → radio model from their links
+    bea = read_observations(db, t0_ms, t1_ms, node_index, beacons_only=True, pid_codes=pid_codes)
+    ok = bea.node >= 0
+    model, beacons, link_fit = calibrate_links(
+        model, bea.pid[ok], bea.node[ok], bea.flags[ok], bea.rssi[ok]
     )
+    # the phones' windows, an hour of rows at a time (a busy store-day is ~12M rows)
+    rows = db.execute(
+        "SELECT COUNT(*) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0_ms, t1_ms)
+    ).fetchone()[0]
+    win_all, n_obs = read_windows(
+        db,
+        t0_ms,
+        t1_ms,
+        node_index,
+        model.n_nodes,
+        WINDOW_MS,
+        pid_codes,
+        set(beacons),
+        workers=2 if rows > PARALLEL_MIN_ROWS else 1,
+    )
+    # then the phone population's level
+    model, pop = calibrate_phones(model, win_all, grid, np.random.default_rng(0))
+    cal = StoreCalibration(model, win_all, beacons, link_fit, pop)
     model, win_all = cal.model, cal.windows
     # person-seconds and every RF figure come from BLE: phones advertise continuously,
     # while Wi-Fi probe bursts come minutes apart and say little about where people stay
@@ -148,7 +163,7 @@ def analyze(
         },
         zones,
         zone_devices,
-        len(obs),
+        n_obs,
         len(win_all),
     )
     span = f"{_local(t0_ms, tz):%Y-%m-%d %H:%M}–{_local(t1_ms, tz):%H:%M} ({tz})"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from heatmap import store_db
 from heatmap.calibration import calibrate_store
 from heatmap.floorplan import load_default
 from heatmap.localizers.base import make_windows
-from heatmap.obs_reader import read_observations
+from heatmap.obs_reader import read_observations, read_windows
 from heatmap.radio_model import RadioModel
 from heatmap.walkable_grid import WalkableGrid
 
@@ -114,3 +115,33 @@ def test_coded_observations_give_the_same_windows_as_strings(tmp_path: Path) -> 
     )
     assert len(cal.windows) == len(coded)
     assert set(np.unique(cal.windows.band)) <= {"ble", "wifi24"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_windows_read_by_slab_equal_the_windows_of_all_rows(tmp_path: Path, workers: int) -> None:
+    """Hour slabs (here 7 s ones, so many windows sit at slab edges) lose nothing,
+    read here or in worker processes."""
+    _fill(tmp_path / "s.db", 20_000, seed=5)
+    model = RadioModel.from_plan(load_default())
+    node_index = {n: i for i, n in enumerate(model.node_ids)}
+    conn = store_db.connect(tmp_path / "s.db", readonly=True)
+    codes: dict[str, int] = {}
+    o = read_observations(conn, 0, 10**9, node_index, pid_codes=codes)
+    drop = {int(o.pid[0])}
+    ok = (o.node >= 0) & (o.pid != o.pid[0])
+    whole = make_windows(
+        o.t_ms[ok], o.node[ok], o.pid[ok], o.rssi[ok], o.band[ok], model.n_nodes, 1000, o.bands
+    )
+    slabbed, n_rows = read_windows(
+        conn, 0, 10**9, node_index, model.n_nodes, 1000, codes, drop, 60_000, None, workers
+    )
+    assert n_rows == len(o)
+    assert len(slabbed) == len(whole)
+    for a, b in zip(
+        (whole.pid, whole.t_ms, whole.band, whole.counts, whole.frames),
+        (slabbed.pid, slabbed.t_ms, slabbed.band, slabbed.counts, slabbed.frames),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.nan_to_num(whole.rssi), np.nan_to_num(slabbed.rssi), atol=1e-4)
+    assert int(o.pid[0]) not in set(slabbed.pid.tolist())

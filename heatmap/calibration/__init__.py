@@ -39,6 +39,8 @@ from heatmap.calibration.links import (
 )
 from heatmap.calibration.population import (
     StoreCalibration,
+    calibrate_links,
+    calibrate_phones,
     calibrate_population,
     calibrate_store,
     fit_population,
@@ -58,6 +60,8 @@ __all__ = [
     "LinkStats",
     "StoreCalibration",
     "WalkPoint",
+    "calibrate_links",
+    "calibrate_phones",
     "calibrate_population",
     "calibrate_store",
     "find_node_beacons",

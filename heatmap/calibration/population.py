@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -99,7 +100,7 @@ class StoreCalibration:
     model: RadioModel
     windows: Windows
     """the phones' windows (node beacons removed)"""
-    beacons: dict[str, int]
+    beacons: dict[Any, int]
     """pseudonym → node index of the node beacons found"""
     links: FitReport | None
     population: dict[str, float]
@@ -121,6 +122,37 @@ class StoreCalibration:
                 "notes": self.links.notes,
             }
         return out
+
+
+def calibrate_links(
+    model: RadioModel, pid: NDArray[Any], node_idx: I64, flags: I64, rssi: F
+) -> tuple[RadioModel, dict[Any, int], FitReport | None]:
+    """Find the node beacons among observation rows and fit the radio model to their links.
+
+    Returns the model, {beacon pseudonym (or code): node index} and the fit
+    report (None when no beacon was found). Rows may be all rows or only the
+    beacon candidates (:func:`heatmap.obs_reader.read_observations`).
+    """
+    beacons = find_node_beacons(pid, node_idx, flags, rssi, model)
+    if not beacons:
+        return model, {}, None
+    stats = link_stats(pid, node_idx, rssi, beacons, model.n_nodes, model.frame_loss)
+    model, fit = fit_links(stats, model)
+    return model, beacons, fit
+
+
+def calibrate_phones(
+    model: RadioModel, win: Windows, grid: WalkableGrid, rng: np.random.Generator | None = None
+) -> tuple[RadioModel, dict[str, float]]:
+    """Re-centre the BLE and Wi-Fi phone levels on samples of long tracks."""
+    model, pop = calibrate_population(model, win, grid, "ble", rng)
+    # Wi-Fi: probe bursts come a minute apart and most phones re-randomize their
+    # address per burst, so only the few long tracks (old Android) inform it
+    model, pop_wifi = calibrate_population(
+        model, win, grid, "wifi24", rng, max_windows=1500, min_windows=6
+    )
+    pop.update({f"wifi24_{k}": v for k, v in pop_wifi.items()})
+    return model, pop
 
 
 def calibrate_store(
@@ -150,13 +182,10 @@ def calibrate_store(
     from heatmap.localizers.base import make_windows
 
     ok = node_idx >= 0
-    beacons = find_node_beacons(pid[ok], node_idx[ok], flags[ok], rssi[ok], model) if links else {}
+    beacons: dict[Any, int] = {}
     fit: FitReport | None = None
-    if beacons:
-        stats = link_stats(
-            pid[ok], node_idx[ok], rssi[ok], beacons, model.n_nodes, model.frame_loss
-        )
-        model, fit = fit_links(stats, model)
+    if links:
+        model, beacons, fit = calibrate_links(model, pid[ok], node_idx[ok], flags[ok], rssi[ok])
     phones = ok & ~np.isin(pid, list(beacons))
     win = make_windows(
         t_ms[phones],
@@ -170,11 +199,5 @@ def calibrate_store(
     )
     pop: dict[str, float] = {}
     if population:
-        model, pop = calibrate_population(model, win, grid, "ble", rng)
-        # Wi-Fi: probe bursts come a minute apart and most phones re-randomize their
-        # address per burst, so only the few long tracks (old Android) inform it
-        model, pop_wifi = calibrate_population(
-            model, win, grid, "wifi24", rng, max_windows=1500, min_windows=6
-        )
-        pop.update({f"wifi24_{k}": v for k, v in pop_wifi.items()})
+        model, pop = calibrate_phones(model, win, grid, rng)
     return StoreCalibration(model, win, beacons, fit, pop)

@@ -204,6 +204,8 @@ class _ChunkResult:
     offset: F
     p_dwell: F | None
     track: NDArray[np.int64] | None
+    row_of: NDArray[np.int64] | None = None
+    """row of ``post`` for each window (None: one row per window)"""
 
 
 @dataclass(frozen=True)
@@ -236,14 +238,17 @@ def _chunk_summary(
     cells = np.flatnonzero(grid.walkable)
     xy = grid.centers[cells]
     ps = np.zeros((n_groups, len(cells)))
+    # reduce at the posterior's own rows (a standing block's windows share one)
+    rows = r.row_of if r.row_of is not None else np.arange(len(win))
     for g in np.unique(grp):
         m = grp == g
-        ps[g] = dur[m].astype(np.float32) @ r.post[m]
+        w = np.bincount(rows[m], dur[m], minlength=len(r.post)).astype(np.float32)
+        ps[g] = w @ r.post
     return _Summary(
         ps,
-        r.post @ grid.inside[cells].astype(np.float32),
-        r.post @ xy.astype(np.float32),
-        xy[np.argmax(r.post, axis=1)],
+        (r.post @ grid.inside[cells].astype(np.float32))[rows],
+        (r.post @ xy.astype(np.float32))[rows],
+        xy[np.argmax(r.post, axis=1)][rows],
         r.offset,
         r.p_dwell,
         None if r.track is None else xy[r.track],
@@ -398,10 +403,11 @@ def _two_scale(
         else None
     )
     return _ChunkResult(
-        post[step_of],
+        post,
         coarse.offset[blk_of],
         None if p_dwell is None else p_dwell[step_of],
         track,
+        step_of,
     )
 
 
