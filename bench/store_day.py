@@ -16,8 +16,8 @@ that its peak RSS is its own:
    processes) into compact columns and grouped into 1 s windows
    (:func:`heatmap.obs_reader.read_windows`, as the report reads them),
 2. calibrate: radio model from the node-to-node links, then the phone population,
-3. localize: every window (grid posterior + motion + most likely tracks, 2
-   worker processes), as the report asks for it,
+3. localize: every window (grid posterior + motion, 2 worker processes), as
+   the report asks for it,
 4. analytics: visitor/passer-by tracks, zone person-seconds and devices, flows.
 
 Prints wall and CPU seconds per stage, the peak RSS of the aggregator process
@@ -139,16 +139,13 @@ def analyse(db: Path, links_npz: Path, window_ms: int, workers: int) -> dict[str
     t, c = time.perf_counter(), time.process_time()
     hour = ((win.t_ms - win.t_ms.min()) // 3_600_000).astype(np.int64)
     n_hours = int(hour.max()) + 1 if len(hour) else 1
-    post = grid_posterior.locate(
-        win, model, grid, group=hour, n_groups=n_hours, workers=workers, tracks=True
-    )
+    post = grid_posterior.locate(win, model, grid, group=hour, n_groups=n_hours, workers=workers)
     stage("localize", t, c)
     t, c = time.perf_counter(), time.process_time()
     tracks = analytics.device_tracks(win, post)
     analytics.zone_person_seconds(plan, grid, post.person_seconds)
     analytics.zone_devices(plan, win, post)
-    assert post.track_xy is not None
-    flows.track_flows(plan, win, post.track_xy)
+    flows.track_flows(plan, win, post.mean_xy)
     stage("analytics", t, c)
     out["observations"] = n_obs
     out["windows"] = len(win)

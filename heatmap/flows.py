@@ -1,4 +1,8 @@
-"""Zone-to-zone flows: where people go next, from each pseudonym's most likely track.
+"""Zone-to-zone flows: where people go next, from each pseudonym's path.
+
+The path is a position per window: the report uses the posterior mean
+(``Posterior.mean_xy``); the Viterbi track (``Posterior.track_xy``) works too
+and measured less true on the simulator (see ``store_report.analyze``).
 
 A *stay* is a contiguous run of a track inside one zone lasting at least
 ``MIN_DWELL_S`` (see :func:`track_flows` for how long a run of windows lasts);
@@ -169,8 +173,8 @@ def track_flows(
 
     ``win``: the windows (sorted by pid then time, as
     :func:`~heatmap.localizers.base.make_windows` returns them; re-sorted
-    otherwise); ``track_xy``: (W, 2) position per window on its pseudonym's most
-    likely track (``Posterior.track_xy``; NaN rows are outside every zone).
+    otherwise); ``track_xy``: (W, 2) position per window on its pseudonym's path
+    (``Posterior.mean_xy`` or ``.track_xy``; NaN rows are outside every zone).
 
     A window counts in a zone when the track is there for part of it, so the n
     windows of a run cover the stay plus up to one window: the run lasted from its

@@ -187,8 +187,13 @@ def read_windows(
 
         ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futs = [pool.submit(_slab_windows, path, *j) for j in jobs]
-            for f, (lo, hi) in zip(futs, bounds, strict=True):  # in slab order: stable codes
+            futs: list[cf.Future[tuple[Windows, NDArray[np.str_], int]] | None] = [
+                pool.submit(_slab_windows, path, *j) for j in jobs
+            ]
+            for i, (lo, hi) in enumerate(bounds):  # in slab order: stable codes
+                f = futs[i]
+                assert f is not None
+                futs[i] = None  # the future holds its result: let it go once absorbed
                 absorb(f.result(), hi - lo)
     else:
         for j, (lo, hi) in zip(jobs, bounds, strict=True):
