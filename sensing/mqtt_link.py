@@ -263,8 +263,9 @@ class MqttLink:
             self.events.put(LinkEvent("connect_failed", detail=str(rc)))
             return
         self.connects += 1
-        self._connected.set()
+        # queued before the flag: whoever sees the link up finds the event waiting
         self.events.put(LinkEvent("connected"))
+        self._connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
         was = self._connected.is_set()

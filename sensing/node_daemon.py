@@ -547,6 +547,9 @@ class NodeDaemon:
         # with nothing to deliver (e.g. every frame refused) the link may not be up yet
         if self.link is not None:
             self.link.wait_connected(self.cfg.drain_timeout_s)
+        # handle the pending "connected" event (its "online" status) first: else
+        # "online" could go out after "done" and stay the retained status
+        self._link_events()
         mid = self._publish_status("done")
         if mid is None or not self._wait_delivered(self.cfg.drain_timeout_s, mid):
             raise BrokerError("the broker did not acknowledge the final status")

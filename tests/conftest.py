@@ -61,9 +61,14 @@ def recorder_factory() -> Iterator[object]:
         rec = Recorder()
         c = make_client(addr, f"test-recorder-{len(clients)}-{id(rec)}")
         c.on_message = rec.on_message
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *_a: subscribed.set()
         connect(c, addr)
         c.subscribe(topic, qos=1)
         clients.append(c)
+        # the subscription is live before the test goes on (else a fast node's
+        # live messages can be missed, and only come back as retained ones)
+        assert subscribed.wait(10), f"no SUBACK for {topic}"
         return rec
 
     yield make
