@@ -210,18 +210,30 @@ def read_windows(
             window_ms,
         )
         return empty, n_rows
-    # one column at a time, each slab's piece dropped once it is copied: the
-    # windows exist about once, not three times (pieces, joined, sorted)
+    # each column is written straight into its sorted place, one slab's piece at a
+    # time, and the piece dropped once copied: the windows exist about once, not
+    # three times (pieces, joined, sorted) — the read was the aggregator's peak
     cols = [{f.name: getattr(w, f.name) for f in dataclasses.fields(w)} for w in parts]
     parts.clear()
     order = np.lexsort(
         (np.concatenate([c["t_ms"] for c in cols]), np.concatenate([c["pid"] for c in cols]))
     )
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    del order
+    sizes = np.cumsum([0] + [len(c["t_ms"]) for c in cols])
     out: dict[str, NDArray[Any]] = {}
     for k in ("pid", "t_ms", "band", "rssi", "counts", "frames"):
-        pieces = [c.pop(k) for c in cols]
-        out[k] = np.concatenate(pieces)[order]
-        del pieces
+        first = cols[0][k]
+        dtype = (
+            np.dtype(f"<U{max(c[k].dtype.itemsize for c in cols) // 4}")
+            if first.dtype.kind == "U"
+            else first.dtype
+        )
+        dest = np.empty((int(sizes[-1]), *first.shape[1:]), dtype)
+        for i, c in enumerate(cols):
+            dest[rank[sizes[i] : sizes[i + 1]]] = c.pop(k)
+        out[k] = dest
     return Windows(**out, window_ms=window_ms), n_rows
 
 
