@@ -131,6 +131,12 @@ def cell_sum(
 def zone_devices(plan: FloorPlan, win: Windows, loc: Located) -> dict[str, int]:
     """Distinct BLE pseudonyms with a window located in each zone (for k-anonymity)."""
     ble = win.band == "ble"
-    pts = shapely.points(loc.mean_xy[ble])
+    from heatmap.flows import zone_index
+
+    zi = zone_index(plan, loc.mean_xy[ble])
     pids = win.pid[ble]
-    return {z.id: len(set(pids[shapely.contains(z.polygon, pts)])) for z in plan.zones}
+    inside = zi >= 0
+    _, codes = np.unique(pids[inside], return_inverse=True)
+    pairs = np.unique(zi[inside] * (int(codes.max(initial=0)) + 1) + codes.ravel())
+    per_zone = np.bincount(pairs // (int(codes.max(initial=0)) + 1), minlength=len(plan.zones))
+    return {z.id: int(per_zone[i]) for i, z in enumerate(plan.zones)}

@@ -109,6 +109,9 @@ class FlowMatrix:
         ]
 
 
+_POINT_BATCH = 100_000
+
+
 def zone_index(plan: FloorPlan, xy: F) -> Ix:
     """Index into ``plan.zones`` of the zone holding each point, -1 outside every zone
     (and for NaN points). Zones do not overlap (the floor plan checks)."""
@@ -120,10 +123,14 @@ def zone_index(plan: FloorPlan, xy: F) -> Ix:
     # track positions are grid-cell centres: test each distinct point once (as complex
     # numbers np.unique sorts them ~7x faster than rows with axis=0)
     uniq, inv = np.unique(xy[ok, 0] + 1j * xy[ok, 1], return_inverse=True)
-    pts = shapely.points(uniq.real, uniq.imag)
     z_u = np.full(len(uniq), -1, np.int64)
-    for zi, z in enumerate(plan.zones):
-        z_u[shapely.contains(z.polygon, pts)] = zi
+    # in batches: a busy day's posterior means are ~1M distinct points, and a
+    # shapely point each at once cost the report ~120 MB of peak memory
+    for lo in range(0, len(uniq), _POINT_BATCH):
+        u = uniq[lo : lo + _POINT_BATCH]
+        pts = shapely.points(u.real, u.imag)
+        for zi, z in enumerate(plan.zones):
+            z_u[lo : lo + len(u)][shapely.contains(z.polygon, pts)] = zi
     out[ok] = z_u[inv.ravel()]
     return out
 
