@@ -51,6 +51,7 @@ from heatmap.obs_reader import read_windows
 from heatmap.radio_model import RadioModel
 from heatmap.simulate.scenario import HOURLY_PROFILE, Scenario
 from heatmap.walkable_grid import WalkableGrid
+from sensing.process_memory import peak_rss_mib
 
 VISITORS_PER_DAY = 3000
 DAY_START = datetime(2026, 11, 20, 8, 0)
@@ -151,7 +152,7 @@ def analyse(db: Path, links_npz: Path, window_ms: int, workers: int) -> dict[str
     out["windows"] = len(win)
     out["visitor_devices"] = tracks.visitors
     out["peak_rss_mib"] = {
-        "aggregator": grid_posterior.peak_rss_mib(),
+        "aggregator": peak_rss_mib(),
         "worker": post.peak_rss_mib,
     }
     np.save(db.with_suffix(".ps.npy"), post.person_seconds)

@@ -23,7 +23,7 @@ import numpy as np
 from heatmap import analytics, flows, render, truth_compare
 from heatmap.calibration import StoreCalibration, calibrate_links, calibrate_phones
 from heatmap.floorplan import FloorPlan
-from heatmap.localizers import grid_posterior
+from heatmap.localize import locate
 from heatmap.motion import MotionModel
 from heatmap.obs_reader import read_observations, read_windows
 from heatmap.radio_model import RadioModel
@@ -32,9 +32,9 @@ from sensing.progress import NoProgress, Progress
 
 K_ANONYMITY = 5
 PARALLEL_MIN_WINDOWS = 10_000
+"""localize in two processes above this many windows (spawning costs a few seconds)"""
 PARALLEL_MIN_ROWS = 2_000_000
 """read observations in two processes above this many rows (~6 s of reading)"""
-"""localize in two processes above this many windows (spawning costs a few seconds)"""
 HOUR_MS = 3_600_000
 WINDOW_MS = 5000
 """localization window of the report"""
@@ -112,7 +112,6 @@ def analyze(
     # then the phone population's level
     model, pop = calibrate_phones(model, win_all, grid, np.random.default_rng(0))
     cal = StoreCalibration(model, win_all, beacons, link_fit, pop)
-    model, win_all = cal.model, cal.windows
     # person-seconds and every RF figure come from BLE: phones advertise continuously,
     # while Wi-Fi probe bursts come minutes apart and say little about where people stay
     win = win_all.take(np.flatnonzero(win_all.band == "ble"))
@@ -120,7 +119,7 @@ def analyze(
     hour0 = t0_ms - t0_ms % HOUR_MS
     n_hours = int(-(-(t1_ms - hour0) // HOUR_MS))
     hour = np.clip((win.t_ms - hour0) // HOUR_MS, 0, n_hours - 1)
-    loc = grid_posterior.locate(
+    loc = locate(
         win,
         model,
         grid,
@@ -181,8 +180,7 @@ def analyze(
     (out / "radio_model.json").write_text(json.dumps(cal.summary(), indent=1, default=float))
     rep.files.append(str(out / "radio_model.json"))
     rep.files += _hourly(plan, grid, loc.by_group * scale, hour0, out, db)
-    if flow is not None:
-        rep.flows = _flows(plan, flow, out, span, rep)
+    rep.flows = _flows(plan, flow, out, span, rep)
     if truth_dir is not None:
         rep.truth = _compare(plan, grid, fused, rep, truth_dir, out, span, flow)
     _write_tables(rep, out)
@@ -229,7 +227,7 @@ def _compare(
     truth_dir: Path,
     out: Path,
     span: str,
-    flow: flows.FlowMatrix | None = None,
+    flow: flows.FlowMatrix,
 ) -> dict[str, Any]:
     tf = truth_compare.load(truth_dir, grid)
     est1 = analytics.cell_sum(grid, fused * grid.inside, 1.0)
@@ -246,25 +244,23 @@ def _compare(
         f"Pearson r of person-seconds per 1 m cell inside the store: {r:.2f}",
     )
     rep.files.append(str(render.save(fig, out / "heatmap_vs_truth.png")))
-    flow_truth: dict[str, Any] = {}
-    if flow is not None:
-        tfl = truth_compare.flows(truth_dir, plan)
-        est_p, tru_p = flow.distribution(), tfl.distribution()
-        zi = {z: i for i, z in enumerate(flow.zones)}
-        flow_truth = {
-            "flow_tv_distance": flows.tv_distance(flow, tfl),
-            "flow_tv_distance_phone_carriers": flows.tv_distance(
-                flow, truth_compare.flows(truth_dir, plan, phones_only=True)
-            ),
-            "flow_transitions": tfl.total,
-            "flow_share": {
-                f"{c['from']}->{c['to']}": [
-                    float(est_p[zi[c["from"]], zi[c["to"]]]),
-                    float(tru_p[zi[c["from"]], zi[c["to"]]]),
-                ]
-                for c in (rep.flows or {}).get("top", [])
-            },
-        }
+    tfl = truth_compare.flows(truth_dir, plan)
+    est_p, tru_p = flow.distribution(), tfl.distribution()
+    zi = {z: i for i, z in enumerate(flow.zones)}
+    flow_truth: dict[str, Any] = {
+        "flow_tv_distance": flows.tv_distance(flow, tfl),
+        "flow_tv_distance_phone_carriers": flows.tv_distance(
+            flow, truth_compare.flows(truth_dir, plan, phones_only=True)
+        ),
+        "flow_transitions": tfl.total,
+        "flow_share": {
+            f"{c['from']}->{c['to']}": [
+                float(est_p[zi[c["from"]], zi[c["to"]]]),
+                float(tru_p[zi[c["from"]], zi[c["to"]]]),
+            ]
+            for c in (rep.flows or {}).get("top", [])
+        },
+    }
     return {
         "door_in": tf.door_in,
         "door_out": tf.door_out,

@@ -58,6 +58,7 @@ from sensing.node_sources import (
     pin_factory,
 )
 from sensing.observation import BleAdvert
+from sensing.process_memory import peak_rss_mib
 from sensing.pseudonym import KeyFile, Pseudonymizer
 from sensing.spool import Spool, SpoolError
 from sensing.systemd_notify import Notifier
@@ -71,18 +72,6 @@ TICK_PIPELINE_S = 5.0
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _peak_rss_mb() -> float | None:
-    """This process's peak resident set (VmHWM), MB; None where /proc has no such line."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 @dataclass
@@ -588,7 +577,7 @@ class NodeDaemon:
             observations=self.summary.observations,
             spool_depth=self.summary.spool_depth,
             seconds=round(self.summary.seconds, 3),
-            rss_peak_mb=_peak_rss_mb(),
+            rss_peak_mb=None if (rss := peak_rss_mib()) is None else round(rss, 1),
         )
 
     def _fill_summary(self) -> None:

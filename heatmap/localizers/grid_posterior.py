@@ -17,7 +17,6 @@ import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from heatmap.localizers.likelihood import GridLikelihood
 from heatmap.motion import TINY, MotionModel, MotionParams, viterbi_tracks
 from heatmap.radio_model import RadioModel
 from heatmap.walkable_grid import WalkableGrid
+from sensing.process_memory import peak_rss_mib
 
 NAME = "grid posterior + motion (ours)"
 F = NDArray[np.float64]
@@ -125,7 +125,7 @@ def locate(
     map_xy = np.zeros((len(win), 2))
     offset = np.zeros(len(win))
     track_xy = np.full((len(win), 2), np.nan)
-    peak_rss: list[float] = []
+    peak_rss: list[float | None] = []
 
     def absorb(idx: NDArray[np.int64], r: _Summary) -> None:
         ps[: len(r.person_seconds)] += r.person_seconds
@@ -184,7 +184,9 @@ def locate(
         map_xy,
         offset if pool_offsets else None,
         track_xy if tracks and params is not None else None,
-        max(peak_rss) if workers > 1 and len(jobs) > 1 and peak_rss else None,
+        max((m for m in peak_rss if m is not None), default=None)
+        if workers > 1 and len(jobs) > 1
+        else None,
     )
 
 
@@ -220,7 +222,7 @@ class _Summary:
     offset: F
     p_dwell: F | None
     track_xy: F | None
-    peak_rss_mib: float
+    peak_rss_mib: float | None
 
 
 def _chunk_summary(
@@ -254,23 +256,6 @@ def _chunk_summary(
         None if r.track is None else xy[r.track],
         peak_rss_mib(),
     )
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set, MiB.
-
-    From /proc (VmHWM): ``getrusage``'s maxrss survives ``exec``, so a worker
-    spawned from a big parent would report the parent's size.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 _MOTION_CACHE: dict[tuple[object, ...], MotionModel] = {}
@@ -355,7 +340,7 @@ def _two_scale(
     """
     dev = _device_labels(win.pid)
     blk_start, blk_of = _blocks(dev, win.t_ms, BLOCK_MS)
-    blocks = _merge(win, blk_start, blk_of, BLOCK_MS)
+    blocks = _merge(win, blk_start, BLOCK_MS)
     # one EM update of the offsets on the blocks is as good as two here (median
     # error and heatmap r on the busy store-day sample), and the fine pass smooths
     # with it, so the blocks are not smoothed again after it
@@ -420,9 +405,7 @@ def _blocks(
     return np.flatnonzero(new), np.cumsum(new) - 1
 
 
-def _merge(
-    win: Windows, start: NDArray[np.int64], blk_of: NDArray[np.int64], block_ms: int
-) -> Windows:
+def _merge(win: Windows, start: NDArray[np.int64], block_ms: int) -> Windows:
     """One window per block: frames summed per node, RSSI their mean, frames sent summed."""
     counts = np.add.reduceat(win.counts, start, axis=0)
     sums = np.add.reduceat(np.where(win.counts > 0, win.rssi * win.counts, 0.0), start, axis=0)
