@@ -205,7 +205,7 @@ def read_windows(
             np.zeros(0, np.int64),
             np.zeros(0, str),
             z,
-            z,
+            z.astype(np.uint8),
             np.zeros(0, np.int64),
             window_ms,
         )
@@ -228,7 +228,7 @@ def read_windows(
         dtype = (
             np.dtype(f"<U{max(c[k].dtype.itemsize for c in cols) // 4}")
             if first.dtype.kind == "U"
-            else first.dtype
+            else np.result_type(*(c[k].dtype for c in cols))  # counts: uint8 or wider
         )
         dest = np.empty((int(sizes[-1]), *first.shape[1:]), dtype)
         for i, c in enumerate(cols):

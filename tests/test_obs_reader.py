@@ -145,3 +145,21 @@ def test_windows_read_by_slab_equal_the_windows_of_all_rows(tmp_path: Path, work
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(np.nan_to_num(whole.rssi), np.nan_to_num(slabbed.rssi), atol=1e-4)
     assert int(o.pid[0]) not in set(slabbed.pid.tolist())
+
+
+def test_frame_counts_keep_their_value_when_slabs_need_wider_types(tmp_path: Path) -> None:
+    """Counts are stored in the smallest unsigned type per slab (uint8 at usual
+    rates); a slab whose window holds 300 frames from one node must not wrap
+    around when joined with uint8 slabs."""
+    # the uint8 slab first: the joined column must take the wider type, not the first's
+    rows = [(900_000 + 1000 * i, "n2", "bb" * 8, -70, "ble", 0) for i in range(5)]
+    rows += [(1_000_000 + i, "n1", "aa" * 8, -60, "ble", 0) for i in range(300)]
+    conn = store_db.connect(tmp_path / "s.db")
+    conn.executemany("INSERT INTO obs VALUES (?,?,?,?,?,?,NULL)", rows)
+    conn.commit()
+    node_index = {"n1": 0, "n2": 1}
+    w, n = read_windows(conn, 0, 2_000_000, node_index, 2, 60_000, {}, slab_ms=60_000)
+    assert n == 305
+    assert w.counts.dtype == np.uint16
+    assert sorted(w.counts.sum(axis=1).tolist()) == [5, 300]
+    assert w.frames.max() == 300

@@ -407,8 +407,11 @@ def _blocks(
 
 def _merge(win: Windows, start: NDArray[np.int64], block_ms: int) -> Windows:
     """One window per block: frames summed per node, RSSI their mean, frames sent summed."""
-    counts = np.add.reduceat(win.counts, start, axis=0)
-    sums = np.add.reduceat(np.where(win.counts > 0, win.rssi * win.counts, 0.0), start, axis=0)
+    # summed as float32: a block holds several windows' frames (no uint8 wrap-around)
+    counts = np.add.reduceat(win.counts, start, axis=0, dtype=np.float32)
+    sums = np.add.reduceat(
+        np.where(win.counts > 0, win.rssi * win.counts.astype(np.float32), 0.0), start, axis=0
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         rssi = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return Windows(
