@@ -117,21 +117,16 @@ def zone_index(plan: FloorPlan, xy: F) -> Ix:
     (and for NaN points). Zones do not overlap (the floor plan checks)."""
     xy = np.asarray(xy, float).reshape(-1, 2)
     out = np.full(len(xy), -1, np.int64)
-    ok = np.flatnonzero(np.isfinite(xy).all(axis=1))
-    if not len(ok):
-        return out
-    # track positions are grid-cell centres: test each distinct point once (as complex
-    # numbers np.unique sorts them ~7x faster than rows with axis=0)
-    uniq, inv = np.unique(xy[ok, 0] + 1j * xy[ok, 1], return_inverse=True)
-    z_u = np.full(len(uniq), -1, np.int64)
-    # in batches: a busy day's posterior means are ~1M distinct points, and a
-    # shapely point each at once cost the report ~120 MB of peak memory
-    for lo in range(0, len(uniq), _POINT_BATCH):
-        u = uniq[lo : lo + _POINT_BATCH]
-        pts = shapely.points(u.real, u.imag)
+    for z in plan.zones:
+        shapely.prepare(z.polygon)
+    # coordinates straight into the prepared polygons (no shapely point per window),
+    # in batches: a busy day is ~1M windows, and whole-day temporaries were the
+    # report's peak memory. NaN coordinates are in no zone.
+    for lo in range(0, len(xy), _POINT_BATCH):
+        x, y = xy[lo : lo + _POINT_BATCH, 0], xy[lo : lo + _POINT_BATCH, 1]
+        o = out[lo : lo + _POINT_BATCH]
         for zi, z in enumerate(plan.zones):
-            z_u[lo : lo + len(u)][shapely.contains(z.polygon, pts)] = zi
-    out[ok] = z_u[inv.ravel()]
+            o[shapely.contains_xy(z.polygon, x, y)] = zi
     return out
 
 
