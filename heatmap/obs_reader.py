@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from heatmap.localizers.base import Windows, make_windows
 from sensing.observation import KIND_MASK, KIND_SHIFT, DeviceKind, Flag
+from sensing.process_memory import release_free_memory
 
 BATCH_ROWS = 50_000
 SLAB_MS = 3_600_000
@@ -234,6 +235,8 @@ def read_windows(
         for i, c in enumerate(cols):
             dest[rank[sizes[i] : sizes[i + 1]]] = c.pop(k)
         out[k] = dest
+    del cols
+    release_free_memory()  # the slabs' pieces and the sort's temporaries
     return Windows(**out, window_ms=window_ms), n_rows
 
 

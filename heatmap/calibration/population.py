@@ -13,6 +13,7 @@ from heatmap.calibration.links import find_node_beacons, fit_links, link_stats
 from heatmap.localizers.base import Windows
 from heatmap.radio_model import RadioModel
 from heatmap.walkable_grid import WalkableGrid
+from sensing.process_memory import release_free_memory
 
 F = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -90,7 +91,10 @@ def calibrate_population(
     post = grid_posterior.locate(win.take(idx), model, grid)
     assert post.offset_db is not None
     _, first = np.unique(win.pid[idx], return_index=True)
-    return fit_population(model, band, post.offset_db[first])
+    offsets = post.offset_db[first]
+    del post
+    release_free_memory()  # the sample's posteriors, before localizing the whole period
+    return fit_population(model, band, offsets)
 
 
 @dataclass(frozen=True)

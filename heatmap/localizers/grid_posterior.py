@@ -124,7 +124,7 @@ def locate(
     mean_xy = np.zeros((len(win), 2))
     map_xy = np.zeros((len(win), 2))
     offset = np.zeros(len(win))
-    track_xy = np.full((len(win), 2), np.nan)
+    track_xy = np.full((len(win) if tracks else 0, 2), np.nan)
     peak_rss: list[float | None] = []
 
     def absorb(idx: NDArray[np.int64], r: _Summary) -> None:
