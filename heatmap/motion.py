@@ -50,10 +50,10 @@ F = NDArray[np.float64]
 FA = NDArray[np.floating[Any]]
 """float32 or float64: the smoother runs in float32"""
 DENSE_EIGH_MAX_CELLS = 4000
+"""grids up to this many walkable cells use a dense eigendecomposition"""
 TINY = np.float32(1e-15)
 """floor of every probability the smoother carries: float32 subnormals (< 1.2e-38)
 make the matrix products ~8× slower, and mass this small changes nothing"""
-"""grids up to this many walkable cells use a dense eigendecomposition"""
 
 
 @dataclass(frozen=True)
