@@ -3,7 +3,7 @@
 The same :class:`~firmware_bridge.door_direction.DoorDirection` as the door
 board's firmware decides in/out, and crossings come out as the same
 :class:`~firmware_bridge.events.DoorEvent` (board 0) as from a serial board, so
-:mod:`firmware_bridge.event_payloads` publishes both alike.
+the node daemon publishes both alike.
 
 The pin factory is always passed in (never gpiozero's global default): the node
 daemon picks the real one (lgpio on a Pi 5 / Bookworm), tests pass

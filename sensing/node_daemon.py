@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from firmware_bridge.events import DoorEvent, TileEvent
+from firmware_bridge.events import DoorEvent, TileEvent, payload_items
 from sensing import node_log, node_status, payloads, topics
 from sensing.batcher import Batcher
 from sensing.capture_file import Record
@@ -358,8 +358,7 @@ class NodeDaemon:
             if self._refuse:
                 self._dropped["clock_unsynced"] += 1
                 continue
-            items = [e.direction] if isinstance(e, DoorEvent) else [e.tile, e.state]
-            done = st.batcher.add(e.t_ms, items)
+            done = st.batcher.add(e.t_ms, payload_items(e))
             if done is not None:
                 self._close(st, done, before)
             if (

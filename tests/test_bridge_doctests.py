@@ -12,7 +12,7 @@ MODULES = [
     "firmware_bridge.board_clock",
     "firmware_bridge.board_stream",
     "firmware_bridge.door_scenario",
-    "firmware_bridge.event_payloads",
+    "firmware_bridge.events",
     "firmware_bridge.gpio_beams",
     "firmware_bridge.pty_board",
     "firmware_bridge.serial_link",

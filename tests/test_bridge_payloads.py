@@ -1,87 +1,71 @@
-"""Board events → v1 door/floor payloads that pass the schemas, cut to fit them."""
+"""Board events → v1 door/floor payloads, built as the node daemon builds them
+(``payload_items`` per event into the ``"ev"`` Batcher), that pass the schemas."""
 
 from __future__ import annotations
 
 import pytest
 
-from firmware_bridge.event_payloads import (
-    MAX_DT_MS,
-    EventBatcher,
-    batches,
-    door_payload,
-    floor_payload,
-    message,
-)
-from firmware_bridge.events import DoorEvent, TileEvent
+from firmware_bridge.events import BoardEvent, DoorEvent, TileEvent, payload_items
 from sensing import payloads, topics
+from sensing.batcher import Batcher
 from sensing.errors import PayloadError
+from sensing.node_daemon import EV_MAX_AGE_MS, EV_MAX_ITEMS
 
 T0 = 1_760_000_000_000
 
 
+def event_batches(events: list[BoardEvent], board: dict[str, int] | None = None) -> list[dict]:
+    """The payloads the node daemon would publish for ``events`` (in arrival order)."""
+    b = Batcher(
+        "ev",
+        max_items=EV_MAX_ITEMS,
+        max_age_ms=EV_MAX_AGE_MS,
+        extra=(lambda: {"board": board}) if board is not None else None,
+    )
+    out = [p for e in events if (p := b.add(e.t_ms, payload_items(e))) is not None]
+    last = b.flush()
+    return out + ([last] if last is not None else [])
+
+
 def test_door_payload_validates() -> None:
-    events = [DoorEvent(T0 + 900, -1, 1, 5900), DoorEvent(T0, 1, 1, 5000)]
-    p = door_payload(3, events, board={"frames": 10, "seq_gaps": 0})
+    events: list[BoardEvent] = [DoorEvent(T0, 1, 1, 5000), DoorEvent(T0 + 900, -1, 1, 5900)]
+    (p,) = event_batches(events, board={"frames": 10, "seq_gaps": 0})
     assert p == {
         "v": 1,
-        "seq": 3,
+        "seq": 0,
         "t0": T0,
         "ev": [[0, 1], [900, -1]],
         "board": {"frames": 10, "seq_gaps": 0},
     }
-    topic, raw = message("door_events", "s1", "main", p)
-    assert topic == topics.door_topic("s1", "main")
-    assert payloads.decode("door_events", raw) == p
+    topic = topics.door_topic("s1", "main")
+    assert topics.parse(topic) == topics.Topic("door_events", "s1", "main")
+    assert payloads.decode("door_events", payloads.encode(p)) == p
 
 
 def test_floor_payload_validates() -> None:
-    events = [TileEvent(T0 + 40, 7, 1), TileEvent(T0 + 600, 7, 0), TileEvent(T0, 35, 1)]
-    p = floor_payload(0, events)
+    events: list[BoardEvent] = [TileEvent(T0, 35, 1), TileEvent(T0 + 40, 7, 1)]
+    events.append(TileEvent(T0 + 600, 7, 0))
+    (p,) = event_batches(events)
     assert p["ev"] == [[0, 35, 1], [40, 7, 1], [600, 7, 0]]
-    topic, raw = message("floor_events", "s1", "entrance", p)
-    assert topic == topics.floor_topic("s1", "entrance")
-    assert payloads.decode("floor_events", raw) == p
+    assert payloads.decode("floor_events", payloads.encode(p)) == p
 
 
 def test_schema_would_catch_a_bad_direction() -> None:
-    p = door_payload(0, [DoorEvent(T0, 1)])
+    (p,) = event_batches([DoorEvent(T0, 1)])
     p["ev"][0][1] = 0
     with pytest.raises(PayloadError):
         payloads.decode("door_events", payloads.encode(p))
 
 
-def test_payload_limits() -> None:
-    with pytest.raises(ValueError, match="t0 is needed"):
-        door_payload(0, [])
-    assert door_payload(0, [], t0=T0)["ev"] == []
-    with pytest.raises(ValueError, match="split"):
-        door_payload(0, [DoorEvent(T0, 1), DoorEvent(T0 + MAX_DT_MS + 1, 1)])
-    with pytest.raises(ValueError, match="split"):
-        door_payload(0, [DoorEvent(T0, 1)], t0=T0 + 1)
-
-
-def test_batches_split_by_span_and_count() -> None:
-    events = [DoorEvent(T0 + i * 600_000, 1) for i in range(20)]  # 10 min apart, 3 h 10 min
-    runs = batches(events)
-    assert [len(r) for r in runs] == [7, 7, 6]
-    assert all(r[-1].t_ms - r[0].t_ms <= MAX_DT_MS for r in runs)
-    assert [len(r) for r in batches(events, max_events=4)] == [4, 4, 4, 4, 4]
-
-
-def test_batcher_due_flush_and_seq() -> None:
-    b = EventBatcher("floor_events", first_seq=41, max_events=3, max_age_ms=1000)
-    assert not b.due(T0) and b.flush() == []
-    b.add(TileEvent(T0, 1, 1))
-    assert not b.due(T0 + 999) and b.due(T0 + 1000)
-    b.add(TileEvent(T0 + 10, 2, 1))
-    b.add(TileEvent(T0 + 20, 1, 0))
-    assert b.due(T0 + 20)
-    b.add(TileEvent(T0 + 30, 2, 0))
-    out = b.flush(board={"frames": 4})
-    assert [p["seq"] for p in out] == [41, 42] and b.seq == 43 and len(b) == 0
+def test_batches_cut_by_count_and_age_stay_valid() -> None:
+    # a busy door: one crossing every 20 ms for a minute, then one an hour later
+    events: list[BoardEvent] = [DoorEvent(T0 + 20 * i, 1 if i % 3 else -1) for i in range(3000)]
+    events.append(DoorEvent(T0 + 3_600_000, 1))
+    out = event_batches(events)
+    assert [p["seq"] for p in out] == list(range(len(out)))
+    assert all(len(p["ev"]) <= EV_MAX_ITEMS for p in out)
+    assert all(p["ev"][-1][0] < EV_MAX_AGE_MS for p in out)
+    assert sum(len(p["ev"]) for p in out) == len(events)
+    assert out[-1]["ev"] == [[0, 1]] and out[-1]["t0"] == T0 + 3_600_000
     for p in out:
-        payloads.decode("floor_events", payloads.encode(p))
-    with pytest.raises(TypeError):
-        b.add(DoorEvent(T0, 1))
-    with pytest.raises(ValueError):
-        EventBatcher("door_events", max_events=0)
+        payloads.decode("door_events", payloads.encode(p))

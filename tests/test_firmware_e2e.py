@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 import pytest
+from test_bridge_payloads import event_batches
 
 from firmware_bridge.door_scenario import beam_edges, passages, truth_count
-from firmware_bridge.event_payloads import EventBatcher, message
 from firmware_bridge.events import BoardEvent, DoorEvent, TileEvent
 from firmware_bridge.serial_link import SerialLink
 from firmware_bridge.simavr_board import FirmwareBuild, SimavrBoard, SimResult, SimScript
@@ -65,15 +65,12 @@ def test_door_counts_through_pty_and_payloads(
     assert link.boards[1].reset_cause == 2  # external reset, from the HELLO after it
     assert [e.t_ms for e in doors] == sorted(e.t_ms for e in doors)
 
-    batcher = EventBatcher("door_events", max_events=50)
-    for e in doors:
-        batcher.add(e)
     ins = outs = 0
-    for i, p in enumerate(batcher.flush(board=stats.as_dict())):
-        topic, raw = message("door_events", "store1", "main", p)
-        assert topics.parse(topic) == topics.Topic("door_events", "store1", "main")
-        assert topic == topics.door_topic("store1", "main")
-        decoded = payloads.decode("door_events", raw)
+    topic = topics.door_topic("store1", "main")
+    assert topics.parse(topic) == topics.Topic("door_events", "store1", "main")
+    for i, p in enumerate(event_batches(list(doors), board=stats.as_dict())):
+        decoded = payloads.decode("door_events", payloads.encode(p))
+        assert decoded["board"] == stats.as_dict()
         assert decoded["seq"] == i
         ins += sum(1 for _, d in decoded["ev"] if d == 1)
         outs += sum(1 for _, d in decoded["ev"] if d == -1)
@@ -95,11 +92,8 @@ def test_floor_changes_through_pty_and_payloads(
     assert [(e.tick_ms, e.tile, e.state) for e in tiles] == sorted(
         [(t + 1, tile, 1) for t, tile in steps] + [(t + 551, tile, 0) for t, tile in steps]
     )
-    batcher = EventBatcher("floor_events")
-    for e in tiles:
-        batcher.add(e)
-    (p,) = batcher.flush(board=link.stats.as_dict())
-    decoded = payloads.decode("floor_events", message("floor_events", "store1", "entrance", p)[1])
+    (p,) = event_batches(list(tiles), board=link.stats.as_dict())
+    decoded = payloads.decode("floor_events", payloads.encode(p))
     assert [(tile, state) for _, tile, state in decoded["ev"]] == [
         (e.tile, e.state) for e in sorted(tiles, key=lambda e: e.t_ms)
     ]

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
+from test_bridge_payloads import event_batches
 
 from firmware_bridge.door_direction import DoorDirection
 from firmware_bridge.door_scenario import Edge, beam_edges, passages, truth_count
-from firmware_bridge.event_payloads import door_payload
 from firmware_bridge.events import DoorEvent
 from firmware_bridge.gpio_beams import GpioBeamPair
 from sensing import payloads
@@ -76,7 +76,8 @@ def test_same_crossings_as_python_and_truth(factory: MockFactory, seed: int) -> 
     assert stats == dict(ref.stats)
     truth = truth_count(ps)
     assert (stats["in"], stats["out"]) == (truth["in"], truth["out"])
-    payloads.decode("door_events", payloads.encode(door_payload(0, got)))
+    for p in event_batches(list(got)):
+        payloads.decode("door_events", payloads.encode(p))
 
 
 def test_active_high_wiring(factory: MockFactory) -> None:
