@@ -133,7 +133,8 @@ def analyze(
     door = analytics.door_flow(db, t0_ms, t1_ms)
     tracks = analytics.device_tracks(win, loc)
     rf = loc.person_seconds
-    scale = analytics.fuse_scale(grid, rf, door)
+    fusion = analytics.fuse(win, loc, door)
+    scale = fusion.scale
     fused = rf * scale
     devices_per_visitor = tracks.entered / door.ins if door.ins else 0.0
     passersby = round(tracks.passersby / devices_per_visitor) if devices_per_visitor else 0
