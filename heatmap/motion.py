@@ -237,22 +237,28 @@ class MotionModel:
         lik: FA,
         device: NDArray[np.int64],
         t_ms: NDArray[np.int64],
+        rows: NDArray[np.int64] | None = None,
     ) -> tuple[FA, F]:
         """Forward–backward for many devices at once.
 
         ``lik``: (W, C) likelihoods (any positive scale per row); ``device``: (W,)
         labels, each device's windows contiguous and in time order; ``t_ms``: (W,)
         window times. Returns the posterior over cells (W, C) and the probability
-        of the dwell mode (W,).
+        of the dwell mode (W,). ``rows``: smooth these rows of ``lik`` instead
+        (``device`` and ``t_ms`` then hold one entry per row listed, and so do the
+        results; a row may be listed more than once): they are gathered straight
+        into the smoother's own layout, not copied out first.
 
         All devices step in lockstep, longest first, so the devices still running
         at step t are a prefix of that order; the rows are laid out time-major
         (step 0 of every device, then step 1 …) so that each step reads and
-        writes contiguous slices rather than gathering rows.
+        writes contiguous slices rather than gathering rows. Memory: the
+        time-major likelihoods and the two modes' forward messages, 3 (W, C)
+        float32 arrays; the posterior is written over the dwell mode's messages.
         """
-        w = len(lik)
+        w = len(device)
         if w == 0:
-            return np.zeros_like(lik), np.zeros(0)
+            return np.zeros((0, lik.shape[1]), lik.dtype), np.zeros(0)
         starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
         lengths = np.diff(np.r_[starts, w])
         order = np.argsort(-lengths, kind="stable")
@@ -262,7 +268,7 @@ class MotionModel:
         n_active = np.searchsorted(-l_sorted, -np.arange(t_max + 1), side="left")
         offs = np.r_[0, np.cumsum(n_active[:t_max])]
         perm = np.concatenate([s_sorted[: n_active[t]] + t for t in range(t_max)])
-        lk_all = lik[perm].astype(np.float32, copy=False)
+        lk_all = lik[perm if rows is None else rows[perm]].astype(np.float32, copy=False)
         tm = t_ms[perm]
         pd0 = np.float32(self.prior_dwell)
         alpha_d = np.empty_like(lk_all)
@@ -294,7 +300,9 @@ class MotionModel:
             zi = (1.0 / z)[:, None].astype(np.float32)
             np.maximum(ad * zi, TINY, out=alpha_d[cur])
             np.maximum(aw * zi, TINY, out=alpha_w[cur])
-        post = np.empty_like(lk_all)
+        # step t's forward messages are read for the last time at step t of the
+        # backward pass: its posterior goes in their place (alpha_d becomes post)
+        post = alpha_d
         p_dwell = np.empty(w)
         n_dev = len(starts)
         c = lik.shape[1]
@@ -336,6 +344,7 @@ class MotionModel:
             gd *= (1.0 / z)[:, None].astype(np.float32)
             post[cur] = gd
             p_dwell[offs[t] : offs[t + 1]] = sd_ / z
+        del lk_all, alpha_w, gd, gw  # before the un-permuted copy is made
         out = np.empty_like(post)
         out[perm] = post
         pdw = np.empty(w)

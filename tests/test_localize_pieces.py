@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from heatmap.floorplan import FloorPlan, parse
+from heatmap.floorplan import FloorPlan, load_default, parse
 from heatmap.localizers import get
 from heatmap.localizers.base import Windows
 from heatmap.localizers.likelihood import GridLikelihood
@@ -200,3 +200,33 @@ def test_forward_backward_matches_brute_force() -> None:
         g_ /= g_.sum()
         np.testing.assert_allclose(post[i], g_[:c] + g_[c:], atol=1e-4)
         assert p_dwell[i] == pytest.approx(g_[:c].sum(), abs=1e-4)
+
+
+def test_track_segments_cover_every_row_once_in_order() -> None:
+    """The smoother keeps only segment cores: those must be every window once, in
+    the original order (the caller takes them as they come)."""
+    from heatmap.localizers.grid_posterior import track_segments
+
+    lengths = [1, 5, 300, 301, 302, 899, 2000, 7]
+    dev = np.repeat(np.arange(len(lengths)), lengths)
+    rows, seg, keep = track_segments(dev, 240, 60)
+    np.testing.assert_array_equal(rows[keep], np.arange(len(dev)))
+    # each segment lies within one track, on consecutive windows
+    for s in np.unique(seg):
+        r = rows[seg == s]
+        assert len(np.unique(dev[r])) == 1 and (np.diff(r) == 1).all()
+    assert np.bincount(seg).max() <= 240 + 2 * 60
+
+
+def test_smoothing_gathered_rows_equals_smoothing_their_copy() -> None:
+    g = WalkableGrid.build(load_default(), cell_m=2.0)
+    mm = MotionModel(g, min_gap_s=1.0)
+    rng = np.random.default_rng(5)
+    lik = (rng.random((40, mm.n_cells)) + 1e-3).astype(np.float32)
+    rows = np.r_[np.arange(10, 30), np.arange(25, 40)]  # overlapping, as segments are
+    dev = np.r_[np.zeros(20, np.int64), np.ones(15, np.int64)]
+    t_ms = np.r_[np.arange(20), np.arange(15)] * 1000
+    a, pa = mm.smooth_batch(lik[rows], dev, t_ms)
+    b, pb = mm.smooth_batch(lik, dev, t_ms, rows=rows)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pa, pb)

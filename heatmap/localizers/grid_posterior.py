@@ -503,12 +503,9 @@ def _smooth(
     rows, seg, keep = track_segments(dev, SEGMENT_WINDOWS, SEGMENT_OVERLAP)
     if len(rows) == len(dev):  # no track long enough to cut
         return mm.smooth_batch(lik, dev, t_ms)
-    post_s, pdw_s = mm.smooth_batch(lik[rows], seg, t_ms[rows])
-    post = np.empty_like(lik)
-    p_dwell = np.empty(len(lik))
-    post[rows[keep]] = post_s[keep]
-    p_dwell[rows[keep]] = pdw_s[keep]
-    return post, p_dwell
+    post_s, pdw_s = mm.smooth_batch(lik, seg, t_ms[rows], rows=rows)
+    # the cores, segment after segment, are every row once and in order
+    return post_s[keep], pdw_s[keep]
 
 
 def track_segments(
