@@ -35,6 +35,7 @@ def locate(
     progress: Callable[[float], None] | None = None,
     motion: MotionModel | bool | None = True,
     workers: int = 1,
+    tracks: bool = False,
 ) -> Posterior:
     """Posterior per window over the walkable cells, summed into person-seconds.
 
@@ -44,7 +45,8 @@ def locate(
     ``motion``: a motion model, True for the default one, None/False for
     independent windows (windows must be sorted by pid then time, as
     :func:`make_windows` returns them). ``workers``: processes to share the
-    pseudonyms over.
+    pseudonyms over. ``tracks``: also each pseudonym's most likely track
+    (``Posterior.track_xy``, Viterbi).
     """
     from heatmap.localizers import grid_posterior
 
@@ -58,4 +60,5 @@ def locate(
         progress=progress,
         motion=motion,
         workers=workers,
+        tracks=tracks,
     )

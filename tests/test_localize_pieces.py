@@ -230,3 +230,24 @@ def test_smoothing_gathered_rows_equals_smoothing_their_copy() -> None:
     b, pb = mm.smooth_batch(lik, dev, t_ms, rows=rows)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(pa, pb)
+
+
+def test_most_likely_tracks_follow_the_people_on_walkable_cells() -> None:
+    """``locate(tracks=True)``: one Viterbi track per pseudonym, on walkable cells,
+    about as close to the truth as the posterior mean (the report's flows can use it)."""
+    from heatmap.localize import locate
+    from heatmap.localizers import harness
+    from heatmap.simulate.scenario import Scenario
+
+    plan = load_default()
+    sc = Scenario(hours=0.1, seed=2)
+    sw = harness.simulate_windows(plan, sc)
+    grid = WalkableGrid.build(plan, cell_m=1.0)
+    post = locate(sw.windows, harness.oracle_model(plan, sc.radio), grid, tracks=True)
+    assert post.track_xy is not None and np.isfinite(post.track_xy).all()
+    cells = grid.cells_of(post.track_xy)
+    assert grid.walkable.ravel()[cells].all()
+    e_track = np.median(harness.errors(post.track_xy, sw.truth_xy))
+    e_mean = np.median(harness.errors(post.mean_xy, sw.truth_xy))
+    assert e_track < 1.5 * e_mean + 0.5, (e_track, e_mean)
+    assert locate(sw.windows, harness.oracle_model(plan, sc.radio), grid).track_xy is None
