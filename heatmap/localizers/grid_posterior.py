@@ -452,9 +452,7 @@ def _single_scale(
         step1 = lik_coarse.chunk_rows()
         ev = np.concatenate(
             [
-                lik_coarse.offset_evidence(
-                    lik_coarse.terms(win.rssi[s], win.counts[s], win.frames[s])
-                )
+                lik_coarse.offset_evidence(win.rssi[s], win.counts[s], win.frames[s])
                 for s in (every[lo : lo + step1] for lo in range(0, len(win), step1))
             ]
         )

@@ -69,7 +69,11 @@ class GridLikelihood:
         z = (model.sensitivity_dbm - self.mu_t[None] - self.b_grid[:, None, None]) / model.sigma_db
         eps = model.frame_loss
         lm = np.logaddexp(np.log(max(eps, 1e-12)), np.log1p(-eps) + log_ndtr(z))  # (Q, N, C)
-        self._log_miss = np.ascontiguousarray(lm.transpose(1, 0, 2).reshape(lm.shape[1], -1))
+        self._log_miss32 = np.ascontiguousarray(
+            lm.transpose(1, 0, 2).reshape(lm.shape[1], -1), dtype=np.float32
+        )  # (N, Q·C)
+        self.mu_t32 = self.mu_t.astype(np.float32)
+        self.mu2_t32 = self.mu_t32 * self.mu_t32
         self._log_miss_qnc = np.ascontiguousarray(lm)
         """(Q, N, C): log P(miss) at node j, cell c for offset b_q"""
         self._log_miss_cnq = np.ascontiguousarray(
@@ -91,41 +95,46 @@ class GridLikelihood:
         return max(4, _ELEMENTS_PER_CHUNK // max(self.n_cells, 1))
 
     def chunk_rows(self) -> int:
-        """Windows per call that keep the (B, Q, C) temporaries near 12 MB each."""
-        return max(4, _ELEMENTS_PER_CHUNK // max(self.n_cells * self.n_offsets, 1))
+        """Windows per :meth:`offset_evidence` call that keep its (B, Q, C) float32 array
+        near 12 MB."""
+        return max(4, 2 * _ELEMENTS_PER_CHUNK // max(self.n_cells * self.n_offsets, 1))
 
-    def terms(self, rssi: F, counts: F, frames: NDArray[np.int64]) -> F:
-        """(B, Q, C) log L(c, b_q) of B windows (``rssi``/``counts`` (B, N), ``frames`` (B,))."""
-        m = self.model
-        s2 = m.sigma_db**2
-        det = counts > 0
-        k = np.where(det, counts, 0.0)
-        r = np.where(det, rssi, 0.0)
-        kr = k * r
-        big_k = k.sum(axis=1)[:, None, None]
-        d = (kr.sum(axis=1)[:, None] - k @ self.mu_t)[:, None, :]  # Σ k (r - μ)
-        e = ((kr * r).sum(axis=1)[:, None] - 2.0 * (kr @ self.mu_t) + k @ self.mu2_t)[:, None, :]
-        bq = self.b_grid[None, :, None]
-        ll = -(e - 2.0 * bq * d + bq * bq * big_k) / (2.0 * s2)
-        miss = np.maximum(frames[:, None] - k, 0.0)  # (B, N)
-        if miss.any():
-            ll += (miss @ self._log_miss).reshape(ll.shape)
-        if self.weight != 1.0:
-            ll *= self.weight
-        return ll
-
-    def offset_evidence(self, terms: F) -> F:
+    def offset_evidence(self, rssi: F, counts: F, frames: NDArray[np.int64]) -> F:
         """(B, Q) max over cells of log L(c, b_q): each window's evidence about the offset.
 
         The profile (max) rather than the mean over cells: a mean would credit the
         hypothesis with more cells that fit (the store has more cells than the
         street) once per window, and that bias compounds over a track.
-        """
-        return terms.max(axis=2)
 
-    def mix(self, terms: F, log_w: F) -> F:
-        """(B, C) log Σ_q w_q L(c, b_q) with per-window log weights ``log_w`` (B, Q)."""
-        return logsumexp(terms + log_w[:, :, None], axis=1)
+        Hand-written hot path (the first pass over every window): with
+        d_c = Σ k (r − μ_c) and e_c = Σ k (r − μ_c)², log L(c, b) = (b d_c − e_c / 2) / σ²
+        − b² K / 2σ² + M_q(c), so the max over cells needs one (B, Q, C) float32
+        array — the miss term's product, to which b_q d / σ² is added per offset
+        and e / 2σ² subtracted in place — instead of the whole log-likelihood in
+        float64 with its temporaries: 2.5× faster on the busy store-day's windows,
+        within 2e-3 of it.
+        """
+        m = self.model
+        s2 = m.sigma_db**2
+        det = counts > 0
+        k = np.where(det, counts, 0.0).astype(np.float32)
+        r = np.where(det, rssi, 0.0).astype(np.float32)
+        kr = k * r
+        d = kr.sum(axis=1)[:, None] - k @ self.mu_t32  # Σ k (r − μ), (B, C)
+        e = (kr * r).sum(axis=1)[:, None] - 2.0 * (kr @ self.mu_t32) + k @ self.mu2_t32
+        miss = np.maximum(frames[:, None] - k, 0.0).astype(np.float32)
+        n, q, c = len(k), self.n_offsets, self.n_cells
+        a = (miss @ self._log_miss32).reshape(n, q, c)  # M_q(c)
+        d *= np.float32(1.0 / s2)
+        e *= np.float32(0.5 / s2)
+        for j, b in enumerate(self.b_grid):
+            a[:, j, :] += np.float32(b) * d
+        a -= e[:, None, :]
+        out = a.max(axis=2).astype(np.float64)
+        out -= np.outer(k.sum(axis=1, dtype=np.float64), self.b_grid**2) / (2.0 * s2)
+        if self.weight != 1.0:
+            out *= self.weight
+        return out
 
     def __call__(
         self,
