@@ -33,8 +33,17 @@ NAME = "grid posterior + motion (ours)"
 F = NDArray[np.float64]
 _CHUNK_ELEMENTS = 6_000_000
 """windows × cells smoothed at once (three such float32 arrays live at a time)"""
-COARSE_M = 2.0
-"""cell pitch (m) at which each window's evidence about the phone offset is computed"""
+COARSE_M = 1.0
+"""cell pitch (m) at which each window's evidence about the phone offset is computed
+
+(1 m: every cell of the report's grid. A 2 m set was 3.7x cheaper but its best cell
+per offset is up to 1.4 m off, which biased the offsets of people standing at a
+wall: heatmap r over seeds 1-3 of 1 h, 5 s windows, 0.610/0.675/0.685 -> 0.679/
+0.703/0.707 with 20 nodes, 0.487/0.622/0.603 -> 0.483/0.634/0.603 with 6)"""
+BLOCK_COARSE_M = 2.0
+"""the same for the 5 s blocks of short windows (:func:`_two_scale`): there every
+cell cost 30 % more CPU on the busy store-day's peak hour for heatmap r 0.816 ->
+0.829 on its day, more than its 60 s budget allows"""
 _BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SEGMENT_WINDOWS = 240
 """tracks longer than this (plus the overlap) are smoothed in overlapping segments"""
@@ -277,14 +286,16 @@ def _motion(grid: WalkableGrid, p: MotionParams, min_gap: float) -> MotionModel:
 
 
 def _likelihood_models(
-    model: RadioModel, grid: WalkableGrid, band: str, weight: float
+    model: RadioModel, grid: WalkableGrid, band: str, weight: float, coarse_m: float = COARSE_M
 ) -> tuple[GridLikelihood, GridLikelihood]:
-    key = (id(model), id(grid), band, weight)
+    """The likelihood over every walkable cell, and over about one per ``coarse_m``
+    square (the offset evidence's first pass)."""
+    key = (id(model), id(grid), band, weight, coarse_m)
     got = _LIK_CACHE.get(key)
     if got is None or got[0].model is not model:
         cells = np.flatnonzero(grid.walkable)
         xy = grid.centers[cells]
-        coarse = _coarse_cells(grid, cells, COARSE_M)
+        coarse = _coarse_cells(grid, cells, coarse_m)
         if len(_LIK_CACHE) > 8:
             _LIK_CACHE.clear()
         got = _LIK_CACHE[key] = (
@@ -345,7 +356,9 @@ def _two_scale(
     # error and heatmap r on the busy store-day sample), and the fine pass smooths
     # with it, so the blocks are not smoothed again after it
     o1 = dataclasses.replace(o, offset_iterations=min(o.offset_iterations, 1))
-    coarse = _single_scale(model, grid, o1, band, blocks, BLOCK_MS / 1000, resmooth_last=False)
+    coarse = _single_scale(
+        model, grid, o1, band, blocks, BLOCK_MS / 1000, resmooth_last=False, coarse_m=BLOCK_COARSE_M
+    )
     assert coarse.p_dwell is not None
     standing = coarse.p_dwell >= DWELL_MERGE_P
     # steps: a standing block as one step, else its windows one by one
@@ -433,14 +446,16 @@ def _single_scale(
     win: Windows,
     min_gap_s: float,
     resmooth_last: bool = True,
+    coarse_m: float = COARSE_M,
 ) -> _Pass:
     """Offsets pooled per device, likelihood, smoothing and EM at the windows' own scale.
 
     ``resmooth_last=False``: the last EM update of the offsets is not followed by
     another likelihood and smoothing pass (the caller smooths again anyway);
-    ``post``/``p_dwell`` are then those before that update.
+    ``post``/``p_dwell`` are then those before that update. ``coarse_m``: the cell
+    pitch of the offset evidence's first pass (:data:`COARSE_M`, :data:`BLOCK_COARSE_M`).
     """
-    lik_model, lik_coarse = _likelihood_models(model, grid, band, o.evidence_weight)
+    lik_model, lik_coarse = _likelihood_models(model, grid, band, o.evidence_weight, coarse_m)
     mm = _motion(grid, o.motion, min_gap_s) if o.motion is not None else None
     dev = _device_labels(win.pid)
     every = np.arange(len(win))
