@@ -175,7 +175,7 @@ def analyze(
         fused,
         f"{plan.name}: where people spent time, {span}",
         f"{door.ins} visitors counted by the door beams; positions from {len(model.node_ids)} "
-        "ceiling nodes (BLE), scaled to the door counts",
+        "ceiling nodes (BLE), scaled to people by the door counts (staff included)",
     )
     rep.files.append(str(render.save(fig, out / "heatmap_total.png")))
     (out / "radio_model.json").write_text(json.dumps(cal.summary(), indent=1, default=float))
