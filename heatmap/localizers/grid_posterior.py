@@ -268,7 +268,7 @@ def _chunk_summary(
 
 
 _MOTION_CACHE: dict[tuple[object, ...], MotionModel] = {}
-_LIK_CACHE: dict[tuple[object, ...], tuple[GridLikelihood, GridLikelihood]] = {}
+_LIK_CACHE: dict[tuple[object, ...], GridLikelihood] = {}
 
 
 def _motion_key(grid: WalkableGrid, p: MotionParams, min_gap: float) -> tuple[object, ...]:
@@ -289,19 +289,27 @@ def _likelihood_models(
     model: RadioModel, grid: WalkableGrid, band: str, weight: float, coarse_m: float = COARSE_M
 ) -> tuple[GridLikelihood, GridLikelihood]:
     """The likelihood over every walkable cell, and over about one per ``coarse_m``
-    square (the offset evidence's first pass)."""
+    square (the offset evidence's first pass) — the same object when that is every
+    cell. Cached per process (each holds ~10 MB of tables on the bundled store's
+    1 m grid, so the full one is built once and shared)."""
+    full = _likelihood_model(model, grid, band, weight, 0.0)
+    coarse = _likelihood_model(model, grid, band, weight, coarse_m)
+    return full, coarse
+
+
+def _likelihood_model(
+    model: RadioModel, grid: WalkableGrid, band: str, weight: float, coarse_m: float
+) -> GridLikelihood:
+    cells = np.flatnonzero(grid.walkable)
+    sub = _coarse_cells(grid, cells, coarse_m) if coarse_m > 0 else np.arange(len(cells))
+    if len(sub) == len(cells) and coarse_m > 0:
+        return _likelihood_model(model, grid, band, weight, 0.0)
     key = (id(model), id(grid), band, weight, coarse_m)
     got = _LIK_CACHE.get(key)
-    if got is None or got[0].model is not model:
-        cells = np.flatnonzero(grid.walkable)
-        xy = grid.centers[cells]
-        coarse = _coarse_cells(grid, cells, coarse_m)
+    if got is None or got.model is not model:
         if len(_LIK_CACHE) > 8:
             _LIK_CACHE.clear()
-        got = _LIK_CACHE[key] = (
-            GridLikelihood(model, xy, band, weight),
-            GridLikelihood(model, xy[coarse], band, weight),
-        )
+        got = _LIK_CACHE[key] = GridLikelihood(model, grid.centers[cells[sub]], band, weight)
     return got
 
 
