@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.optimize
-import shapely
 from numpy.typing import NDArray
 
 from heatmap.floorplan import FloorPlan
+from heatmap.flows import zone_index
 from heatmap.localize import Located, Windows
 from heatmap.walkable_grid import WalkableGrid
 
@@ -104,8 +104,10 @@ def device_tracks(win: Windows, loc: Located) -> DeviceTracks:
 def zone_person_seconds(
     plan: FloorPlan, grid: WalkableGrid, person_seconds: NDArray[np.float64]
 ) -> dict[str, float]:
-    pts = shapely.points(grid.centers)
-    return {z.id: float(person_seconds[shapely.contains(z.polygon, pts)].sum()) for z in plan.zones}
+    zi = zone_index(plan, grid.centers)
+    inz = zi >= 0
+    per_zone = np.bincount(zi[inz], person_seconds[inz], minlength=len(plan.zones))
+    return {z.id: float(per_zone[i]) for i, z in enumerate(plan.zones)}
 
 
 FUSION_BIN_S = 300
@@ -173,12 +175,10 @@ def cell_sum(
 def zone_devices(plan: FloorPlan, win: Windows, loc: Located) -> dict[str, int]:
     """Distinct BLE pseudonyms with a window located in each zone (for k-anonymity)."""
     ble = win.band == "ble"
-    from heatmap.flows import zone_index
-
     zi = zone_index(plan, loc.mean_xy[ble])
-    pids = win.pid[ble]
     inside = zi >= 0
-    _, codes = np.unique(pids[inside], return_inverse=True)
-    pairs = np.unique(zi[inside] * (int(codes.max(initial=0)) + 1) + codes.ravel())
-    per_zone = np.bincount(pairs // (int(codes.max(initial=0)) + 1), minlength=len(plan.zones))
+    _, codes = np.unique(win.pid[ble][inside], return_inverse=True)
+    n_codes = int(codes.max(initial=0)) + 1
+    pairs = np.unique(zi[inside] * n_codes + codes.ravel())  # distinct (zone, pseudonym)
+    per_zone = np.bincount(pairs // n_codes, minlength=len(plan.zones))
     return {z.id: int(per_zone[i]) for i, z in enumerate(plan.zones)}

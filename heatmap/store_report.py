@@ -136,8 +136,9 @@ def analyze(
     fusion = analytics.fuse(win, loc, door)
     scale = fusion.scale
     fused = rf * scale
-    devices_per_visitor = tracks.entered / door.ins if door.ins else 0.0
-    passersby = round(tracks.passersby / devices_per_visitor) if devices_per_visitor else 0
+    # devices seen walking in per door visitor: turns passer-by devices into people
+    entered_per_visitor = tracks.entered / door.ins if door.ins else 0.0
+    passersby = round(tracks.passersby / entered_per_visitor) if entered_per_visitor else 0
     capture = door.ins / (door.ins + passersby) if door.ins + passersby else 0.0
     zones = analytics.zone_person_seconds(plan, grid, fused)
     zone_devices = analytics.zone_devices(plan, win, loc)

@@ -292,24 +292,28 @@ def _likelihood_models(
     square (the offset evidence's first pass) — the same object when that is every
     cell. Cached per process (each holds ~10 MB of tables on the bundled store's
     1 m grid, so the full one is built once and shared)."""
-    full = _likelihood_model(model, grid, band, weight, 0.0)
-    coarse = _likelihood_model(model, grid, band, weight, coarse_m)
-    return full, coarse
-
-
-def _likelihood_model(
-    model: RadioModel, grid: WalkableGrid, band: str, weight: float, coarse_m: float
-) -> GridLikelihood:
     cells = np.flatnonzero(grid.walkable)
-    sub = _coarse_cells(grid, cells, coarse_m) if coarse_m > 0 else np.arange(len(cells))
-    if len(sub) == len(cells) and coarse_m > 0:
-        return _likelihood_model(model, grid, band, weight, 0.0)
-    key = (id(model), id(grid), band, weight, coarse_m)
+    coarse = _coarse_cells(grid, cells, coarse_m)
+    full = _cached_likelihood(model, grid, band, weight, cells, "all")
+    if len(coarse) == len(cells):
+        return full, full
+    return full, _cached_likelihood(model, grid, band, weight, cells[coarse], coarse_m)
+
+
+def _cached_likelihood(
+    model: RadioModel,
+    grid: WalkableGrid,
+    band: str,
+    weight: float,
+    cells: NDArray[np.int64],
+    label: object,
+) -> GridLikelihood:
+    key = (id(model), id(grid), band, weight, label)
     got = _LIK_CACHE.get(key)
     if got is None or got.model is not model:
         if len(_LIK_CACHE) > 8:
             _LIK_CACHE.clear()
-        got = _LIK_CACHE[key] = GridLikelihood(model, grid.centers[cells[sub]], band, weight)
+        got = _LIK_CACHE[key] = GridLikelihood(model, grid.centers[cells], band, weight)
     return got
 
 

@@ -95,8 +95,8 @@ class GridLikelihood:
         return max(4, _ELEMENTS_PER_CHUNK // max(self.n_cells, 1))
 
     def chunk_rows(self) -> int:
-        """Windows per :meth:`offset_evidence` call that keep its (B, Q, C) float32 array
-        near 12 MB."""
+        """Windows per offset-evidence call (:meth:`offset_evidence`, whose (B, Q, C)
+        float32 array this keeps near 12 MB, and :meth:`expected_offset_evidence`)."""
         return max(4, 2 * _ELEMENTS_PER_CHUNK // max(self.n_cells * self.n_offsets, 1))
 
     def offset_evidence(self, rssi: F, counts: F, frames: NDArray[np.int64]) -> F:

@@ -17,6 +17,7 @@ import shapely
 from numpy.typing import NDArray
 
 from heatmap.floorplan import FloorPlan
+from heatmap.flows import zone_index
 from heatmap.simulate.boards import Crossing
 from heatmap.simulate.people import Person
 from heatmap.simulate.phones import Phone
@@ -56,11 +57,10 @@ def sample_positions(people: list[Person], plan: FloorPlan, duration_s: int) -> 
 
 def zone_visits(truth: Truth, plan: FloorPlan) -> list[tuple[int, str, int, int]]:
     """(person, zone, first second, last second) of each contiguous stay in a zone."""
-    pts = shapely.points(truth.xy)
+    zi = zone_index(plan, truth.xy)
     out = []
-    for z in plan.zones:
-        inz = shapely.contains(z.polygon, pts)
-        idx = np.flatnonzero(inz)
+    for k, z in enumerate(plan.zones):
+        idx = np.flatnonzero(zi == k)
         if not len(idx):
             continue
         person, t = truth.person[idx], truth.t[idx]
