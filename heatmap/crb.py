@@ -61,7 +61,7 @@ def fisher(model: RadioModel, xy: F, frames: float | F = 2.5, band: str = "ble")
     prior N(0, σ_b²) is included.
     """
     mu = model.mean_rssi(xy, band)
-    info = tobit_information(mu, model.sigma_db, model.sensitivity_dbm, model.frame_loss)
+    info = tobit_information(mu, model.sigma_db, model.detection_floor_dbm, model.frame_loss)
     g = model.gradient(xy)  # (P, N, 2)
     jac = np.concatenate([g, np.ones((*g.shape[:2], 1))], axis=2)  # (P, N, 3)
     w = info * np.broadcast_to(np.asarray(frames, float).reshape(-1, 1), info.shape)

@@ -170,7 +170,7 @@ def _node_information(model: RadioModel, cand: F, z: float, xy: F, frames: float
     )
     mu = p0 - 10 * n * np.log10(d) - loss
     info = frames * crb.tobit_information(
-        mu, model.sigma_db, model.sensitivity_dbm, model.frame_loss
+        mu, model.sigma_db, model.detection_floor_dbm, model.frame_loss
     )
     k = -10 * n / np.log(10) / d**2
     jac = np.stack([k * dx, k * dy, np.ones_like(d)], axis=-1)  # (K, C, 3)

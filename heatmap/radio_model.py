@@ -40,6 +40,8 @@ from sensing.errors import ConfigError
 BANDS = ("wifi24", "wifi5", "wifi6", "ble")
 WIFI_BAND_OFFSET_DB = {"wifi24": 0.0, "wifi5": -6.0, "wifi6": -8.0}
 """typical level of 5 and 6 GHz probes relative to 2.4 GHz at the same distance, dB"""
+RSSI_STEP_DB = 1.0
+"""nodes report RSSI in whole dBm"""
 MIN_DISTANCE_M = 0.3
 """distances are floored here: the far-field law breaks down closer"""
 
@@ -97,7 +99,7 @@ class RadioModel:
     sigma_db: float
     """per-frame shadowing standard deviation, dB"""
     sensitivity_dbm: float
-    """weakest frame a node hears, dBm"""
+    """weakest frame a node hears, dBm (the lowest whole-dBm value it reports)"""
     walls: tuple[Wall, ...]
     """(a, b, attenuation dB) per floor-plan wall"""
     phone_height_m: float = 1.2
@@ -131,6 +133,15 @@ class RadioModel:
     @property
     def n_nodes(self) -> int:
         return len(self.node_ids)
+
+    @property
+    def detection_floor_dbm(self) -> float:
+        """Received level below which a frame is missed, dBm: half a report step under
+        :attr:`sensitivity_dbm`, since a frame reported at the sensitivity (a whole
+        dBm) arrived anywhere from there up. Read against the sensitivity itself,
+        the misses of the weakest links came out 0.5 dB too likely, which biased
+        offsets and positions (see :mod:`heatmap.localizers.likelihood`)."""
+        return self.sensitivity_dbm - RSSI_STEP_DB / 2
 
     @property
     def wall_attenuation(self) -> F:

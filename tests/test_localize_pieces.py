@@ -221,6 +221,29 @@ def test_forward_backward_matches_brute_force() -> None:
         assert p_dwell[i] == pytest.approx(g_[:c].sum(), abs=1e-4)
 
 
+def test_a_level_shift_of_the_radio_model_is_a_louder_phone(
+    plan: FloorPlan, grid: WalkableGrid
+) -> None:
+    """Every level 0.7 dB lower is the same model for a phone 0.7 dB louder: the
+    likelihood at every cell must agree. (The miss term was read off a 2 dB offset
+    grid by linear interpolation, whose error depends on where an offset falls
+    between steps — up to 0.015 nats per missed frame, summed over a track — and
+    that shift moved heatmap r on the 20-node store by 0.1.)"""
+    model = RadioModel.from_plan(plan)
+    shifted = model.replace(p0={b: v - 0.7 for b, v in model.p0.items()})
+    cells = grid.centers[np.flatnonzero(grid.walkable)]
+    a, b = GridLikelihood(model, cells, "ble"), GridLikelihood(shifted, cells, "ble")
+    rng = np.random.default_rng(2)
+    counts = rng.integers(0, 6, (40, model.n_nodes)).astype(float)
+    rssi = np.where(counts > 0, rng.uniform(-93, -60, counts.shape), np.nan)
+    frames = counts.max(axis=1).astype(np.int64) + rng.integers(0, 4, 40)
+    sharp = np.full(40, 1e-6)
+    for off in (-3.1, 0.0, 4.45):
+        la = a(rssi, counts, frames, np.full(40, off), sharp)
+        lb = b(rssi, counts, frames, np.full(40, off + 0.7), sharp)
+        np.testing.assert_allclose(lb, la, atol=5e-3)  # the 2 dB grid: 0.08
+
+
 def test_track_segments_cover_every_row_once_in_order() -> None:
     """The smoother keeps only segment cores: those must be every window once, in
     the original order (the caller takes them as they come)."""

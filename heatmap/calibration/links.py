@@ -206,7 +206,7 @@ def fit_links(stats: LinkStats, model: RadioModel) -> tuple[RadioModel, FitRepor
         miss,
         np.zeros(len(ii)),
         model.sigma_db,
-        model.sensitivity_dbm,
+        model.detection_floor_dbm,
         model.frame_loss,
     )
     n_fit = float(np.clip(th[0], 1.2, 5.0))

@@ -79,7 +79,7 @@ def fit_walk(
         miss,
         np.zeros(len(k)),
         model.sigma_db,
-        model.sensitivity_dbm,
+        model.detection_floor_dbm,
         model.frame_loss,
     )
     p0_walk = th[:n_nodes]
