@@ -232,6 +232,64 @@ class MotionModel:
         post, _ = self.smooth_batch(lik, np.zeros(len(lik), np.int64), t_ms)
         return post
 
+    def log_evidence(
+        self,
+        lik: FA,
+        log_scale: F,
+        device: NDArray[np.int64],
+        t_ms: NDArray[np.int64],
+    ) -> F:
+        """log p(all windows of each device) under this motion model: the forward pass.
+
+        ``lik``: (W, C) likelihoods each scaled by exp(-``log_scale``) (W,) (rows
+        as :meth:`smooth_batch` takes them, with the scale given back); returns
+        one log-likelihood per device (labels 0, 1, 2 …, windows contiguous and in
+        time order). Only the current step's messages are kept: memory is two
+        (devices, C) arrays besides ``lik``. This is the marginal likelihood of a
+        hypothesis that changes the likelihoods (a phone's transmit offset), with
+        every position and mode sequence summed out.
+        """
+        w = len(device)
+        if w == 0:
+            return np.zeros(0)
+        starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
+        lengths = np.diff(np.r_[starts, w])
+        order = np.argsort(-lengths, kind="stable")
+        s_sorted, l_sorted = starts[order], lengths[order]
+        n_active = np.searchsorted(-l_sorted, -np.arange(int(l_sorted[0]) + 1), side="left")
+        pd0 = np.float32(self.prior_dwell)
+        total = np.zeros(len(starts))
+        ad = aw = np.zeros((0, lik.shape[1]), np.float32)
+        for t in range(int(l_sorted[0])):
+            na = int(n_active[t])
+            rows = s_sorted[:na] + t
+            lk = lik[rows].astype(np.float32, copy=False)
+            if t == 0:
+                ad, aw = pd0 * lk, (1 - pd0) * lk
+            else:
+                gap = (t_ms[rows] - t_ms[rows - 1]) / 1000.0
+                kd = self.dwell(ad[:na], gap)
+                kw = self.walk(aw[:na], gap)
+                sd, sw = (v.astype(np.float32)[:, None] for v in self.stay(gap))
+                ad = sd * kd
+                ad += (1 - sw) * kw
+                ad *= lk
+                kw *= sw
+                kw += (1 - sd) * kd
+                kw *= lk
+                aw = kw
+            z = ad.sum(axis=1, dtype=np.float64) + aw.sum(axis=1, dtype=np.float64)
+            z = np.maximum(z, 1e-300)  # nothing in reach: the window costs its worst
+            total[:na] += np.log(z) + log_scale[rows]
+            zi = (1.0 / z)[:, None].astype(np.float32)
+            ad *= zi
+            aw *= zi
+            np.maximum(ad, TINY, out=ad)
+            np.maximum(aw, TINY, out=aw)
+        out = np.empty(len(starts))
+        out[order] = total
+        return out
+
     def smooth_batch(
         self,
         lik: FA,

@@ -219,6 +219,33 @@ def test_forward_backward_matches_brute_force() -> None:
         g_ /= g_.sum()
         np.testing.assert_allclose(post[i], g_[:c] + g_[c:], atol=1e-4)
         assert p_dwell[i] == pytest.approx(g_[:c].sum(), abs=1e-4)
+    # the forward pass alone gives the track's marginal likelihood, whatever the rows' scales
+    one = np.zeros(3, np.int64)
+    ev = mm.log_evidence(lik, np.zeros(3), one, t_ms)
+    assert ev[0] == pytest.approx(np.log(alpha[-1].sum()), abs=1e-4)
+    scale = np.array([1.0, -2.0, 3.0])
+    assert mm.log_evidence(lik * np.exp(-scale)[:, None], scale, one, t_ms)[0] == pytest.approx(
+        ev[0], abs=1e-4
+    )
+
+
+def standing_phone(
+    plan: FloorPlan, spot: tuple[float, float], offset_db: float, minutes: float, seed: int
+) -> Windows:
+    """5 s windows of a phone standing at ``spot`` (0.3 m of sway), its frames
+    drawn by the simulator's radio (shadowing, whole-dBm reports, sensitivity)."""
+    from heatmap.localizers.base import make_windows
+    from heatmap.simulate.radio import received
+    from heatmap.simulate.scenario import RadioTruth
+
+    rng = np.random.default_rng(seed)
+    n = int(minutes * 60)  # one advert a second
+    t = np.sort(rng.uniform(0, n * 1000, n)).astype(np.int64)
+    pos = np.asarray(spot) + rng.normal(0, 0.3, (n, 2))
+    radio = RadioTruth()
+    rx = received(pos, np.full(n, offset_db), radio.p0_ble_dbm, plan, radio, rng)
+    f, j = np.nonzero(~np.isnan(rx))
+    return make_windows(t[f], j, np.full(len(f), "p"), rx[f, j], np.full(len(f), "ble"), 6)
 
 
 def test_a_level_shift_of_the_radio_model_is_a_louder_phone(
@@ -242,6 +269,38 @@ def test_a_level_shift_of_the_radio_model_is_a_louder_phone(
         la = a(rssi, counts, frames, np.full(40, off), sharp)
         lb = b(rssi, counts, frames, np.full(40, off + 0.7), sharp)
         np.testing.assert_allclose(lb, la, atol=5e-3)  # the 2 dB grid: 0.08
+
+
+def test_marginal_offset_search_finds_the_peak() -> None:
+    """The search ends where the track's marginal likelihood (every path summed
+    out), scanned on a fine offset grid, peaks — starting 0.6 dB away."""
+    from heatmap.localizers import harness
+    from heatmap.localizers.grid_posterior import marginal_offsets
+    from heatmap.simulate.scenario import RadioTruth
+
+    plan = load_default()
+    g = WalkableGrid.build(plan, cell_m=1.0)
+    model = harness.oracle_model(plan, RadioTruth())
+    mm = MotionModel(g, min_gap_s=5.0)
+    win = standing_phone(plan, (12.0, 10.0), 2.3, 8, seed=4)
+    lik_model = GridLikelihood(model, g.centers[np.flatnonzero(g.walkable)], "ble")
+    rows = np.arange(len(win))
+    dev = np.zeros(len(win), np.int64)
+
+    def log_marginal(b: float) -> float:
+        ll = lik_model(
+            win.rssi, win.counts, win.frames, np.full(len(win), b), np.full(len(win), 1e-4)
+        )
+        top = ll.max(axis=1)
+        lik = np.exp(ll - top[:, None]).astype(np.float32)
+        prior = -0.5 * b * b / model.offset_sigma_db**2
+        return float(mm.log_evidence(lik, top, dev, win.t_ms)[0]) + prior
+
+    scan = np.arange(0.5, 4.01, 0.05)
+    peak = scan[np.argmax([log_marginal(b) for b in scan])]
+    found, var = marginal_offsets(lik_model, mm, win, rows, dev, np.full(len(win), peak + 0.6), 3)
+    assert found[0] == pytest.approx(peak, abs=0.1)
+    assert 0.0 < var[0] < 1.0
 
 
 def test_track_segments_cover_every_row_once_in_order() -> None:

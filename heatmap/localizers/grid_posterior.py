@@ -55,6 +55,10 @@ DWELL_MERGE_P = 0.8
 """a block the coarse pass finds standing with at least this probability is one fine step"""
 EM_MIN_WINDOWS = 12
 """EM refinement of the offset only for tracks at least this long (shorter ones move little)"""
+MARGINAL_STEP_DB = 0.5
+"""first step of the offset's marginal-likelihood search (:func:`marginal_offsets`)"""
+_FIXED_OFFSET_VAR_DB2 = 1e-4
+"""an offset prior this narrow fixes the likelihood at the prior mean"""
 
 
 def locate(
@@ -69,7 +73,8 @@ def locate(
     motion: MotionModel | MotionParams | bool | None = True,
     evidence_weight: float = 1.0,
     pool_offsets: bool = True,
-    offset_iterations: int = 2,
+    offset_iterations: int = 1,
+    marginal_rounds: int = 2,
     tracks: bool = False,
     workers: int = 1,
 ) -> Posterior:
@@ -101,6 +106,10 @@ def locate(
         EM refinements of each device's offset from its smoothed posterior (each
         costs one more likelihood and smoothing pass over tracks of at least
         ``EM_MIN_WINDOWS`` windows).
+    marginal_rounds
+        After the EM, rounds of search for the offset that maximizes each such
+        track's marginal likelihood (:func:`marginal_offsets`; each costs three
+        likelihood and forward passes); 0 keeps the EM's.
     tracks
         Also the most likely track of each pseudonym (beam Viterbi,
         :func:`heatmap.motion.viterbi_tracks`), for flows: ``Posterior.track_xy``.
@@ -121,7 +130,9 @@ def locate(
         min_gap = win.window_ms / 1000
     else:
         params, min_gap = None, win.window_ms / 1000
-    opts = _Options(evidence_weight, pool_offsets, offset_iterations, tracks, params, min_gap)
+    opts = _Options(
+        evidence_weight, pool_offsets, offset_iterations, marginal_rounds, tracks, params, min_gap
+    )
     jobs = []
     for band in np.unique(win.band):
         rows = np.flatnonzero(win.band == band)
@@ -204,6 +215,7 @@ class _Options:
     evidence_weight: float
     pool_offsets: bool
     offset_iterations: int
+    marginal_rounds: int
     tracks: bool
     motion: MotionParams | None
     min_gap_s: float
@@ -507,6 +519,12 @@ def _single_scale(
             bm, bv = lik_model.offset_moments(lik_model.device_offsets(ev, dev[sub]))
             b_mean[sub], b_var[sub] = bm, bv
             offset[sub] = bm
+            if it == n_it - 1 and mm is not None and o.marginal_rounds:
+                bm, bv = marginal_offsets(
+                    lik_model, mm, win, sub, dev[sub], b_mean[sub], o.marginal_rounds
+                )
+                b_mean[sub], b_var[sub] = bm, bv
+                offset[sub] = bm
             if it == n_it - 1 and not resmooth_last:
                 break
             lik[sub] = _likelihoods(lik_model, win, sub, b_mean[sub], b_var[sub])
@@ -515,6 +533,58 @@ def _single_scale(
             if p_dwell is not None and pdw_s is not None:
                 p_dwell[sub] = pdw_s
     return _Pass(post, p_dwell, offset, b_mean, b_var, lik, dev)
+
+
+def marginal_offsets(
+    lik_model: GridLikelihood,
+    mm: MotionModel,
+    win: Windows,
+    rows: NDArray[np.int64],
+    dev: NDArray[np.int64],
+    b0: F,
+    rounds: int = 2,
+    step_db: float = MARGINAL_STEP_DB,
+) -> tuple[F, F]:
+    """Each device's offset where its marginal likelihood under the motion model peaks.
+
+    ``rows``: the devices' windows in ``win`` (``dev`` labels them, each device
+    contiguous and in time order); ``b0``: a starting offset per row (the EM's).
+    Each round evaluates log p(track | b) + log prior(b) — every position and
+    mode sequence summed out by the forward pass
+    (:meth:`~heatmap.motion.MotionModel.log_evidence`) with the likelihood at the
+    fixed offset b — at b − h, b, b + h, and moves b to the parabola's vertex
+    (at most h); h halves each round from ``step_db``. The variance is that of
+    the last parabola. Returns (mean, variance) per row.
+
+    The EM before it stops short of this maximum: on the 20-node store's cashiers
+    (15 min tracks by a wall) its offsets stayed 0.2–0.6 dB high, with the
+    phones placed 0.4 m too far out, where the marginal likelihood peaks within
+    0.25 dB of the truth.
+    """
+    starts = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
+    run = np.cumsum(np.r_[True, dev[1:] != dev[:-1]]) - 1
+    b = b0[starts].astype(float)
+    var = np.full(len(b), step_db**2)
+    s_b2 = lik_model.model.offset_sigma_db**2
+    fixed = np.full(len(rows), _FIXED_OFFSET_VAR_DB2)
+    t = win.t_ms[rows]
+
+    def log_marginal(b_try: F) -> F:
+        scale = np.empty(len(rows))
+        lk = _likelihoods(lik_model, win, rows, b_try[run], fixed, scale)
+        return mm.log_evidence(lk, scale, dev, t) - 0.5 * b_try**2 / s_b2
+
+    for r in range(rounds):
+        h = step_db / 2**r
+        lm, l0, lp = log_marginal(b - h), log_marginal(b), log_marginal(b + h)
+        curv = lm - 2 * l0 + lp
+        concave = curv < 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # the vertex where the three points bend down; else a step uphill
+            move = np.where(concave, 0.5 * (lm - lp) / curv, np.sign(lp - lm))
+            var = np.where(concave, -(h * h) / curv, var)
+        b = b + np.clip(move, -1.0, 1.0) * h
+    return b[run], np.maximum(var[run], 0.05)
 
 
 def _smooth(
@@ -613,10 +683,12 @@ def _likelihoods(
     idx: NDArray[np.int64],
     b_mean: F | None,
     b_var: F | None,
+    log_scale: F | None = None,
 ) -> NDArray[np.float32]:
     """(len(idx), C) likelihood of windows ``idx``, each row scaled to max 1.
 
     ``b_mean``/``b_var``: the offset prior of each of those windows (len(idx),).
+    ``log_scale``: (len(idx),) array that receives the log of each row's scale.
     """
     step = lik_model.call_rows()
     lik = np.empty((len(idx), lik_model.n_cells), np.float32)
@@ -629,7 +701,10 @@ def _likelihoods(
             None if b_mean is None else b_mean[lo : lo + step],
             None if b_var is None else b_var[lo : lo + step],
         )
-        ll -= ll.max(axis=1, keepdims=True)
+        top = ll.max(axis=1, keepdims=True)
+        if log_scale is not None:
+            log_scale[lo : lo + step] = top[:, 0]
+        ll -= top
         np.exp(ll, out=ll)
         lik[lo : lo + step] = np.maximum(ll, TINY)  # no float32 subnormals (see TINY)
     return lik
