@@ -55,11 +55,9 @@ def true_offsets(sw: harness.SimWindows) -> Iterator[None]:
     key = {(p, t): b for p, t, b in zip(sw.windows.pid, sw.windows.t_ms, sw.offset_db, strict=True)}
     real = grid_posterior._likelihoods
 
-    def known(
-        lik_model: Any, win: Any, idx: Any, b_mean: Any, b_var: Any, log_scale: Any = None
-    ) -> Any:
+    def known(lik_model: Any, win: Any, idx: Any, b_mean: Any, b_var: Any) -> Any:
         tb = np.array([key[(win.pid[i], win.t_ms[i])] for i in idx])
-        return real(lik_model, win, idx, tb, np.full(len(idx), 0.05), log_scale)
+        return real(lik_model, win, idx, tb, np.full(len(idx), 0.05))
 
     grid_posterior._likelihoods = known
     try:

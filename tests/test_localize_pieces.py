@@ -248,6 +248,24 @@ def standing_phone(
     return make_windows(t[f], j, np.full(len(f), "p"), rx[f, j], np.full(len(f), "ble"), 6)
 
 
+def test_likelihood_at_fixed_offsets_is_the_sharp_prior_limit(
+    plan: FloorPlan, grid: WalkableGrid
+) -> None:
+    """The marginal search's several offsets at once equal the likelihood under a
+    prior that pins the offset, one offset at a time."""
+    model = RadioModel.from_plan(plan)
+    lik = GridLikelihood(model, grid.centers[np.flatnonzero(grid.walkable)], "ble")
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 6, (30, model.n_nodes)).astype(float)
+    rssi = np.where(counts > 0, rng.uniform(-93, -55, counts.shape), np.nan)
+    frames = counts.max(axis=1).astype(np.int64) + rng.integers(0, 3, 30)
+    b = rng.normal(0, 4, 30)
+    deltas = (-0.5, 0.0, 0.75)
+    for d, ll in zip(deltas, lik.at_offsets(rssi, counts, frames, b, deltas), strict=True):
+        ref = lik(rssi, counts, frames, b + d, np.full(30, 1e-9))
+        np.testing.assert_allclose(ll, ref, rtol=1e-6, atol=1e-3)
+
+
 def test_a_level_shift_of_the_radio_model_is_a_louder_phone(
     plan: FloorPlan, grid: WalkableGrid
 ) -> None:

@@ -55,6 +55,11 @@ DWELL_MERGE_P = 0.8
 """a block the coarse pass finds standing with at least this probability is one fine step"""
 EM_MIN_WINDOWS = 12
 """EM refinement of the offset only for tracks at least this long (shorter ones move little)"""
+BLOCK_MARGINAL_ROUNDS = 0
+"""rounds of the marginal offset search on the blocks of short windows: none.
+One round lifts heatmap r on the busy store-day from 0.817 to 0.871, but costs
++42 % CPU on its peak hour (9.8 -> 13.9 s, median of 3 in one process), which
+its 60 s budget does not have (see :func:`marginal_offsets`)"""
 MARGINAL_STEP_DB = 0.5
 """first step of the offset's marginal-likelihood search (:func:`marginal_offsets`)"""
 _FIXED_OFFSET_VAR_DB2 = 1e-4
@@ -379,7 +384,11 @@ def _two_scale(
     # one EM update of the offsets on the blocks is as good as two here (median
     # error and heatmap r on the busy store-day sample), and the fine pass smooths
     # with it, so the blocks are not smoothed again after it
-    o1 = dataclasses.replace(o, offset_iterations=min(o.offset_iterations, 1))
+    o1 = dataclasses.replace(
+        o,
+        offset_iterations=min(o.offset_iterations, 1),
+        marginal_rounds=min(o.marginal_rounds, BLOCK_MARGINAL_ROUNDS),
+    )
     coarse = _single_scale(
         model, grid, o1, band, blocks, BLOCK_MS / 1000, resmooth_last=False, coarse_m=BLOCK_COARSE_M
     )
@@ -562,21 +571,26 @@ def marginal_offsets(
     0.25 dB of the truth.
     """
     starts = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
+    ends = np.r_[starts[1:], len(dev)]
     run = np.cumsum(np.r_[True, dev[1:] != dev[:-1]]) - 1
     b = b0[starts].astype(float)
     var = np.full(len(b), step_db**2)
     s_b2 = lik_model.model.offset_sigma_db**2
-    fixed = np.full(len(rows), _FIXED_OFFSET_VAR_DB2)
-    t = win.t_ms[rows]
-
-    def log_marginal(b_try: F) -> F:
-        scale = np.empty(len(rows))
-        lk = _likelihoods(lik_model, win, rows, b_try[run], fixed, scale)
-        return mm.log_evidence(lk, scale, dev, t) - 0.5 * b_try**2 / s_b2
-
+    # devices in groups whose three stacked likelihoods stay within a third of a chunk
+    budget = max(_CHUNK_ELEMENTS // (3 * max(lik_model.n_cells, 1)), 1)
+    groups = np.split(np.arange(len(starts)), np.flatnonzero(np.diff(ends // budget)) + 1)
     for r in range(rounds):
         h = step_db / 2**r
-        lm, l0, lp = log_marginal(b - h), log_marginal(b), log_marginal(b + h)
+        ls = np.empty((3, len(starts)))
+        for g in groups:
+            if not len(g):
+                continue
+            lo, hi = int(starts[g[0]]), int(ends[g[-1]])
+            ls[:, g] = _log_marginal_at(
+                lik_model, mm, win, rows[lo:hi], run[lo:hi] - g[0], b[g], (-h, 0.0, h)
+            )
+        ls -= 0.5 * (b[None, :] + np.array([-h, 0.0, h])[:, None]) ** 2 / s_b2
+        lm, l0, lp = ls
         curv = lm - 2 * l0 + lp
         concave = curv < 0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -585,6 +599,39 @@ def marginal_offsets(
             var = np.where(concave, -(h * h) / curv, var)
         b = b + np.clip(move, -1.0, 1.0) * h
     return b[run], np.maximum(var[run], 0.05)
+
+
+def _log_marginal_at(
+    lik_model: GridLikelihood,
+    mm: MotionModel,
+    win: Windows,
+    rows: NDArray[np.int64],
+    run: NDArray[np.int64],
+    b: F,
+    deltas: tuple[float, ...],
+) -> F:
+    """(len(deltas), devices) log p(track | offset b + δ): each device's rows
+    ``rows`` (labelled 0.. by ``run``) at every δ, smoothed as one batch in which
+    each (δ, device) is a track of its own."""
+    n, k = len(rows), len(deltas)
+    lik = np.empty((k * n, lik_model.n_cells), np.float32)
+    scale = np.empty(k * n)
+    step = lik_model.call_rows()
+    for lo in range(0, n, step):
+        s = rows[lo : lo + step]
+        lls = lik_model.at_offsets(
+            win.rssi[s], win.counts[s], win.frames[s], b[run[lo : lo + step]], deltas
+        )
+        for i, ll in enumerate(lls):
+            top = ll.max(axis=1, keepdims=True)
+            ll -= top
+            np.exp(ll, out=ll)
+            lik[i * n + lo : i * n + lo + len(s)] = np.maximum(ll, TINY)
+            scale[i * n + lo : i * n + lo + len(s)] = top[:, 0]
+    n_dev = int(run[-1]) + 1
+    label = (np.arange(k)[:, None] * n_dev + run[None, :]).ravel()
+    ev = mm.log_evidence(lik, scale, label, np.tile(win.t_ms[rows], k))
+    return ev.reshape(k, n_dev)
 
 
 def _smooth(
@@ -683,12 +730,10 @@ def _likelihoods(
     idx: NDArray[np.int64],
     b_mean: F | None,
     b_var: F | None,
-    log_scale: F | None = None,
 ) -> NDArray[np.float32]:
     """(len(idx), C) likelihood of windows ``idx``, each row scaled to max 1.
 
     ``b_mean``/``b_var``: the offset prior of each of those windows (len(idx),).
-    ``log_scale``: (len(idx),) array that receives the log of each row's scale.
     """
     step = lik_model.call_rows()
     lik = np.empty((len(idx), lik_model.n_cells), np.float32)
@@ -701,10 +746,7 @@ def _likelihoods(
             None if b_mean is None else b_mean[lo : lo + step],
             None if b_var is None else b_var[lo : lo + step],
         )
-        top = ll.max(axis=1, keepdims=True)
-        if log_scale is not None:
-            log_scale[lo : lo + step] = top[:, 0]
-        ll -= top
+        ll -= ll.max(axis=1, keepdims=True)
         np.exp(ll, out=ll)
         lik[lo : lo + step] = np.maximum(ll, TINY)  # no float32 subnormals (see TINY)
     return lik
