@@ -82,11 +82,16 @@ class GridLikelihood:
         # summed over a long track's misses to hundreds of nats that depend on
         # where its offset falls between grid steps (a uniform 0.7 dB shift of
         # the radio model moved heatmap r by 0.1; a 2 dB one by nothing)
+        # (built a few offsets at a time: the float64 temporaries of the whole
+        # table at once were 4x its size, and stayed in the process's heap)
         self.b_fine = np.arange(-B_LIM_DB, B_LIM_DB + MISS_STEP_DB / 2, MISS_STEP_DB)
-        zf = (floor - self.mu_t[None] - self.b_fine[:, None, None]) / model.sigma_db
-        self._log_miss_fine = np.logaddexp(
-            np.log(max(eps, 1e-12)), np.log1p(-eps) + log_ndtr(zf)
-        ).astype(np.float32)  # (Q_fine, N, C)
+        self._log_miss_fine = np.empty((len(self.b_fine), *self.mu_t.shape), np.float32)
+        for lo in range(0, len(self.b_fine), 16):
+            bf = self.b_fine[lo : lo + 16, None, None]
+            zf = (floor - self.mu_t[None] - bf) / model.sigma_db
+            self._log_miss_fine[lo : lo + 16] = np.logaddexp(
+                np.log(max(eps, 1e-12)), np.log1p(-eps) + log_ndtr(zf)
+            )  # (Q_fine, N, C)
         self.mu_t32 = self.mu_t.astype(np.float32)
         self.mu2_t32 = self.mu_t32 * self.mu_t32
         self._log_miss_cnq = np.ascontiguousarray(
