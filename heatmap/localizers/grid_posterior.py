@@ -49,17 +49,22 @@ SEGMENT_WINDOWS = 240
 """tracks longer than this (plus the overlap) are smoothed in overlapping segments"""
 SEGMENT_OVERLAP = 60
 """windows of context either side of a segment (see :func:`track_segments`)"""
-BLOCK_MS = 5000
-"""windows shorter than this are first localized in blocks of this length (see _two_scale)"""
+TWO_SCALE_BELOW_MS = 5000
+"""windows shorter than this are first localized in blocks (see :func:`_two_scale`)"""
+BLOCK_MS = 10000
+"""length of those blocks (see :data:`BLOCK_MARGINAL_ROUNDS`)"""
 DWELL_MERGE_P = 0.8
 """a block the coarse pass finds standing with at least this probability is one fine step"""
 EM_MIN_WINDOWS = 12
 """EM refinement of the offset only for tracks at least this long (shorter ones move little)"""
-BLOCK_MARGINAL_ROUNDS = 0
-"""rounds of the marginal offset search on the blocks of short windows: none.
-One round lifts heatmap r on the busy store-day from 0.817 to 0.871, but costs
-+42 % CPU on its peak hour (9.8 -> 13.9 s, median of 3 in one process), which
-its 60 s budget does not have (see :func:`marginal_offsets`)"""
+BLOCK_MARGINAL_ROUNDS = 1
+"""rounds of the marginal offset search (:func:`marginal_offsets`) on the blocks.
+
+Busy store-day, localization in one process (CPU s / heatmap r / median error):
+5 s blocks without the search 101.7 / 0.817 / 0.616 m; with one round 0.871 at
++42 % CPU on its peak hour, more than the day's 60 s allow; 10 s blocks with one
+round 103.9 / 0.849 / 0.613 m (two rounds 131.1 / 0.853; 8 s blocks 117.9 /
+0.857; 10 s blocks without it 79.2 / 0.774)"""
 MARGINAL_STEP_DB = 0.5
 """first step of the offset's marginal-likelihood search (:func:`marginal_offsets`)"""
 _FIXED_OFFSET_VAR_DB2 = 1e-4
@@ -339,9 +344,9 @@ def _chunk(
 ) -> _ChunkResult:
     """Posterior of whole tracks: offsets pooled, likelihood, smoothing, EM, tracks.
 
-    Windows shorter than ``BLOCK_MS`` take two passes (see :func:`_two_scale`).
+    Windows shorter than ``TWO_SCALE_BELOW_MS`` take two passes (see :func:`_two_scale`).
     """
-    if o.motion is not None and win.window_ms < BLOCK_MS and len(win):
+    if o.motion is not None and win.window_ms < TWO_SCALE_BELOW_MS and len(win):
         return _two_scale(model, grid, o, band, win)
     r = _single_scale(model, grid, o, band, win, o.min_gap_s)
     mm = _motion(grid, o.motion, o.min_gap_s) if o.motion is not None else None
@@ -369,13 +374,14 @@ def _two_scale(
 
     1. The windows of each device are merged into ``BLOCK_MS`` blocks (frames
        and RSSI sums per node) and run through the whole single-scale
-       posterior — offset pooling, smoothing, EM — at a fifth of the rows and
-       with a cheaper walk kernel (fewer eigenmodes matter over 5 s).
+       posterior — offset pooling, smoothing, EM, a round of the marginal
+       offset search — at a fraction of the rows and with a cheaper walk
+       kernel (fewer eigenmodes matter over 10 s).
     2. The fine pass keeps the offsets and steps at each window where the
        blocks' posterior says the person walks, and at the block where it is
        at least ``DWELL_MERGE_P`` sure they stand (browsing, queueing): the
-       dwell mode moves 0.3 m in 5 s, less than a cell, so a standing block is
-       one position and its windows say nothing more split than merged.
+       dwell mode moves 0.45 m in 10 s, less than a cell, so a standing block
+       is one position and its windows say nothing more split than merged.
     Each window gets the posterior of its step.
     """
     dev = _device_labels(win.pid)
