@@ -13,7 +13,9 @@ and a 5 × 4 grid of 20 (6 × 5 m, the density GOALS assumes for its CRB figures
 - ``+ true offsets``: also given each phone's true transmit offset (which the
   localizer otherwise estimates per pseudonym, a 15 min track);
 - ``window truth``: the true positions, averaged over each window, of the
-  phones heard — what a perfect localizer of these windows would score.
+  phones heard — what a perfect localizer of these windows would score;
+- ``truth ± σ``: those positions moved by independent N(0, σ²) errors per
+  axis and window — how sharp a localizer must be for a given r.
 
 It also prints median error and the mean bias of the two cashiers, who stand
 for the whole hour and make the store's hottest cells. Oracle runs are
@@ -47,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from store_day import twenty_node_plan
 
 WINDOW_MS = 5000
+BLUR_SD_M = (0.3, 0.4, 0.5)
+"""per-axis errors (m) the truth is blurred by for the last rows"""
 
 
 @contextmanager
@@ -101,6 +105,14 @@ def run(plan: FloorPlan, sc: Scenario) -> list[tuple[str, float, float, str]]:
     g1 = WalkableGrid.build(plan, cell_m=1.0)
     perfect = np.bincount(g1.cells_of(sw.truth_xy), minlength=g1.nx * g1.ny) * WINDOW_MS / 1000
     rows.append(("window truth", harness.heatmap_r(plan, sw, perfect.astype(float)), 0.0, ""))
+    # how sharp a localizer must be: the truth blurred by independent errors per window
+    rng = np.random.default_rng(0)
+    for sd in BLUR_SD_M:
+        xy = sw.truth_xy + rng.normal(0, sd, sw.truth_xy.shape)
+        blurred = np.bincount(g1.cells_of(xy), minlength=g1.nx * g1.ny) * WINDOW_MS / 1000
+        err = float(np.median(np.hypot(*(xy - sw.truth_xy).T)))
+        r_blur = harness.heatmap_r(plan, sw, blurred.astype(float))
+        rows.append((f"truth ± {sd} m", r_blur, err, ""))
     return rows
 
 
