@@ -232,6 +232,20 @@ class MotionModel:
         post, _ = self.smooth_batch(lik, np.zeros(len(lik), np.int64), t_ms)
         return post
 
+    def _predict_update(self, ad: FA, aw: FA, lk: FA, gap: F) -> tuple[FA, FA]:
+        """One forward step: the dwell- and walk-mode messages (B, C) moved by ``gap``
+        (B,) seconds, switched between the modes, and weighed by the likelihoods ``lk``."""
+        kd = self.dwell(ad, gap)
+        kw = self.walk(aw, gap)
+        sd, sw = (v.astype(np.float32)[:, None] for v in self.stay(gap))
+        nd = sd * kd
+        nd += (1 - sw) * kw
+        nd *= lk
+        kw *= sw
+        kw += (1 - sd) * kd
+        kw *= lk
+        return nd, kw
+
     def log_evidence(
         self,
         lik: FA,
@@ -268,16 +282,7 @@ class MotionModel:
                 ad, aw = pd0 * lk, (1 - pd0) * lk
             else:
                 gap = (t_ms[rows] - t_ms[rows - 1]) / 1000.0
-                kd = self.dwell(ad[:na], gap)
-                kw = self.walk(aw[:na], gap)
-                sd, sw = (v.astype(np.float32)[:, None] for v in self.stay(gap))
-                ad = sd * kd
-                ad += (1 - sw) * kw
-                ad *= lk
-                kw *= sw
-                kw += (1 - sd) * kd
-                kw *= lk
-                aw = kw
+                ad, aw = self._predict_update(ad[:na], aw[:na], lk, gap)
             z = ad.sum(axis=1, dtype=np.float64) + aw.sum(axis=1, dtype=np.float64)
             z = np.maximum(z, 1e-300)  # nothing in reach: the window costs its worst
             total[:na] += np.log(z) + log_scale[rows]
@@ -340,16 +345,7 @@ class MotionModel:
                 na = int(n_active[t])
                 prev = slice(offs[t - 1], offs[t - 1] + na)
                 gap = (tm[cur] - tm[prev]) / 1000.0
-                kd = self.dwell(alpha_d[prev], gap)
-                kw = self.walk(alpha_w[prev], gap)
-                sd, sw = (v.astype(np.float32)[:, None] for v in self.stay(gap))
-                ad = sd * kd
-                ad += (1 - sw) * kw
-                ad *= lk
-                kw *= sw
-                kw += (1 - sd) * kd
-                kw *= lk
-                aw = kw
+                ad, aw = self._predict_update(alpha_d[prev], alpha_w[prev], lk, gap)
             z = ad.sum(axis=1) + aw.sum(axis=1)
             bad = ~(z > 0)
             if bad.any():  # nothing in reach explains this window: restart the track
