@@ -47,6 +47,8 @@ from sensing.errors import BrokerError, PayloadError, TopicError
 from sensing.mqtt_link import BrokerAddress, connect, make_client
 
 log = logging.getLogger(__name__)
+SUBSCRIBE_TIMEOUT_S = 10.0
+"""how long :meth:`Ingestor.start` waits for the broker to acknowledge its subscriptions"""
 
 COMMIT_EVERY_S = 0.25
 COMMIT_EVERY_MSGS = 200
@@ -190,6 +192,9 @@ class Ingestor:
         self._client = make_client(broker, client_id or f"footfall-aggregator-{store}", clean=False)
         self._client.manual_ack_set(True)
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._subs_pending = 0
+        self._subscribed = threading.Event()
         self._validator = threading.Thread(
             target=self._validate_loop, name="ingest-validator", daemon=True
         )
@@ -198,12 +203,26 @@ class Ingestor:
 
     # ---------------------------------------------------------------- life cycle
 
-    def start(self) -> None:
+    def start(self, subscribe_timeout_s: float = SUBSCRIBE_TIMEOUT_S) -> None:
+        """Connect, subscribe, and return once the broker has acknowledged the
+        subscriptions (or after ``subscribe_timeout_s``, with a warning): what is
+        published after this returns reaches the store. (Without waiting, a message
+        published right after start could reach the broker before the SUBSCRIBE
+        and be dropped for a new session — a test on a loaded machine lost one.)"""
         self._writer.start()
         self._validator.start()
         connect(self._client, self.broker)
         self._client.on_connect = self._on_reconnect
         self._subscribe()
+        if not self._subscribed.wait(subscribe_timeout_s):
+            log.warning(
+                "broker did not acknowledge the subscriptions within %.0f s", subscribe_timeout_s
+            )
+
+    @property
+    def subscribed(self) -> bool:
+        """The broker has acknowledged every inbound subscription of this connection."""
+        return self._subscribed.is_set()
 
     def _on_reconnect(
         self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object
@@ -215,8 +234,20 @@ class Ingestor:
             self._subscribe()
 
     def _subscribe(self) -> None:
-        for f in topics.inbound_filters(self.store):
+        filters = topics.inbound_filters(self.store)
+        with self._lock:
+            self._subscribed.clear()
+            self._subs_pending = len(filters)
+        for f in filters:
             self._client.subscribe(f, qos=1)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, _rc: object, _p: object
+    ) -> None:
+        with self._lock:
+            self._subs_pending -= 1
+            if self._subs_pending <= 0:
+                self._subscribed.set()
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """Stop receiving, store and acknowledge what is queued, close the database.

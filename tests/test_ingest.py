@@ -60,6 +60,7 @@ def test_every_inbound_kind_rejects_every_reason_and_keeps_going(
     store = "ingest3"
     ing = Ingestor(store, str(tmp_path / "s.db"), mosquitto.address, "test-ingest-3")
     ing.start()
+    assert ing.subscribed  # what is published from here on is not lost to a late SUBSCRIBE
     o, st_, d, f = (
         topics.obs_topic(store, "n1"),
         topics.node_status_topic(store, "n1"),
