@@ -39,6 +39,8 @@ B_STEP_DB = 2.0
 MISS_STEP_DB = 0.25
 """offset step of the table the likelihood reads its miss term from (linear
 interpolation between steps; see :class:`GridLikelihood`)"""
+_GRID_PER_FINE = round(B_STEP_DB / MISS_STEP_DB)
+assert _GRID_PER_FINE * MISS_STEP_DB == B_STEP_DB, "the offset grid is every few fine steps"
 SHARP_OFFSET_VAR_DB2 = 4.0
 """offset priors at most this wide (dB²) read the miss term at the prior mean"""
 _ELEMENTS_PER_CHUNK = 1_500_000
@@ -69,21 +71,18 @@ class GridLikelihood:
         self.e_table = np.ascontiguousarray(np.vstack([-2.0 * self.mu_t, self.mu2_t]))
         self.weight = evidence_weight
         self.b_grid = np.arange(-B_LIM_DB, B_LIM_DB + B_STEP_DB / 2, B_STEP_DB)
+        # log P(miss) at every (offset, node, cell). The likelihood reads it at a
+        # device's own offset, interpolated: log P(miss) bends by up to 1/σ² per
+        # dB², so on the 2 dB grid linear interpolation was up to ~0.015 nats off
+        # per missed frame, which summed over a long track's misses to hundreds
+        # of nats that depend on where its offset falls between grid steps (a
+        # uniform 0.7 dB shift of the radio model moved heatmap r by 0.1; a 2 dB
+        # one by nothing) — hence a MISS_STEP_DB table, of which the 2 dB grid
+        # is every few rows. Built a few offsets at a time: the float64
+        # temporaries of the whole table at once were 4x its size, and stayed in
+        # the process's heap.
         floor = model.detection_floor_dbm
-        z = (floor - self.mu_t[None] - self.b_grid[:, None, None]) / model.sigma_db
         eps = model.frame_loss
-        lm = np.logaddexp(np.log(max(eps, 1e-12)), np.log1p(-eps) + log_ndtr(z))  # (Q, N, C)
-        self._log_miss32 = np.ascontiguousarray(
-            lm.transpose(1, 0, 2).reshape(lm.shape[1], -1), dtype=np.float32
-        )  # (N, Q·C)
-        # the miss term at a device's own offset, interpolated on a finer grid:
-        # log P(miss) bends by up to 1/σ² per dB², so on the 2 dB grid linear
-        # interpolation was up to ~0.015 nats off per missed frame, which
-        # summed over a long track's misses to hundreds of nats that depend on
-        # where its offset falls between grid steps (a uniform 0.7 dB shift of
-        # the radio model moved heatmap r by 0.1; a 2 dB one by nothing)
-        # (built a few offsets at a time: the float64 temporaries of the whole
-        # table at once were 4x its size, and stayed in the process's heap)
         self.b_fine = np.arange(-B_LIM_DB, B_LIM_DB + MISS_STEP_DB / 2, MISS_STEP_DB)
         self._log_miss_fine = np.empty((len(self.b_fine), *self.mu_t.shape), np.float32)
         for lo in range(0, len(self.b_fine), 16):
@@ -92,6 +91,10 @@ class GridLikelihood:
             self._log_miss_fine[lo : lo + 16] = np.logaddexp(
                 np.log(max(eps, 1e-12)), np.log1p(-eps) + log_ndtr(zf)
             )  # (Q_fine, N, C)
+        lm = self._log_miss_fine[::_GRID_PER_FINE]  # (Q, N, C) at the 2 dB grid
+        self._log_miss32 = np.ascontiguousarray(
+            lm.transpose(1, 0, 2).reshape(lm.shape[1], -1)
+        )  # (N, Q·C)
         self.mu_t32 = self.mu_t.astype(np.float32)
         self.mu2_t32 = self.mu_t32 * self.mu_t32
         self._log_miss_cnq = np.ascontiguousarray(
@@ -175,17 +178,13 @@ class GridLikelihood:
         bm = np.zeros(n) if b_mean is None else b_mean
         bv = np.full(n, m.offset_sigma_db**2) if b_var is None else b_var
         rho = (s2 / np.maximum(bv, 1e-6))[:, None]
-        det = counts > 0
-        k = np.where(det, counts, 0.0)
-        r = np.where(det, rssi, 0.0)
-        kr = k * r
+        k, d, e = self._residual_sums(rssi, counts)
         big_k = k.sum(axis=1)[:, None]
         # with u_c = Σ k (r - μ_c) + ρ b̄ the profiled b̂_c = u_c / (K + ρ), and
         # Σ k (r - μ_c - b̂_c)² + ρ (b̂_c - b̄)² = e_c + ρ b̄² - u_c² / (K + ρ)
-        u = k @ self.neg_mu_t  # -Σ k μ, (B, C)
-        u += kr.sum(axis=1)[:, None] + rho * bm[:, None]
-        e = np.concatenate([kr, k], axis=1) @ self.e_table  # -2 Σ k r μ + Σ k μ²
-        e += ((kr * r).sum(axis=1) + rho[:, 0] * bm * bm)[:, None]
+        u = d
+        u += rho * bm[:, None]
+        e += (rho[:, 0] * bm * bm)[:, None]
         inv = 1.0 / (big_k + rho)
         ll = u * u
         ll *= inv
@@ -206,6 +205,19 @@ class GridLikelihood:
         if self.weight != 1.0:
             ll *= self.weight
         return ll
+
+    def _residual_sums(self, rssi: F, counts: F) -> tuple[F, F, F]:
+        """Frames heard k (B, N), and per cell d_c = Σ k (r − μ_c) and e_c = Σ k (r − μ_c)²
+        (B, C): the products with the cells' means that every Gaussian part needs."""
+        det = counts > 0
+        k = np.where(det, counts, 0.0)
+        r = np.where(det, rssi, 0.0)
+        kr = k * r
+        d = k @ self.neg_mu_t  # -Σ k μ
+        d += kr.sum(axis=1)[:, None]
+        e = np.concatenate([kr, k], axis=1) @ self.e_table  # -2 Σ k r μ + Σ k μ²
+        e += (kr * r).sum(axis=1)[:, None]
+        return k, d, e
 
     def _add_miss(self, ll: F, miss: F, b_w: F) -> None:
         """Add Σ_j miss_j log P(miss at node j | cell, offset b_w) to ``ll`` (B, C) in place:
@@ -231,13 +243,7 @@ class GridLikelihood:
         means are made once; only the miss term is read per offset.
         """
         s2 = self.model.sigma_db**2
-        det = counts > 0
-        k = np.where(det, counts, 0.0)
-        r = np.where(det, rssi, 0.0)
-        kr = k * r
-        d = kr.sum(axis=1)[:, None] + k @ self.neg_mu_t
-        e = np.concatenate([kr, k], axis=1) @ self.e_table
-        e += (kr * r).sum(axis=1)[:, None]
+        k, d, e = self._residual_sums(rssi, counts)
         big_k = k.sum(axis=1)[:, None]
         miss = np.maximum(frames[:, None] - k, 0.0)
         out = []
