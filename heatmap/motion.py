@@ -266,15 +266,11 @@ class MotionModel:
         w = len(device)
         if w == 0:
             return np.zeros(0)
-        starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
-        lengths = np.diff(np.r_[starts, w])
-        order = np.argsort(-lengths, kind="stable")
-        s_sorted, l_sorted = starts[order], lengths[order]
-        n_active = np.searchsorted(-l_sorted, -np.arange(int(l_sorted[0]) + 1), side="left")
+        starts, order, s_sorted, _, n_active = lockstep(device)
         pd0 = np.float32(self.prior_dwell)
         total = np.zeros(len(starts))
         ad = aw = np.zeros((0, lik.shape[1]), np.float32)
-        for t in range(int(l_sorted[0])):
+        for t in range(len(n_active) - 1):
             na = int(n_active[t])
             rows = s_sorted[:na] + t
             lk = lik[rows].astype(np.float32, copy=False)
@@ -322,13 +318,8 @@ class MotionModel:
         w = len(device)
         if w == 0:
             return np.zeros((0, lik.shape[1]), lik.dtype), np.zeros(0)
-        starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
-        lengths = np.diff(np.r_[starts, w])
-        order = np.argsort(-lengths, kind="stable")
-        s_sorted, l_sorted = starts[order], lengths[order]
-        t_max = int(l_sorted[0])
-        # n_active[t]: devices with more than t windows (a prefix of the sorted order)
-        n_active = np.searchsorted(-l_sorted, -np.arange(t_max + 1), side="left")
+        starts, _, s_sorted, _, n_active = lockstep(device)
+        t_max = len(n_active) - 1
         offs = np.r_[0, np.cumsum(n_active[:t_max])]
         perm = np.concatenate([s_sorted[: n_active[t]] + t for t in range(t_max)])
         lk_all = lik[perm if rows is None else rows[perm]].astype(np.float32, copy=False)
@@ -406,6 +397,26 @@ class MotionModel:
         return out.astype(lik.dtype, copy=False), pdw
 
 
+def lockstep(
+    device: NDArray[np.int64],
+) -> tuple[
+    NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]
+]:
+    """How the batched passes step many devices at once, longest first.
+
+    ``device``: labels, each device's windows contiguous (not empty). Returns the
+    first row of each device, the order of the devices by decreasing length, their
+    first rows and lengths in that order, and n_active (t_max + 1,): the devices
+    with more than t windows at step t — a prefix of that order.
+    """
+    starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
+    lengths = np.diff(np.r_[starts, len(device)])
+    order = np.argsort(-lengths, kind="stable")
+    s_sorted, l_sorted = starts[order], lengths[order]
+    n_active = np.searchsorted(-l_sorted, -np.arange(int(l_sorted[0]) + 1), side="left")
+    return starts, order, s_sorted, l_sorted, n_active
+
+
 def _rest(p: MotionParams) -> tuple[float, float, float, float]:
     return (p.dwell_diffusion_m2_s, p.mean_dwell_s, p.mean_walk_s, p.truncate)
 
@@ -478,12 +489,8 @@ def viterbi_tracks(
     k = min(beam, post.shape[1])
     cand = np.argpartition(-post, k - 1, axis=1)[:, :k]  # (W, K)
     log_e = np.log(np.maximum(np.take_along_axis(lik, cand, axis=1), 1e-300))
-    starts = np.flatnonzero(np.r_[True, device[1:] != device[:-1]])
-    lengths = np.diff(np.r_[starts, w])
-    order = np.argsort(-lengths, kind="stable")
-    s_sorted, l_sorted = starts[order], lengths[order]
-    t_max = int(l_sorted[0])
-    n_active = np.searchsorted(-l_sorted, -np.arange(t_max + 1), side="left")
+    starts, _, s_sorted, l_sorted, n_active = lockstep(device)
+    t_max = len(n_active) - 1
     xy = mm.grid.centers[mm.cells]
     p = mm.params
     pd0 = mm.prior_dwell
