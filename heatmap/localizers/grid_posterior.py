@@ -41,9 +41,9 @@ per offset is up to 1.4 m off, which biased the offsets of people standing at a
 wall: heatmap r over seeds 1-3 of 1 h, 5 s windows, 0.610/0.675/0.685 -> 0.679/
 0.703/0.707 with 20 nodes, 0.487/0.622/0.603 -> 0.483/0.634/0.603 with 6)"""
 BLOCK_COARSE_M = 2.0
-"""the same for the 5 s blocks of short windows (:func:`_two_scale`): there every
-cell cost 30 % more CPU on the busy store-day's peak hour for heatmap r 0.816 ->
-0.829 on its day, more than its 60 s budget allows"""
+"""the same for the blocks of short windows (:func:`_two_scale`): when they were
+5 s, every cell cost 30 % more CPU on the busy store-day's peak hour for heatmap
+r 0.816 -> 0.829 on its day, more than its 60 s budget allows"""
 _BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SEGMENT_WINDOWS = 240
 """tracks longer than this (plus the overlap) are smoothed in overlapping segments"""
@@ -630,11 +630,8 @@ def _log_marginal_at(
             win.rssi[s], win.counts[s], win.frames[s], b[run[lo : lo + step]], deltas
         )
         for i, ll in enumerate(lls):
-            top = ll.max(axis=1, keepdims=True)
-            ll -= top
-            np.exp(ll, out=ll)
-            lik[i * n + lo : i * n + lo + len(s)] = np.maximum(ll, TINY)
-            scale[i * n + lo : i * n + lo + len(s)] = top[:, 0]
+            scale[i * n + lo : i * n + lo + len(s)] = _exp_rows(ll)
+            lik[i * n + lo : i * n + lo + len(s)] = ll
     n_dev = int(run[-1]) + 1
     label = (np.arange(k)[:, None] * n_dev + run[None, :]).ravel()
     ev = mm.log_evidence(lik, scale, label, np.tile(win.t_ms[rows], k))
@@ -753,10 +750,19 @@ def _likelihoods(
             None if b_mean is None else b_mean[lo : lo + step],
             None if b_var is None else b_var[lo : lo + step],
         )
-        ll -= ll.max(axis=1, keepdims=True)
-        np.exp(ll, out=ll)
-        lik[lo : lo + step] = np.maximum(ll, TINY)  # no float32 subnormals (see TINY)
+        _exp_rows(ll)
+        lik[lo : lo + step] = ll
     return lik
+
+
+def _exp_rows(ll: F) -> F:
+    """Each row of log-likelihoods ``ll`` (B, C) made likelihoods scaled to max 1, in
+    place, floored at TINY (no float32 subnormals); returns each row's log scale."""
+    top = ll.max(axis=1)
+    ll -= top[:, None]
+    np.exp(ll, out=ll)
+    np.maximum(ll, TINY, out=ll)
+    return top
 
 
 def _coarse_cells(grid: WalkableGrid, cells: NDArray[np.int64], step_m: float) -> NDArray[np.int64]:
