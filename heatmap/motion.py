@@ -54,6 +54,11 @@ DENSE_EIGH_MAX_CELLS = 4000
 TINY = np.float32(1e-15)
 """floor of every probability the smoother carries: float32 subnormals (< 1.2e-38)
 make the matrix products ~8× slower, and mass this small changes nothing"""
+DWELL_EULER_RATE = 0.1
+"""the dwell kernel takes one Euler step while a gap moves at most this share of
+the fastest rate (1 s windows: 0.03)"""
+DWELL_TAYLOR_RATE = 0.35
+"""else second-order Taylor steps of at most this share each (10 s blocks: one)"""
 
 
 @dataclass(frozen=True)
@@ -185,30 +190,61 @@ class MotionModel:
     def dwell(self, x: FA, gap_s: F) -> FA:
         """Rows of ``x`` (B, C) spread by ``gap_s`` (B,) seconds of dwelling.
 
-        Explicit (Euler) steps of the generator, at most 0.1 of the fastest rate
-        per step (stable, and within about 2 % of the exact kernel); gaps so long
-        that the spread exceeds a walking step use the heat kernel instead (both
-        are the same continuous-time random walk).
+        Short steps of the generator, each row as many as its own gap needs: one
+        explicit (Euler) step while it moves at most ``DWELL_EULER_RATE`` of the
+        fastest rate, else second-order Taylor steps I − A + A²/2 of at most
+        ``DWELL_TAYLOR_RATE`` each (entrywise non-negative, mass-preserving; two
+        products with the generator, where Euler needed four at that accuracy).
+        Both are within 2 % of the exact kernel (tested). Gaps so long that the
+        spread exceeds a walking step use the heat kernel instead (both are the
+        same continuous-time random walk).
+
+        The products with the sparse generator cost ~2.5 µs per row, 4× the walk
+        kernel's BLAS products: the fine pass of the busy store-day once gave
+        every row of a step the Euler steps of its longest gap (a standing block's
+        10 s), four products where one was needed.
         """
         d = self.params.dwell_diffusion_m2_s
         if d <= 0 or not len(gap_s):
             return x.copy()
         long_ = d * gap_s >= self.params.walk_diffusion_m2_s * self.min_gap_s
         out = x.copy()
-        short = np.flatnonzero(~long_)
-        if len(short):
-            g = gap_s[short]
-            n = max(int(np.ceil(float(g.max()) * self._dwell_rate / 0.1)), 1)
-            h = (d * g / n)[:, None].astype(x.dtype)
-            y = out if len(short) == len(out) else out[short]
-            for _ in range(n):
-                y -= h * (self.lap_f32 @ y.T).T
+        rate = gap_s * self._dwell_rate  # share of the fastest rate moved over the gap
+        # 0: one Euler step; n ≥ 1: n Taylor steps
+        n_steps = np.where(
+            rate <= DWELL_EULER_RATE, 0, np.ceil(rate / DWELL_TAYLOR_RATE).astype(np.int64)
+        )
+        n_steps[long_] = -1
+        for n in np.unique(n_steps[n_steps >= 0]):
+            sel = n_steps == n
+            y = out if sel.all() else out[sel]
+            if n == 0:
+                self._euler_step(y, gap_s[sel])
+            else:
+                self._taylor_steps(y, gap_s[sel], int(n))
             if y is not out:
-                out[short] = y
+                out[sel] = y
         if long_.any():
             out[long_] = self.walk(x[long_], gap_s[long_], d)
         np.maximum(out, TINY, out=out)
         return out
+
+    def _lap_rows(self, y: FA) -> FA:
+        """(B, C) rows of ``y`` times the generator (L is symmetric)."""
+        return (self.lap_f32 @ y.T).T
+
+    def _euler_step(self, y: FA, gap_s: F) -> None:
+        """y ← y (I − d·gap·L), in place."""
+        h = (self.params.dwell_diffusion_m2_s * gap_s)[:, None].astype(y.dtype)
+        y -= h * self._lap_rows(y)
+
+    def _taylor_steps(self, y: FA, gap_s: F, n: int) -> None:
+        """y ← y (I − A + A²/2)ⁿ with A = d·gap·L / n, in place."""
+        h = (self.params.dwell_diffusion_m2_s * gap_s / n)[:, None].astype(y.dtype)
+        for _ in range(n):
+            p1 = h * self._lap_rows(y)
+            y -= p1
+            y += (np.float32(0.5) * h) * self._lap_rows(p1)
 
     def diffuse(self, p: F, gap_s: float) -> F:
         """One distribution (C,) after ``gap_s`` seconds in the walking mode."""
