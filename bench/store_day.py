@@ -15,7 +15,8 @@ that its peak RSS is its own:
 1. read: the period's rows streamed out of SQLite an hour at a time (2
    processes) into compact columns and grouped into 1 s windows
    (:func:`heatmap.obs_reader.read_windows`, as the report reads them),
-2. calibrate: radio model from the node-to-node links, then the phone population,
+2. calibrate: radio model from the node-to-node links, then the phone population
+   and the motion model's dwelling diffusion,
 3. localize: every window (grid posterior + motion, 2 worker processes), as
    the report asks for it,
 4. analytics: visitor/passer-by tracks, zone person-seconds and devices, flows.
@@ -136,11 +137,14 @@ def analyse(db: Path, links_npz: Path, window_ms: int, workers: int) -> dict[str
     t, c = time.perf_counter(), time.process_time()
     model, _ = calibration.fit_links(links, model)
     model, _ = calibration.calibrate_population(model, win, grid, rng=np.random.default_rng(0))
+    motion, _ = calibration.calibrate_motion(model, win, grid, np.random.default_rng(0))
     stage("calibrate", t, c)
     t, c = time.perf_counter(), time.process_time()
     hour = ((win.t_ms - win.t_ms.min()) // 3_600_000).astype(np.int64)
     n_hours = int(hour.max()) + 1 if len(hour) else 1
-    post = grid_posterior.locate(win, model, grid, group=hour, n_groups=n_hours, workers=workers)
+    post = grid_posterior.locate(
+        win, model, grid, group=hour, n_groups=n_hours, workers=workers, motion=motion
+    )
     stage("localize", t, c)
     t, c = time.perf_counter(), time.process_time()
     tracks = analytics.device_tracks(win, post)
@@ -149,6 +153,7 @@ def analyse(db: Path, links_npz: Path, window_ms: int, workers: int) -> dict[str
     flows.track_flows(plan, win, post.mean_xy)
     stage("analytics", t, c)
     out["observations"] = n_obs
+    out["dwell_diffusion_m2_s"] = motion.dwell_diffusion_m2_s
     out["windows"] = len(win)
     out["visitor_devices"] = tracks.visitors
     out["peak_rss_mib"] = {
@@ -206,16 +211,18 @@ def main(argv: list[str] | None = None) -> int:
             r = json.loads(res.stdout.strip().splitlines()[-1])
             stages = {s: r[s] for s in ("read", "calibrate", "localize", "analytics")}
             total = sum(w for w, _ in stages.values())
+            goal = total - stages["read"][0]  # what GOALS times: all but reading the rows
             print(
                 f"  run {k + 1}: "
                 + ", ".join(f"{s} {w:.1f} s (cpu {c:.1f})" for s, (w, c) in stages.items())
-                + f"; total {total:.1f} s; peak RSS aggregator "
+                + f"; total {total:.1f} s, without the read {goal:.1f} s; peak RSS aggregator "
                 f"{r['peak_rss_mib']['aggregator']:.0f} MiB, worker "
                 f"{r['peak_rss_mib']['worker'] or 0:.0f} MiB",
                 flush=True,
             )
-            runs.append((stages, total, r))
-        med = statistics.median(tot for _, tot, _ in runs)
+            runs.append((stages, total, r, goal))
+        med = statistics.median(tot for _, tot, _, _ in runs)
+        med_goal = statistics.median(g for _, _, _, g in runs)
         ps = np.load(d / "store.ps.npy")
     r1 = harness.heatmap_r(plan, sw, ps)
     last = runs[-1][2]
@@ -226,13 +233,17 @@ def main(argv: list[str] | None = None) -> int:
         "windows": last["windows"],
         "window_ms": a.window_ms,
         "median_total_s": med,
-        "stages_s": {s: statistics.median(st[s][0] for st, _, _ in runs) for s in runs[0][0]},
+        "median_without_read_s": med_goal,
+        "stages_s": {s: statistics.median(st[s][0] for st, _, _, _ in runs) for s in runs[0][0]},
+        "dwell_diffusion_m2_s": last["dwell_diffusion_m2_s"],
         "peak_rss_mib": last["peak_rss_mib"],
         "heatmap_r_1m": r1,
     }
     print(
-        f"{last['windows']:,} windows of {a.window_ms} ms: median total {med:.1f} s "
-        f"(goal ≤ 60 s on 2 cores); peak RSS aggregator {last['peak_rss_mib']['aggregator']:.0f} "
+        f"{last['windows']:,} windows of {a.window_ms} ms: calibrate + localize + analytics "
+        f"median {med_goal:.1f} s (goal ≤ 60 s on 2 cores), with the read {med:.1f} s; "
+        f"dwelling diffusion fitted {last['dwell_diffusion_m2_s']:.4f} m²/s; "
+        f"peak RSS aggregator {last['peak_rss_mib']['aggregator']:.0f} "
         f"MiB + worker {last['peak_rss_mib']['worker'] or 0:.0f} MiB (goal ≤ 400 MB); "
         f"heatmap r (1 m cells) {r1:.3f}"
     )

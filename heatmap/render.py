@@ -88,8 +88,9 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
         )
         if labels:
             # doors side by side (lanes) get their labels stacked, not overprinted
-            ax.text(cx + 1.2, cy - 0.7 - 0.9 * i, f"door {d.id}", color="#2a9d4b", fontsize=7,
-                    zorder=6)
+            ax.text(
+                cx + 1.2, cy - 0.7 - 0.9 * i, f"door {d.id}", color="#2a9d4b", fontsize=7, zorder=6
+            )
     for t in plan.tiles:
         x0, y0, x1, y1 = t.bounds
         ax.add_patch(
@@ -107,8 +108,15 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
     for n in plan.nodes:
         ax.plot(n.x, n.y, marker="^", ms=7, mfc="#00b4d8", mec="black", mew=0.7, zorder=7)
         if labels:
-            ax.text(n.x + 0.4, n.y - 0.55, n.id, fontsize=7, color="#005f73", zorder=7,
-                    bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.6})
+            ax.text(
+                n.x + 0.4,
+                n.y - 0.55,
+                n.id,
+                fontsize=7,
+                color="#005f73",
+                zorder=7,
+                bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.6},
+            )
     x0, y0, x1, y1 = plan.bounds
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)

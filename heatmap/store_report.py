@@ -21,7 +21,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from heatmap import analytics, flows, render, truth_compare
-from heatmap.calibration import StoreCalibration, calibrate_links, calibrate_phones
+from heatmap.calibration import (
+    StoreCalibration,
+    calibrate_links,
+    calibrate_motion,
+    calibrate_phones,
+)
 from heatmap.floorplan import FloorPlan
 from heatmap.localize import locate
 from heatmap.motion import MotionModel
@@ -111,7 +116,9 @@ def analyze(
     )
     # then the phone population's level
     model, pop = calibrate_phones(model, win_all, grid, np.random.default_rng(0))
-    cal = StoreCalibration(model, win_all, beacons, link_fit, pop)
+    # and how still its people stand (the motion model's dwelling mode)
+    motion, motion_fit = calibrate_motion(model, win_all, grid, np.random.default_rng(0))
+    cal = StoreCalibration(model, win_all, beacons, link_fit, pop, motion, motion_fit)
     # person-seconds and every RF figure come from BLE: phones advertise continuously,
     # while Wi-Fi probe bursts come minutes apart and say little about where people stay
     win = win_all.take(np.flatnonzero(win_all.band == "ble"))
@@ -127,7 +134,7 @@ def analyze(
         group=hour,
         n_groups=n_hours,
         progress=prog.task("localize devices", max(len(win), 1)),
-        motion=MotionModel(grid, min_gap_s=win.window_ms / 1000),
+        motion=MotionModel(grid, motion, min_gap_s=win.window_ms / 1000),
         workers=2 if len(win) > PARALLEL_MIN_WINDOWS else 1,
     )
     door = analytics.door_flow(db, t0_ms, t1_ms)

@@ -1,6 +1,6 @@
 """Radio-model calibration: node-to-node links, the phone population, a beacon walk.
 
-Three sources, each fitting what it can see (DESIGN.md, "Spatial model"):
+Four sources, each fitting what it can see (DESIGN.md, "Spatial model"):
 
 1. **Node-to-node links** (automatic, every analysis period). Every node also
    advertises on BLE (a non-connectable Eddystone-UID advert from a fixed
@@ -20,7 +20,10 @@ Three sources, each fitting what it can see (DESIGN.md, "Spatial model"):
    are. Each localized pseudonym's transmit offset is estimated from its track;
    the median over devices sets the per-band phone level, their spread the
    offset prior (:func:`fit_population`).
-3. **A beacon walk at known points** (``footfall calibrate --walk``): a phone or
+3. **The people's motion** (automatic): how still people stand — the dwelling
+   mode's diffusion — by the marginal likelihood of a sample of long tracks
+   (:func:`calibrate_motion`).
+4. **A beacon walk at known points** (``footfall calibrate --walk``): a phone or
    tag carried to marked spots refines per-node levels and exponents, walls,
    σ, and learns a smooth per-node correction map (:func:`fit_walk`,
    :func:`residual_map`).
@@ -37,6 +40,7 @@ from heatmap.calibration.links import (
     is_node_beacon_flags,
     link_stats,
 )
+from heatmap.calibration.motion_fit import calibrate_motion
 from heatmap.calibration.population import (
     StoreCalibration,
     calibrate_links,
@@ -61,6 +65,7 @@ __all__ = [
     "StoreCalibration",
     "WalkPoint",
     "calibrate_links",
+    "calibrate_motion",
     "calibrate_phones",
     "calibrate_population",
     "calibrate_store",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,9 @@ from numpy.typing import NDArray
 
 from heatmap.calibration.fit import FitReport, source_with
 from heatmap.calibration.links import find_node_beacons, fit_links, link_stats
+from heatmap.calibration.motion_fit import calibrate_motion
 from heatmap.localizers.base import Windows
+from heatmap.motion import MotionParams
 from heatmap.radio_model import RadioModel
 from heatmap.walkable_grid import WalkableGrid
 from sensing.process_memory import release_free_memory
@@ -108,6 +111,9 @@ class StoreCalibration:
     """pseudonym → node index of the node beacons found"""
     links: FitReport | None
     population: dict[str, float]
+    motion: MotionParams = dataclasses.field(default_factory=MotionParams)
+    """the motion model, its dwelling diffusion fitted to the period's tracks"""
+    motion_fit: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
         """JSON-ready description (no pseudonyms)."""
@@ -115,6 +121,7 @@ class StoreCalibration:
             "node_beacons_found": sorted(self.model.node_ids[i] for i in self.beacons.values()),
             "population": self.population,
             "model": self.model.to_dict(),
+            "motion": {**dataclasses.asdict(self.motion), "fit": self.motion_fit},
         }
         if self.links is not None:
             out["links"] = {
@@ -178,8 +185,10 @@ def calibrate_store(
 
     Node beacons are found and fitted (:func:`find_node_beacons`,
     :func:`fit_links`), removed from the observations, the rest grouped into
-    windows, and the BLE phone level re-centred on a sample of long tracks
-    (:func:`calibrate_population`). Rows with ``node_idx`` < 0 are ignored.
+    windows, the BLE phone level re-centred on a sample of long tracks
+    (:func:`calibrate_population`) and the motion model's dwelling diffusion
+    fitted to another (:func:`calibrate_motion`), both with ``population``. Rows
+    with ``node_idx`` < 0 are ignored.
     ``pid`` may be integer codes of the pseudonyms, ``band`` codes into
     ``band_names`` (see :mod:`heatmap.obs_reader`).
     """
@@ -202,6 +211,8 @@ def calibrate_store(
         band_names,
     )
     pop: dict[str, float] = {}
+    motion, motion_fit = MotionParams(), {}
     if population:
         model, pop = calibrate_phones(model, win, grid, rng)
-    return StoreCalibration(model, win, beacons, fit, pop)
+        motion, motion_fit = calibrate_motion(model, win, grid, rng)
+    return StoreCalibration(model, win, beacons, fit, pop, motion, motion_fit)

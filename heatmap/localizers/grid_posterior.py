@@ -448,6 +448,46 @@ def _two_scale(
     )
 
 
+def motion_log_evidence(
+    win: Windows,
+    model: RadioModel,
+    grid: WalkableGrid,
+    candidates: list[MotionParams],
+    base: MotionParams | None = None,
+) -> F:
+    """log p(every track in ``win`` | motion model) for each candidate, up to one constant.
+
+    The tracks (one band) go through the passes :func:`locate` gives them under
+    ``base`` — windows shorter than ``TWO_SCALE_BELOW_MS`` merged into
+    ``BLOCK_MS`` blocks, offsets pooled, an EM step, the marginal offset search
+    — and their likelihoods, at those offsets, through one forward pass per
+    candidate (:meth:`MotionModel.log_evidence`: every position and mode
+    sequence summed out). For fitting the motion model to a store's own people
+    (:func:`heatmap.calibration.calibrate_motion`).
+    """
+    bands = np.unique(win.band)
+    if len(bands) != 1:
+        raise ValueError(f"one band at a time, got {list(bands)}")
+    band = str(bands[0])
+    base = base or MotionParams()
+    steps, min_gap, coarse_m, rounds = win, win.window_ms / 1000, COARSE_M, 2
+    if win.window_ms < TWO_SCALE_BELOW_MS:
+        blk_start, _ = _blocks(_device_labels(win.pid), win.t_ms, BLOCK_MS)
+        steps = _merge(win, blk_start, BLOCK_MS)
+        min_gap, coarse_m, rounds = BLOCK_MS / 1000, BLOCK_COARSE_M, BLOCK_MARGINAL_ROUNDS
+    o = _Options(1.0, True, 1, rounds, False, base, min_gap)
+    r = _single_scale(model, grid, o, band, steps, min_gap, resmooth_last=False, coarse_m=coarse_m)
+    lik_model, _ = _likelihood_models(model, grid, band, 1.0)
+    lik = _likelihoods(lik_model, steps, np.arange(len(steps)), r.b_mean, r.b_var)
+    zero = np.zeros(len(steps))
+    return np.array(
+        [
+            float(MotionModel(grid, p, min_gap).log_evidence(lik, zero, r.dev, steps.t_ms).sum())
+            for p in candidates
+        ]
+    )
+
+
 def _blocks(
     dev: NDArray[np.int64], t_ms: NDArray[np.int64], block_ms: int
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
