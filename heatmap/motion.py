@@ -68,7 +68,9 @@ class MotionParams:
     walk_diffusion_m2_s: float = 1.5
     """walking mode: per-axis displacement variance grows as 2·D·t, m²/s"""
     dwell_diffusion_m2_s: float = 0.01
-    """dwelling mode (browsing, queueing), m²/s"""
+    """dwelling mode (browsing, queueing), m²/s; the store report fits it to each
+    period's tracks (:func:`heatmap.calibration.calibrate_motion`: 0.002–0.004 on
+    the busy store-day)"""
     mean_dwell_s: float = 60.0
     """mean time in the dwelling mode before walking on, s"""
     mean_walk_s: float = 20.0
