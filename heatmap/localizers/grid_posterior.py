@@ -479,7 +479,15 @@ def motion_log_evidence(
         blk_start, _ = _blocks(_device_labels(win.pid), win.t_ms, BLOCK_MS)
         steps = _merge(win, blk_start, BLOCK_MS)
         min_gap, coarse_m, rounds = BLOCK_MS / 1000, BLOCK_COARSE_M, BLOCK_MARGINAL_ROUNDS
-    o = _Options(1.0, True, 1, rounds, False, base, min_gap)
+    o = _Options(
+        evidence_weight=1.0,
+        pool_offsets=True,
+        offset_iterations=1,
+        marginal_rounds=rounds,
+        tracks=False,
+        motion=base,
+        min_gap_s=min_gap,
+    )
     r = _single_scale(model, grid, o, band, steps, min_gap, resmooth_last=False, coarse_m=coarse_m)
     lik_model, _ = _likelihood_models(model, grid, band, 1.0)
     lik = _likelihoods(lik_model, steps, np.arange(len(steps)), r.b_mean, r.b_var)

@@ -12,10 +12,12 @@ node that heard fewer frames than were sent, or none, is evidence too.
 The offset is a property of the *device*, constant over its pseudonym's windows,
 so it is not re-estimated per window (which lets a loud phone pass for a near
 one in every window): b takes values on a grid b_q (2 dB steps), the evidence
-of each window for each b_q, log Σ_c L(c, b_q), is summed over the pseudonym's
-windows with the prior N(0, σ_b²), and each window's likelihood is then the
-mixture Σ_q w_q L(c, b_q) with the pseudonym's posterior weights w_q. A track of
-a few minutes pins its phone's offset to a dB or two.
+of each window for each b_q (the best cell's, :meth:`GridLikelihood.offset_evidence`)
+is summed over the pseudonym's windows with the prior N(0, σ_b²), and each
+window's likelihood is then read with the offset profiled under the pseudonym's
+posterior N(b̄, v) — at b̄ itself once v is below half a dB² (a track of a few
+minutes pins its phone's offset to a fraction of a dB; see
+:meth:`GridLikelihood.__call__`).
 
 The Gaussian part is matrix products with inner dimension N; the miss part one
 product per band with a table of log P(miss) at every (b_q, node, cell) — no
