@@ -201,10 +201,11 @@ class MotionModel:
         spread exceeds a walking step use the heat kernel instead (both are the
         same continuous-time random walk).
 
-        The products with the sparse generator cost ~2.5 µs per row, 4× the walk
-        kernel's BLAS products: the fine pass of the busy store-day once gave
-        every row of a step the Euler steps of its longest gap (a standing block's
-        10 s), four products where one was needed.
+        Each product with the sparse generator costs ~2.5 µs per row (the walk
+        kernel's two BLAS products ~9 µs on 207 modes, one thread): the fine pass
+        of the busy store-day once gave every row of a step the Euler steps of
+        its longest gap (a standing block's 10 s), four products where one was
+        needed, and the dwell kernel cost more than the walk.
         """
         d = self.params.dwell_diffusion_m2_s
         if d <= 0 or not len(gap_s):
