@@ -112,7 +112,6 @@ def test_a_wall_blocks_motion() -> None:
     assert not (((a[:, 0] < 6) & (b[:, 0] > 6)) | ((a[:, 0] > 6) & (b[:, 0] < 6))).any()
 
 
-
 def test_the_dwell_kernel_is_the_exact_one_for_every_gap_even_mixed_in_a_batch() -> None:
     """Euler, Taylor and heat-kernel rows of one batch: each within 2 % of exp(-d·gap·L),
     non-negative, mass kept, and the same as when stepped alone."""
@@ -135,6 +134,7 @@ def test_the_dwell_kernel_is_the_exact_one_for_every_gap_even_mixed_in_a_batch()
         assert np.abs(batch[i] - x[i] @ exact).max() < 0.02 * x[i].max()
     # the batch is not the first row's kernel applied to every row
     assert not np.allclose(batch[3], mm.dwell(x[3:4], gaps[:1])[0], rtol=1e-3)
+
 
 def test_non_detection_pulls_the_posterior_away(plan: FloorPlan, grid: WalkableGrid) -> None:
     model = RadioModel.from_plan(plan)
