@@ -43,7 +43,7 @@ from heatmap.motion import MotionModel
 from heatmap.radio_model import RadioModel
 from heatmap.simulate.people import CASHIER_SPOTS
 from heatmap.simulate.scenario import Scenario
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.walkable_grid import WalkableGrid, samples_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from store_day import twenty_node_plan
@@ -73,7 +73,7 @@ def true_offsets(sw: harness.SimWindows) -> Iterator[None]:
 def run(plan: FloorPlan, sc: Scenario) -> list[tuple[str, float, float, str]]:
     sw = harness.simulate_windows(plan, sc, WINDOW_MS)
     links = harness.simulate_links(plan, sc)
-    grid = WalkableGrid.build(plan, cell_m=1.0)
+    grid = WalkableGrid.build(plan, cell_m=1.0, samples=samples_for(1.0))
     model, _ = calibration.fit_links(links, RadioModel.from_plan(plan))
     model, _ = calibration.calibrate_population(
         model, sw.windows, grid, rng=np.random.default_rng(0)

@@ -57,7 +57,7 @@ from heatmap.floorplan import FloorPlan, load_default
 from heatmap.localizers import get, harness, kolakowski
 from heatmap.radio_model import RadioModel
 from heatmap.simulate.scenario import Scenario
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.walkable_grid import WalkableGrid, samples_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "bench" / "baselines" / "localize.json"
@@ -83,7 +83,7 @@ def store_run(plan: FloorPlan, seed: int, hours: float, shadowing: float) -> dic
     """One seeded simulated store day through every strategy."""
     sc = harness.with_shadowing(Scenario(hours=hours, seed=seed), shadowing)
     sw = harness.simulate_windows(plan, sc)
-    grid = WalkableGrid.build(plan, cell_m=1.0)
+    grid = WalkableGrid.build(plan, cell_m=1.0, samples=samples_for(1.0))
     ins = shapely.contains(plan.outline_polygon, shapely.points(sw.truth_xy))
     t = time.perf_counter()
     model, links = calibration.fit_links(

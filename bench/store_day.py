@@ -51,7 +51,7 @@ from heatmap.localizers import grid_posterior, harness
 from heatmap.obs_reader import read_windows
 from heatmap.radio_model import RadioModel
 from heatmap.simulate.scenario import HOURLY_PROFILE, Scenario
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.walkable_grid import WalkableGrid, samples_for
 from sensing.process_memory import peak_rss_mib
 
 VISITORS_PER_DAY = 3000
@@ -117,7 +117,7 @@ def write_store_db(path: Path, sw: harness.SimWindows, plan: FloorPlan) -> int:
 def analyse(db: Path, links_npz: Path, window_ms: int, workers: int) -> dict[str, Any]:
     """What the aggregator does with the day, timed per stage (run in a clean process)."""
     plan = twenty_node_plan()
-    grid = WalkableGrid.build(plan, cell_m=1.0)
+    grid = WalkableGrid.build(plan, cell_m=1.0, samples=samples_for(1.0))
     z = np.load(links_npz)
     links = calibration.LinkStats(z["heard"], z["sum_dbm"], z["sumsq"], z["sent"])
     model = RadioModel.from_plan(plan)

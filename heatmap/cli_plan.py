@@ -87,7 +87,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     from heatmap import calibration
     from heatmap.floorplan import load, load_default
     from heatmap.radio_model import RadioModel
-    from heatmap.walkable_grid import WalkableGrid
+    from heatmap.walkable_grid import WalkableGrid, samples_for
 
     plan = load(a.floor) if a.floor else load_default()
     model = RadioModel.load(a.radio, plan) if a.radio else RadioModel.from_plan(plan)
@@ -112,7 +112,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     rssi = np.array([r[3] for r in rows], float)
     band = np.array([r[4] for r in rows])
     flags = np.array([r[5] for r in rows], np.int64)
-    grid = WalkableGrid.build(plan, cell_m=1.0)
+    grid = WalkableGrid.build(plan, cell_m=1.0, samples=samples_for(1.0))
     cal = calibration.calibrate_store(
         model, grid, t, node, pid, rssi, band, flags, rng=np.random.default_rng(a.seed)
     )

@@ -32,7 +32,7 @@ from heatmap.localize import locate
 from heatmap.motion import MotionModel
 from heatmap.obs_reader import read_observations, read_windows
 from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.walkable_grid import WalkableGrid, samples_for
 from sensing.progress import NoProgress, Progress
 
 K_ANONYMITY = 5
@@ -87,7 +87,7 @@ def analyze(
 ) -> Report:
     prog = progress or NoProgress()
     out.mkdir(parents=True, exist_ok=True)
-    grid = WalkableGrid.build(plan, cell_m=cell_m)
+    grid = WalkableGrid.build(plan, cell_m=cell_m, samples=samples_for(cell_m))
     model = radio or RadioModel.from_plan(plan)
     node_index = {n: i for i, n in enumerate(model.node_ids)}
     db = sqlite3.connect(db_path)

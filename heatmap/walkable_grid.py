@@ -10,6 +10,7 @@ shelf blocks.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,10 @@ from scipy import sparse
 
 from heatmap.floorplan import FloorPlan
 from heatmap.geometry import segments_cross
+
+STAND_SAMPLE_M = 0.5
+"""spacing of the points that decide whether a person can stand in a cell, for
+the localizer's grids (see :func:`samples_for`)"""
 
 # 8-neighbourhood offsets (drow, dcol)
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))
@@ -41,9 +46,20 @@ class WalkableGrid:
     """move graph between walkable neighbours, weights = distance (m)"""
 
     @classmethod
-    def build(cls, plan: FloorPlan, cell_m: float = 0.5, clearance_m: float = 0.2) -> WalkableGrid:
-        """Grid over the plan's bounds; a cell is walkable if its centre is in the store or
-        street and at least ``clearance_m`` away from every shelf."""
+    def build(
+        cls, plan: FloorPlan, cell_m: float = 0.5, clearance_m: float = 0.2, samples: int = 1
+    ) -> WalkableGrid:
+        """Grid over the plan's bounds; a cell is walkable if a person can stand in it.
+
+        ``samples`` = 1: its centre is in the store or street and at least
+        ``clearance_m`` away from every shelf. k > 1: any of k × k points spread
+        evenly over the cell is — a 1 m cell three quarters free beside a shelf,
+        where browsers stand, counts (the centre rule left 7.8 % of the simulated
+        shoppers' person-seconds in cells the localizer could not use). Moves
+        between cells are then tested from the mean of each cell's free points and
+        also blocked by the shelves themselves, so no move passes through a shelf
+        that a cell straddles.
+        """
         bx0, by0, bx1, by1 = plan.bounds
         nx = int(np.ceil((bx1 - bx0) / cell_m))
         ny = int(np.ceil((by1 - by0) / cell_m))
@@ -51,14 +67,33 @@ class WalkableGrid:
         ys = by0 + (np.arange(ny) + 0.5) * cell_m
         gx, gy = np.meshgrid(xs, ys)
         centers = np.column_stack([gx.ravel(), gy.ravel()])
-        pts = shapely.points(centers)
-        inside = shapely.contains(plan.outline_polygon, pts)
-        area = inside.copy()
-        if plan.street_polygon is not None:
-            area |= shapely.contains(plan.street_polygon, pts)
+        inside = shapely.contains(plan.outline_polygon, shapely.points(centers))
+        barriers = plan.motion_barriers()
+        if samples <= 1:
+            area = _free(plan, centers, clearance_m)
+            graph = _move_graph(centers, area, nx, ny, barriers)
+            return cls(bx0, by0, cell_m, nx, ny, area, inside, centers, graph)
+        offsets = ((np.arange(samples) + 0.5) / samples - 0.5) * cell_m
+        n_free = np.zeros(len(centers))
+        free_sum = np.zeros_like(centers)
+        for dx in offsets:
+            for dy in offsets:
+                p = centers + np.array([dx, dy])
+                f = _free(plan, p, clearance_m)
+                n_free += f
+                free_sum += p * f[:, None]
+        area = n_free > 0
+        rep = np.where(area[:, None], free_sum / np.maximum(n_free, 1)[:, None], centers)
         for shelf in plan.shelf_polygons():
-            area &= ~shapely.contains(shelf.buffer(clearance_m), pts)
-        graph = _move_graph(centers, area, nx, ny, plan.motion_barriers())
+            ring = list(shelf.exterior.coords)
+            barriers += list(itertools.pairwise(ring))
+        graph = _move_graph(centers, area, nx, ny, barriers, test_points=rep)
+        # a cell free on both sides of a thin shelf has its point on the shelf and no
+        # move in or out: not a place anyone can reach
+        cut = area & (np.diff(graph.indptr) == 0) & ~_free(plan, centers, clearance_m)
+        if cut.any():
+            area &= ~cut
+            graph = _move_graph(centers, area, nx, ny, barriers, test_points=rep)
         return cls(bx0, by0, cell_m, nx, ny, area, inside, centers, graph)
 
     def cell_of(self, x: float, y: float) -> int:
@@ -79,13 +114,37 @@ class WalkableGrid:
         return int(idx[np.argmin(d)])
 
 
+def samples_for(cell_m: float) -> int:
+    """Points per side that test a cell of ``cell_m`` at about ``STAND_SAMPLE_M`` apart
+    (2 for the localizer's 1 m cells; 1, the centre, for 0.5 m ones).
+
+    Busy store-day: heatmap r 0.930 → 0.955 with 1 m cells, +5 % CPU (809 walkable
+    cells instead of 751)."""
+    return max(1, round(cell_m / STAND_SAMPLE_M))
+
+
+def _free(plan: FloorPlan, xy: NDArray[np.float64], clearance_m: float) -> NDArray[np.bool_]:
+    """Points in the store or street and at least ``clearance_m`` from every shelf."""
+    pts = shapely.points(xy)
+    area = shapely.contains(plan.outline_polygon, pts)
+    if plan.street_polygon is not None:
+        area |= shapely.contains(plan.street_polygon, pts)
+    for shelf in plan.shelf_polygons():
+        area &= ~shapely.contains(shelf.buffer(clearance_m), pts)
+    return area
+
+
 def _move_graph(
     centers: NDArray[np.float64],
     walk: NDArray[np.bool_],
     nx: int,
     ny: int,
     barriers: list[tuple[tuple[float, float], tuple[float, float]]],
+    test_points: NDArray[np.float64] | None = None,
 ) -> sparse.csr_matrix:
+    """Edges between walkable 8-neighbours that no barrier blocks (tested between
+    ``test_points``, default the centres), weighted by the centres' distance."""
+    tp = centers if test_points is None else test_points
     idx = np.arange(nx * ny).reshape(ny, nx)
     rows, cols, w = [], [], []
     for dr, dc in _NEIGHBOURS:
@@ -99,7 +158,7 @@ def _move_graph(
         a, b = a.ravel(), b.ravel()
         ok = walk[a] & walk[b]
         a, b = a[ok], b[ok]
-        p, q = centers[a], centers[b]
+        p, q = tp[a], tp[b]
         blocked = np.zeros(len(a), bool)
         for s0, s1 in barriers:
             blocked |= segments_cross(p, q, np.asarray(s0, float), np.asarray(s1, float))

@@ -428,3 +428,33 @@ def test_a_merged_block_is_its_windows_together_once_the_offset_is_known(
         together = each.sum(axis=0, dtype=np.float64)
         diff = (together - together.max()) - (merged - merged.max())
         assert np.abs(diff).max() < 0.02, var
+
+
+def test_a_cell_mostly_free_beside_a_shelf_is_walkable_and_no_move_crosses_a_shelf() -> None:
+    """``samples=2``: a 1 m cell whose centre is within the shelf clearance but three
+    quarters free is walkable; moves still go around shelves, never through them,
+    even across cells that straddle a thin one (2 m cells)."""
+    import scipy.sparse.csgraph
+
+    def shelf_room(y0: float, y1: float) -> FloorPlan:
+        return parse(
+            {
+                "store": {"id": "shelves"},
+                "outline": {"points": [[0, 0], [12, 0], [12, 10], [0, 10]]},
+                "shelves": [{"id": "s", "points": [[1, y0], [11, y0], [11, y1], [1, y1]]}],
+                "nodes": [{"id": "a", "x": 6.0, "y": 2.0, "z": 3.0}],
+            }
+        )
+
+    plan = shelf_room(3.95, 4.35)
+    centre = WalkableGrid.build(plan, cell_m=1.0)
+    any_part = WalkableGrid.build(plan, cell_m=1.0, samples=2)
+    beside = centre.cell_of(5.5, 4.5)  # centre 0.15 m from the shelf: inside the clearance
+    assert not centre.walkable[beside] and any_part.walkable[beside]
+    assert (any_part.walkable >= centre.walkable).all()
+    straddled = shelf_room(4.8, 5.2)  # 2 m cells centred on y = 5 have free points both sides
+    for g in (any_part, WalkableGrid.build(straddled, cell_m=2.0, samples=2)):
+        below, above = g.cell_of(6.0, 2.5), g.cell_of(6.0, 7.5)
+        assert g.walkable[below] and g.walkable[above]
+        d = scipy.sparse.csgraph.shortest_path(g.graph, indices=[below])[0, above]
+        assert d > 10.0  # around a shelf end (~12 m), not 5 m straight through
