@@ -61,14 +61,15 @@ costs little: busy store-day, heatmap r 0.9293 at 0.6, 0.9298 at 0.8 for 10 %
 more CPU; 0.9292 at 0.5. Before that fix 0.8 gave 0.899 and no merging 0.928)"""
 EM_MIN_WINDOWS = 12
 """EM refinement of the offset only for tracks at least this long (shorter ones move little)"""
-BLOCK_MARGINAL_ROUNDS = 1
+BLOCK_MARGINAL_ROUNDS = 0
 """rounds of the marginal offset search (:func:`marginal_offsets`) on the blocks.
 
-Busy store-day, localization in one process (CPU s / heatmap r / median error):
-5 s blocks without the search 101.7 / 0.817 / 0.616 m; with one round 0.871 at
-+42 % CPU on its peak hour, more than the day's 60 s allow; 10 s blocks with one
-round 103.9 / 0.849 / 0.613 m (two rounds 131.1 / 0.853; 8 s blocks 117.9 /
-0.857; 10 s blocks without it 79.2 / 0.774)"""
+Busy store-day, localization in the two workers (CPU s / heatmap r), measured side
+by side: with the cells walkable in any part (:func:`~heatmap.walkable_grid.samples_for`)
+no round 100.0 / 0.929, one round 115.0 / 0.956 — more than the day's 60 s allow on
+this machine (median 63.7 s); with the centre rule one round 104.6 / 0.930. (Last
+session, before the known offset and the fitted dwelling diffusion: none 79.2 /
+0.774, one 103.9 / 0.849 CPU s in one process.)"""
 MARGINAL_STEP_DB = 0.5
 """first step of the offset's marginal-likelihood search (:func:`marginal_offsets`)"""
 _FIXED_OFFSET_VAR_DB2 = 1e-4
@@ -378,8 +379,8 @@ def _two_scale(
 
     1. The windows of each device are merged into ``BLOCK_MS`` blocks (frames
        and RSSI sums per node) and run through the whole single-scale
-       posterior — offset pooling, smoothing, EM, a round of the marginal
-       offset search — at a fraction of the rows and with a cheaper walk
+       posterior — offset pooling, smoothing, EM, ``BLOCK_MARGINAL_ROUNDS`` of
+       the marginal offset search — at a fraction of the rows and with a cheaper walk
        kernel (fewer eigenmodes matter over 10 s).
     2. The fine pass keeps the offsets and steps at each window where the
        blocks' posterior says the person walks, and at the block where it is
