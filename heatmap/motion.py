@@ -56,9 +56,9 @@ TINY = np.float32(1e-15)
 make the matrix products ~8× slower, and mass this small changes nothing"""
 DWELL_EULER_RATE = 0.1
 """the dwell kernel takes one Euler step while a gap moves at most this share of
-the fastest rate (1 s windows: 0.03)"""
+the fastest rate (1 m cells at 0.01 m²/s: 0.03 in 1 s, 0.33 in 10 s)"""
 DWELL_TAYLOR_RATE = 0.35
-"""else second-order Taylor steps of at most this share each (10 s blocks: one)"""
+"""else second-order Taylor steps of at most this share each (10 s at 0.01 m²/s: one)"""
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,7 @@ def calibrate_store(
         band_names,
     )
     pop: dict[str, float] = {}
-    motion, motion_fit = MotionParams(), {}
+    motion, motion_fit = MotionParams(), dict[str, float]()
     if population:
         model, pop = calibrate_phones(model, win, grid, rng)
         motion, motion_fit = calibrate_motion(model, win, grid, rng)

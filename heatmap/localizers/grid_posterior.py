@@ -70,10 +70,10 @@ no round 100.0 / 0.929, one round 115.0 / 0.956 — more than the day's 60 s all
 this machine (median 63.7 s); with the centre rule one round 104.6 / 0.930. (Last
 session, before the known offset and the fitted dwelling diffusion: none 79.2 /
 0.774, one 103.9 / 0.849 CPU s in one process.)"""
+MARGINAL_ROUNDS = 2
+"""rounds of the marginal offset search on windows of 5 s and more (see :func:`locate`)"""
 MARGINAL_STEP_DB = 0.5
 """first step of the offset's marginal-likelihood search (:func:`marginal_offsets`)"""
-_FIXED_OFFSET_VAR_DB2 = 1e-4
-"""an offset prior this narrow fixes the likelihood at the prior mean"""
 
 
 def locate(
@@ -89,7 +89,7 @@ def locate(
     evidence_weight: float = 1.0,
     pool_offsets: bool = True,
     offset_iterations: int = 1,
-    marginal_rounds: int = 2,
+    marginal_rounds: int = MARGINAL_ROUNDS,
     tracks: bool = False,
     workers: int = 1,
 ) -> Posterior:
@@ -385,8 +385,10 @@ def _two_scale(
     2. The fine pass keeps the offsets and steps at each window where the
        blocks' posterior says the person walks, and at the block where it is
        at least ``DWELL_MERGE_P`` sure they stand (browsing, queueing): the
-       dwell mode moves 0.45 m in 10 s, less than a cell, so a standing block
-       is one position and its windows say nothing more split than merged.
+       dwell mode moves 0.45 m in 10 s at 0.01 m²/s (0.22 m at the busy day's
+       fitted 0.0024), less than a cell, so a standing block is one position,
+       and with the device's offset known its windows say nothing more split
+       than merged.
     Each window gets the posterior of its step.
     """
     dev = _device_labels(win.pid)
@@ -475,7 +477,7 @@ def motion_log_evidence(
         raise ValueError(f"one band at a time, got {list(bands)}")
     band = str(bands[0])
     base = base or MotionParams()
-    steps, min_gap, coarse_m, rounds = win, win.window_ms / 1000, COARSE_M, 2
+    steps, min_gap, coarse_m, rounds = win, win.window_ms / 1000, COARSE_M, MARGINAL_ROUNDS
     if win.window_ms < TWO_SCALE_BELOW_MS:
         blk_start, _ = _blocks(_device_labels(win.pid), win.t_ms, BLOCK_MS)
         steps = _merge(win, blk_start, BLOCK_MS)
@@ -610,7 +612,7 @@ def marginal_offsets(
     rows: NDArray[np.int64],
     dev: NDArray[np.int64],
     b0: F,
-    rounds: int = 2,
+    rounds: int = MARGINAL_ROUNDS,
     step_db: float = MARGINAL_STEP_DB,
 ) -> tuple[F, F]:
     """Each device's offset where its marginal likelihood under the motion model peaks.
@@ -808,7 +810,7 @@ def _likelihoods(
     return lik
 
 
-def _exp_rows(ll: F) -> F:
+def _exp_rows(ll: NDArray[np.float32]) -> NDArray[np.float32]:
     """Each row of log-likelihoods ``ll`` (B, C) made likelihoods scaled to max 1, in
     place, floored at TINY (no float32 subnormals); returns each row's log scale."""
     top = ll.max(axis=1)

@@ -177,8 +177,8 @@ class GridLikelihood:
         frames: NDArray[np.int64],
         b_mean: F | None = None,
         b_var: F | None = None,
-    ) -> F:
-        """(B, C) log-likelihood with the offset profiled under a prior N(b_mean, b_var).
+    ) -> NDArray[np.float32]:
+        """(B, C) log-likelihood (float32) with the offset profiled under a prior N(b_mean, b_var).
 
         The prior defaults to the population's N(0, σ_b²), under which
         b̂_c = (Σ k_j (r_j - μ_cj) + ρ b̄) / (Σ k_j + ρ), ρ = σ²/v, profiles the
@@ -243,7 +243,7 @@ class GridLikelihood:
         e += (kr * r).sum(axis=1)[:, None]
         return k, d, e
 
-    def _add_miss(self, ll: F, miss: F, b_w: F) -> None:
+    def _add_miss(self, ll: NDArray[np.float32], miss: F, b_w: F) -> None:
         """Add Σ_j miss_j log P(miss at node j | cell, offset b_w) to ``ll`` (B, C) in place:
         the fine table interpolated at each window's offset, one product per table step."""
         table = self._log_miss_fine
@@ -258,13 +258,14 @@ class GridLikelihood:
 
     def at_offsets(
         self, rssi: F, counts: F, frames: NDArray[np.int64], b: F, deltas: tuple[float, ...]
-    ) -> list[F]:
-        """(B, C) log-likelihood at the fixed offset ``b`` + δ (B,) for each δ.
+    ) -> list[NDArray[np.float32]]:
+        """(B, C) log-likelihood (float32) at the fixed offset ``b`` + δ (B,) for each δ.
 
         What :meth:`__call__` gives under an infinitely sharp prior, for several
-        offsets at once: with d_c = Σ k (r − μ_c) and e_c = Σ k (r − μ_c)²,
-        −Σ k (r − μ_c − b)² = 2 b d_c − e_c − b² K, so the products with the cells'
-        means are made once; only the miss term is read per offset.
+        offsets at once: with the residuals about ``b``, d_c = Σ k (r − μ_c − b) and
+        e_c = Σ k (r − μ_c − b)², −Σ k (r − μ_c − b − δ)² = 2 δ d_c − e_c − δ² K, so
+        the products with the cells' means are made once; only the miss term is
+        read per offset.
         """
         s2 = self.model.sigma_db**2
         k, d, e = self._residual_sums(rssi, counts, b)
@@ -272,7 +273,6 @@ class GridLikelihood:
         miss = np.maximum(frames[:, None] - k, 0.0)
         out = []
         for delta in deltas:
-            # about b: −Σ k (r − μ_c − b − δ)² = 2 δ d_c − e_c − δ² K
             ll = d * np.float32(2.0 * delta)
             ll -= e
             ll -= np.float32(delta * delta) * big_k
