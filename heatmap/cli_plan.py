@@ -153,7 +153,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
         )
         summary["walk"] = {"points": len(points), "frames": int(k.sum()), "rms_db": rep.rms_db}
     out = model.save(a.out)
-    print(f"radio model → {out.resolve()}  (footfall plan --radio {a.out} …)")
+    print(f"radio model → {out.resolve()}  (footfall report --radio {a.out} …, footfall plan)")
     if a.report:
         Path(a.report).write_text(json.dumps(summary, indent=1, default=float))
     return 0

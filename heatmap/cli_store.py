@@ -18,7 +18,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
     t = time.monotonic()
     with progress_bar(not a.quiet) as prog:
-        res = run_demo(Path(a.out), default_scenario(a.hours, a.seed, a.start), a.broker, prog)
+        res = run_demo(
+            Path(a.out), default_scenario(a.hours, a.seed, a.start), a.broker, prog, cell_m=a.cell
+        )
     rep = res.report
     out = res.out.resolve()
     print(
@@ -38,6 +40,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"  heatmaps: {out / 'report' / 'heatmap_total.png'} (+ per hour, vs truth)")
     print(f"  summary:  {out / 'report' / 'summary.txt'}")
     print(f"  database: {out / 'aggregator' / 'store.db'};  captures + truth: {out / 'sim'}")
+    print(
+        f"  again, any period or cell size: footfall report --db {out / 'aggregator' / 'store.db'}"
+        f" --truth {out / 'sim' / 'truth'} --out …"
+    )
     return 0
 
 
@@ -76,6 +82,9 @@ def register(sub: Any) -> None:
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--start", help="local start, ISO format (default 2026-11-20T10:00)")
     d.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    d.add_argument(
+        "--cell", type=float, default=1.0, help="localization grid cell, m (%(default)s)"
+    )
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_demo)
 

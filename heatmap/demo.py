@@ -69,9 +69,11 @@ def run_demo(
     plan: FloorPlan | None = None,
     workers: int = 2,
     external_broker: BrokerAddress | None = None,
+    cell_m: float = 1.0,
 ) -> DemoResult:
     """Run the whole demo into ``out``; ``external_broker``: use that broker instead of
-    starting a private one (the tests listen on it)."""
+    starting a private one (the tests listen on it); ``cell_m``: the localization grid's
+    cell."""
     prog = progress or NoProgress()
     plan = plan or load_default()
     sc = scenario or Scenario()
@@ -116,6 +118,7 @@ def run_demo(
             out / "report",
             truth_dir=out / "sim" / "truth",
             progress=prog,
+            cell_m=cell_m,
         )
         secs["analyze"] = time.monotonic() - t
         published = _publish_aggregates(plan, addr, report)

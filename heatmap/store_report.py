@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from heatmap import analytics, flows, render, truth_compare
+from heatmap import analytics, flows, render, store_db, truth_compare
 from heatmap.calibration import (
     StoreCalibration,
     calibrate_links,
@@ -68,6 +68,8 @@ class Report:
     truth: dict[str, Any] | None = None
     flows: dict[str, Any] | None = None
     """zone-to-zone flows: the busiest k-anonymous transitions and how many were suppressed"""
+    cell_m: float = 1.0
+    """side of the localization grid's cells, m"""
 
 
 def _local(t_ms: int, tz: str) -> datetime:
@@ -90,15 +92,21 @@ def analyze(
     grid = WalkableGrid.build(plan, cell_m=cell_m, samples=samples_for(cell_m))
     model = radio or RadioModel.from_plan(plan)
     node_index = {n: i for i, n in enumerate(model.node_ids)}
-    db = sqlite3.connect(db_path)
+    db = store_db.connect(db_path, readonly=True)
     # pseudonyms are read as integer codes (heatmap.obs_reader), the same across reads
     pid_codes: dict[str, int] = {}
-    # node beacons (few rows, picked out by SQLite) → radio model from their links
+    # node beacons (few rows, picked out by SQLite) → radio model from their links,
+    # unless a calibrated model was given (`footfall calibrate`, maybe with a beacon
+    # walk that the links alone would undo): then they only tell beacons from phones
     bea = read_observations(db, t0_ms, t1_ms, node_index, beacons_only=True, pid_codes=pid_codes)
     ok = bea.node >= 0
-    model, beacons, link_fit = calibrate_links(
+    fitted, beacons, link_fit = calibrate_links(
         model, bea.pid[ok], bea.node[ok], bea.flags[ok], bea.rssi[ok]
     )
+    if radio is None:
+        model = fitted
+    else:
+        link_fit = None
     # the phones' windows, an hour of rows at a time (a busy store-day is ~12M rows)
     rows = db.execute(
         "SELECT COUNT(*) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0_ms, t1_ms)
@@ -175,6 +183,7 @@ def analyze(
         zone_devices,
         n_obs,
         len(win_all),
+        cell_m=grid.cell_m,
     )
     span = f"{_local(t0_ms, tz):%Y-%m-%d %H:%M}–{_local(t1_ms, tz):%H:%M} ({tz})"
     fig = render.heatmap_figure(

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "heatmap.cli_store",  # demo, simulate, floorplan
     "heatmap.cli_aggregator",  # aggregator, db
     "heatmap.cli_plan",  # plan, calibrate
+    "heatmap.cli_report",  # report
     "sensing.cli_keys",  # keygen
     "sensing.cli_node",  # node, doctor, provision
     "sensing.cli_optout",  # optout add|remove|list

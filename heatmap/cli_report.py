@@ -1,0 +1,195 @@
+"""``footfall report``: heatmaps, zone table, flows and summary of a store's own database.
+
+What ``footfall demo`` writes for a simulated store, for a real one: the store
+report (:func:`heatmap.store_report.analyze`) over a period of the aggregator's
+``store.db``, read-only, so it can run beside the live aggregator. The
+pseudonymous rows it localizes live only ``retention_hours`` (24 h by default;
+passers-by's only until their hour is aggregated), so a store runs it for the
+day before they go, e.g. nightly; what it writes is aggregate only.
+
+Light at import time: the handler imports the heavy modules it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sensing.cli_progress import progress_bar
+from sensing.errors import ConfigError
+
+HOUR_MS = 3_600_000
+
+
+def parse_local_time_ms(v: str, tz: str) -> int:
+    """Epoch ms of ``v``: epoch ms, or ISO 8601 (local time of the store when it has no
+    UTC offset).
+
+    >>> parse_local_time_ms("2026-11-18T09:00", "Europe/Amsterdam")
+    1794988800000
+    >>> parse_local_time_ms("2026-11-18T08:00Z", "Europe/Amsterdam")
+    1794988800000
+    """
+    v = v.strip()
+    if v.lstrip("-").isdigit():
+        return int(v)
+    try:
+        dt = datetime.fromisoformat(v)
+    except ValueError as e:
+        raise ConfigError(f"time {v!r}: not ISO 8601 (e.g. 2026-11-18T09:00)") from e
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=ZoneInfo(tz))
+    return int(dt.timestamp() * 1000)
+
+
+def day_ms(day: str, tz: str) -> tuple[int, int]:
+    """The store's local calendar day ``day`` (YYYY-MM-DD) as [t0, t1) epoch ms (23 or 25 h
+    on the days clocks change).
+
+    >>> t0, t1 = day_ms("2026-10-25", "Europe/Amsterdam")
+    >>> (t1 - t0) // 3_600_000
+    25
+    """
+    try:
+        d = date.fromisoformat(day)
+    except ValueError as e:
+        raise ConfigError(f"day {day!r}: expected YYYY-MM-DD") from e
+    z = ZoneInfo(tz)
+    a = datetime(d.year, d.month, d.day, tzinfo=z)
+    b = datetime.combine(d + timedelta(days=1), datetime.min.time(), tzinfo=z)
+    return int(a.timestamp() * 1000), int(b.timestamp() * 1000)
+
+
+def observed_span_ms(db: Path) -> tuple[int, int] | None:
+    """Whole minutes covering every observation in ``db``, [t0, t1) epoch ms (None when
+    it has none)."""
+    from heatmap import store_db
+
+    conn = store_db.connect(db, readonly=True)
+    try:
+        lo, hi = conn.execute("SELECT MIN(t_ms), MAX(t_ms) FROM obs").fetchone()
+    finally:
+        conn.close()
+    if lo is None:
+        return None
+    return lo - lo % 60_000, hi - hi % 60_000 + 60_000
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from heatmap import store_db
+    from heatmap.floorplan import load, load_default
+    from heatmap.radio_model import RadioModel
+    from heatmap.store_report import analyze
+
+    plan = load(a.floor) if a.floor else load_default()
+    db = Path(a.db)
+    if not db.exists():
+        raise ConfigError(f"{db}: no such store database")
+    if a.cell <= 0 or a.cell > 5:
+        raise ConfigError(f"--cell {a.cell:g}: a grid cell is between 0 and 5 m")
+    tz = plan.timezone
+    if a.day and a.until:
+        raise ConfigError("--until goes with --since, not with --day")
+    if a.day:
+        t0, t1 = day_ms(a.day, tz)
+    else:
+        span = observed_span_ms(db)
+        if span is None and not (a.since and a.until):
+            raise ConfigError(f"{db}: no observations")
+        t0 = parse_local_time_ms(a.since, tz) if a.since else span[0]  # type: ignore[index]
+        t1 = parse_local_time_ms(a.until, tz) if a.until else span[1]  # type: ignore[index]
+    if t1 <= t0:
+        raise ConfigError("the period is empty: --until must come after --since")
+    conn = store_db.connect(db, readonly=True)
+    try:
+        n = conn.execute(
+            "SELECT COUNT(*) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
+        ).fetchone()[0]
+        purged = purged_hours(conn, t0, t1)
+    finally:
+        conn.close()
+    if not n:
+        raise ConfigError(
+            f"{db}: no observations in {_span(t0, t1, tz)} (pseudonymous rows live "
+            "retention_hours, 24 h by default: report a day before they go)"
+        )
+    radio = RadioModel.load(a.radio, plan) if a.radio else None
+    out = Path(a.out)
+    started = time.monotonic()
+    with progress_bar(not a.quiet) as prog:
+        rep = analyze(
+            plan,
+            db,
+            t0,
+            t1,
+            out,
+            truth_dir=Path(a.truth) if a.truth else None,
+            progress=prog,
+            cell_m=a.cell,
+            radio=radio,
+        )
+    print(
+        f"footfall report: {plan.name}, {_span(t0, t1, tz)}: {n} observations "
+        f"localized on {a.cell:g} m cells in {time.monotonic() - started:.0f} s"
+    )
+    print(
+        f"  visitors {rep.door_in}, passersby ≈ {rep.passersby_est}, "
+        f"capture rate {rep.capture_rate:.2f}, mean dwell {rep.mean_dwell_s / 60:.1f} min"
+        + (f", heatmap r = {rep.truth['heatmap_pearson_r_1m']:.2f} vs truth" if rep.truth else "")
+    )
+    print(
+        "  radio model: "
+        + (f"{a.radio} (calibrated), phone level re-centred" if a.radio else "node links")
+    )
+    if purged:
+        print(
+            f"  note: retention already deleted the passers-by of {len(purged)} of these hours; "
+            "the passer-by figures count only what is left"
+        )
+    print(f"  heatmaps: {out.resolve() / 'heatmap_total.png'} (+ per hour)")
+    print(f"  summary:  {out.resolve() / 'summary.txt'};  zones.csv, flows.csv, flows.png")
+    return 0
+
+
+def purged_hours(conn: Any, t0: int, t1: int) -> list[int]:
+    """Hours of [t0, t1) whose passers-by's rows retention has deleted (the hour was
+    aggregated and purged: :mod:`heatmap.retention`)."""
+    rows = conn.execute(
+        "SELECT hour_ms FROM hour_purges WHERE hour_ms >= ? AND hour_ms < ? ORDER BY hour_ms",
+        (t0 - t0 % HOUR_MS, t1),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _span(t0: int, t1: int, tz: str) -> str:
+    z = ZoneInfo(tz)
+    a = datetime.fromtimestamp(t0 / 1000, z)
+    b = datetime.fromtimestamp(t1 / 1000, z)
+    return f"{a:%Y-%m-%d %H:%M}–{b:%Y-%m-%d %H:%M} ({tz})"
+
+
+def register(sub: Any) -> None:
+    r = sub.add_parser(
+        "report",
+        help="heatmaps, zones, flows and summary of a period of the store database",
+    )
+    r.add_argument("--db", required=True, help="the aggregator's store.db (opened read-only)")
+    r.add_argument("--floor", help="floor plan TOML (default: the bundled store)")
+    r.add_argument("--radio", help="a calibrated radio model (footfall calibrate --out)")
+    when = r.add_mutually_exclusive_group()
+    when.add_argument("--day", help="the store's local day, YYYY-MM-DD")
+    when.add_argument(
+        "--since", help="start: ISO 8601 (store's local time unless it has an offset) or epoch ms"
+    )
+    r.add_argument("--until", help="end of the period (default: just after the last observation)")
+    r.add_argument(
+        "--cell", type=float, default=1.0, help="localization grid cell, m (%(default)s)"
+    )
+    r.add_argument("--out", default="footfall-report", help="output directory (%(default)s)")
+    r.add_argument("--truth", help="simulator truth directory: compare every figure with it")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_report)
