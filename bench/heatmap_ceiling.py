@@ -41,7 +41,6 @@ from heatmap.floorplan import FloorPlan, load_default
 from heatmap.localizers import grid_posterior, harness
 from heatmap.motion import MotionModel
 from heatmap.radio_model import RadioModel
-from heatmap.simulate.people import CASHIER_SPOTS
 from heatmap.simulate.scenario import Scenario
 from heatmap.walkable_grid import WalkableGrid, samples_for
 
@@ -89,7 +88,7 @@ def run(plan: FloorPlan, sc: Scenario) -> list[tuple[str, float, float, str]]:
         )
         for m in (model, oracle)
     }
-    cashier = [np.flatnonzero(np.hypot(*(sw.truth_xy - s).T) < 0.6) for s in CASHIER_SPOTS]
+    cashier = [np.flatnonzero(np.hypot(*(sw.truth_xy - s).T) < 0.6) for s in sc.checkout.cashiers]
     rows = []
     for name, m, oracle_b in [
         ("estimate", model, False),

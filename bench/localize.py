@@ -39,6 +39,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small products: threads only thrash
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -79,9 +80,14 @@ def _stats(e: np.ndarray) -> dict[str, float]:
     return {"median_m": float(np.median(e)), "p90_m": float(np.percentile(e, 90)), "n": len(e)}
 
 
-def store_run(plan: FloorPlan, seed: int, hours: float, shadowing: float) -> dict[str, Any]:
-    """One seeded simulated store day through every strategy."""
-    sc = harness.with_shadowing(Scenario(hours=hours, seed=seed), shadowing)
+def store_run(
+    plan: FloorPlan, seed: int, hours: float, shadowing: float, base: Scenario | None = None
+) -> dict[str, Any]:
+    """One seeded simulated store day through every strategy (``base``: the scenario's
+    other knobs, e.g. another layout's tills)."""
+    sc = harness.with_shadowing(
+        dataclasses.replace(base or Scenario(), hours=hours, seed=seed), shadowing
+    )
     sw = harness.simulate_windows(plan, sc)
     grid = WalkableGrid.build(plan, cell_m=1.0, samples=samples_for(1.0))
     ins = shapely.contains(plan.outline_polygon, shapely.points(sw.truth_xy))

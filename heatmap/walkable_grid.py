@@ -96,6 +96,13 @@ class WalkableGrid:
             graph = _move_graph(centers, area, nx, ny, barriers, test_points=rep)
         return cls(bx0, by0, cell_m, nx, ny, area, inside, centers, graph)
 
+    def covers(self, x: float, y: float) -> bool:
+        """(x, y) lies on the grid (``cell_of`` clamps points off it to the edge cells)."""
+        return (
+            self.x0 <= x < self.x0 + self.nx * self.cell_m
+            and self.y0 <= y < self.y0 + self.ny * self.cell_m
+        )
+
     def cell_of(self, x: float, y: float) -> int:
         c = int((x - self.x0) / self.cell_m)
         r = int((y - self.y0) / self.cell_m)

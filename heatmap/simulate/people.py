@@ -2,8 +2,8 @@
 
 Each person is a piecewise-linear timeline of key points (t, x, y): walking along
 shortest grid paths around shelves at their own speed, dwelling (with small
-browsing moves) in zones, queueing at checkout (two tills, first come first
-served), and leaving. Passersby walk the street; staff stay all day.
+browsing moves) in zones, queueing at checkout (the scenario's tills, first come
+first served), and leaving. Passersby walk the street; staff stay all day.
 """
 
 from __future__ import annotations
@@ -42,12 +42,6 @@ ZONE_APPEAL: dict[str, float] = {
     "entrance": 0.0,
     "checkout": 0.0,
 }
-TILL_SPOTS = ((3.2, 3.3), (5.8, 3.3))
-"""where a customer stands while being served (in front of the counter)"""
-CASHIER_SPOTS = ((3.2, 1.2), (5.8, 1.2))
-QUEUE_HEAD = (8.3, 3.4)
-QUEUE_STEP = (0.0, 0.7)
-QUEUE_SLOTS = 8
 
 
 @dataclass
@@ -119,6 +113,9 @@ class Crowd:
         self.zone_spots = self._zone_spots()
         sx0, sy0, sx1, sy1 = plan.street_polygon.bounds if plan.street_polygon else (0, 0, 0, 0)
         self.street = (sx0 + 0.3, sy0 + 0.3, sx1 - 0.3, sy1 - 0.3)
+        # people walk along the street's long side, past the store's frontage
+        self.street_along_x = sx1 - sx0 >= sy1 - sy0
+        self.window_line = _window_line(plan, (sx0, sy0, sx1, sy1), self.street_along_x)
 
     def _zone_spots(self) -> dict[str, NDArray[np.float64]]:
         import shapely
@@ -157,7 +154,8 @@ class Crowd:
             cand = (x + jx, y + jy)
             c = self.grid.cell_of(*cand)
             if (
-                self.grid.walkable[c]
+                self.grid.covers(*cand)
+                and self.grid.walkable[c]
                 and self.grid.inside[c] == self.grid.inside[self.grid.cell_of(x, y)]
             ):
                 p.add(t, *cand)
@@ -169,19 +167,28 @@ class Crowd:
 
     def _street_end(self) -> tuple[float, float]:
         x0, y0, x1, y1 = self.street
-        return (x0 if self.rng.random() < 0.5 else x1, float(self.rng.uniform(y0, y1)))
+        if self.street_along_x:
+            return (x0 if self.rng.random() < 0.5 else x1, float(self.rng.uniform(y0, y1)))
+        end = y0 if self.rng.random() < 0.5 else y1
+        return (float(self.rng.uniform(x0, x1)), end)
 
     # ------------------------------------------------------------------ roles
 
     def passerby(self, t: float) -> None:
         p = self._new("passerby")
         x0, y0, x1, y1 = self.street
-        y = float(self.rng.uniform(y0, y1))
-        start, end = ((x0, y), (x1, y)) if self.rng.random() < 0.5 else ((x1, y), (x0, y))
+        if self.street_along_x:
+            y = float(self.rng.uniform(y0, y1))
+            start, end = ((x0, y), (x1, y)) if self.rng.random() < 0.5 else ((x1, y), (x0, y))
+        else:
+            x = float(self.rng.uniform(x0, x1))
+            start, end = ((x, y0), (x, y1)) if self.rng.random() < 0.5 else ((x, y1), (x, y0))
         speed = float(self.rng.uniform(1.1, 1.6))
         p.add(t, *start)
         if self.rng.random() < 0.12:  # window shopper: stops at the glass
-            stop = (float(self.rng.uniform(2, 28)), -0.6)
+            (a0, a1), at = self.window_line
+            along = float(self.rng.uniform(a0, a1))
+            stop = (along, at) if self.street_along_x else (at, along)
             self._walk(p, stop, speed)
             self._dwell(p, float(self.rng.uniform(8, 40)), 0.2)
         self._walk(p, end, speed)
@@ -206,7 +213,7 @@ class Crowd:
             self._dwell(p, float(rng.uniform(lo, hi)))
         buys = rng.random() < self.sc.buy_share
         if buys:
-            self._walk(p, QUEUE_HEAD, speed)
+            self._walk(p, self.sc.checkout.queue_head, speed)
         return p, buys
 
     def leave(self, p: Person) -> None:
@@ -218,8 +225,8 @@ class Crowd:
     def staff(self, idx: int, duration: float) -> None:
         p = self._new("staff")
         rng = self.rng
-        if idx < len(CASHIER_SPOTS):
-            x, y = CASHIER_SPOTS[idx]
+        if idx < len(self.sc.checkout.cashiers):
+            x, y = self.sc.checkout.cashiers[idx]
             p.add(0.0, x, y)
             self._dwell(p, duration, 0.3)
             return
@@ -233,11 +240,12 @@ class Crowd:
             self._dwell(p, float(rng.uniform(60, 600)), 0.5)
 
     def checkout(self, buyers: list[Person]) -> None:
-        """Two tills, FIFO: buyers wait in the queue line, then are served."""
+        """The scenario's tills, FIFO: buyers wait in the queue line, then are served."""
         rng = self.rng
+        co = self.sc.checkout
         order = sorted(buyers, key=lambda b: b.t_end)
         arrive = np.array([b.t_end for b in order])
-        free = [0.0] * len(TILL_SPOTS)
+        free = [0.0] * len(co.tills)
         starts = np.zeros(len(order))
         for i, b in enumerate(order):
             k = int(np.argmin(free))
@@ -247,19 +255,34 @@ class Crowd:
             # wait in line: move up one slot each time someone ahead is called
             t = arrive[i]
             ahead_calls = np.sort(starts[:i][(starts[:i] > arrive[i]) & (starts[:i] < start)])
-            slot = min(len(ahead_calls), QUEUE_SLOTS - 1)
-            b.add(t + 0.5, *_slot(slot))
+            slot = min(len(ahead_calls), co.queue_slots - 1)
+            b.add(t + 0.5, *co.slot(slot))
             for tc in ahead_calls:
                 slot = max(slot - 1, 0)
                 b.add(float(tc), *b.keys[-1][1:])
-                b.add(float(tc) + 1.0, *_slot(slot))
+                b.add(float(tc) + 1.0, *co.slot(slot))
             b.add(start, *b.keys[-1][1:])
-            b.add(start + 3.0, *TILL_SPOTS[k])
+            b.add(start + 3.0, *co.tills[k])
             self._dwell(b, service, 0.15)
             free[k] = b.t_end
 
 
 Waypoints = tuple[tuple[float, float], tuple[float, float]]
+
+
+def _window_line(
+    plan: FloorPlan, street: tuple[float, float, float, float], along_x: bool
+) -> tuple[tuple[float, float], float]:
+    """Where window shoppers stop: ((from, to) along the street, 2 m in from the
+    frontage's ends; the coordinate across it, 0.6 m out from the street's store side)."""
+    sx0, sy0, sx1, sy1 = street
+    ox0, oy0, ox1, oy1 = plan.outline_polygon.bounds
+    cx, cy = plan.outline_polygon.centroid.x, plan.outline_polygon.centroid.y
+    if along_x:
+        at = sy1 - 0.6 if cy > (sy0 + sy1) / 2 else sy0 + 0.6
+        return (max(ox0, sx0) + 2, min(ox1, sx1) - 2), at
+    at = sx1 - 0.6 if cx > (sx0 + sx1) / 2 else sx0 + 0.6
+    return (max(oy0, sy0) + 2, min(oy1, sy1) - 2), at
 
 
 def _keep_right_lanes(plan: FloorPlan) -> tuple[Waypoints, Waypoints]:
@@ -288,10 +311,6 @@ def _keep_right_lanes(plan: FloorPlan) -> tuple[Waypoints, Waypoints]:
         (pt(c_in - 0.8 * n1), pt(c_in + 0.8 * n1)),
         (pt(c_out + 0.8 * n2), pt(c_out - 0.8 * n2)),
     )
-
-
-def _slot(k: int) -> tuple[float, float]:
-    return (QUEUE_HEAD[0] + k * QUEUE_STEP[0], QUEUE_HEAD[1] + k * QUEUE_STEP[1])
 
 
 def arrivals(rate_peak_per_h: float, sc: Scenario, rng: np.random.Generator) -> list[float]:

@@ -47,6 +47,32 @@ class RadioTruth:
     phone_height_m: float = 1.2
 
 
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """Where the simulated store's tills are (floor plan metres). The defaults are the
+    bundled store's counter; another layout brings its own."""
+
+    tills: tuple[Point, ...] = ((3.2, 3.3), (5.8, 3.3))
+    """where a customer stands while being served (in front of the counter)"""
+    cashiers: tuple[Point, ...] = ((3.2, 1.2), (5.8, 1.2))
+    """where the first staff members stand all day (behind the counter)"""
+    queue_head: Point = (8.3, 3.4)
+    """first place in the queue line"""
+    queue_step: Point = (0.0, 0.7)
+    """from one place in the line to the next, m"""
+    queue_slots: int = 8
+
+    def slot(self, k: int) -> Point:
+        """Place ``k`` of the queue line (0 = head)."""
+        return (
+            self.queue_head[0] + k * self.queue_step[0],
+            self.queue_head[1] + k * self.queue_step[1],
+        )
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A simulated day. ``start_local`` + ``hours`` is the window written out."""
@@ -73,6 +99,7 @@ class Scenario:
     """resolvable private address lifetime (both OSes ~15 min)"""
     radio: RadioTruth = field(default_factory=RadioTruth)
     timezone: str = "Europe/Amsterdam"
+    checkout: Checkout = field(default_factory=Checkout)
 
     @property
     def t0_ms(self) -> int:
