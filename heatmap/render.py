@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon as MplPolygon
 from matplotlib.patches import Rectangle
 from numpy.typing import NDArray
+from shapely.geometry import Point
 
 from heatmap.floorplan import FloorPlan
 from heatmap.walkable_grid import WalkableGrid
@@ -75,22 +76,33 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
             solid_capstyle="butt",
             zorder=5,
         )
-    for i, d in enumerate(plan.doors):
+    placed: list[tuple[float, float]] = []  # label anchors of the doors drawn so far
+    for d in plan.doors:
         ax.plot([d.a[0], d.b[0]], [d.a[1], d.b[1]], color="#fbfbf7", lw=3.5, zorder=5.5)
         ax.plot([d.a[0], d.b[0]], [d.a[1], d.b[1]], color="#2a9d4b", lw=1.5, ls=":", zorder=5.6)
         cx, cy = d.center
+        nx, ny = _inward(plan, d.a, d.b)
         ax.annotate(
             "",
-            xy=(cx, cy + 1.0),
-            xytext=(cx, cy - 1.0),
+            xy=(cx + nx, cy + ny),
+            xytext=(cx - nx, cy - ny),
             zorder=6,
             arrowprops={"arrowstyle": "->", "color": "#2a9d4b", "lw": 1.5},
         )
         if labels:
-            # doors side by side (lanes) get their labels stacked, not overprinted
+            # doors side by side (lanes) share an anchor and get their labels
+            # stacked under it, whatever wall they are in, not overprinted
+            near = [a for a in placed if abs(a[0] - cx) + abs(a[1] - cy) < 3.0]
+            ax0, ay0 = near[0] if near else (cx, cy)
             ax.text(
-                cx + 1.2, cy - 0.7 - 0.9 * i, f"door {d.id}", color="#2a9d4b", fontsize=7, zorder=6
+                ax0 + 1.2,
+                ay0 - 0.7 - 0.9 * len(near),
+                f"door {d.id}",
+                color="#2a9d4b",
+                fontsize=7,
+                zorder=6,
             )
+            placed.append((cx, cy))
     for t in plan.tiles:
         x0, y0, x1, y1 = t.bounds
         ax.add_patch(
@@ -139,7 +151,7 @@ def _heat(ax: Axes, grid: WalkableGrid, per_cell: NDArray[np.float64], vmax: flo
         vmax=vmax,
         alpha=0.85,
         extent=(grid.x0, grid.x0 + grid.nx * grid.cell_m, grid.y0, grid.y0 + grid.ny * grid.cell_m),
-        interpolation="bilinear",
+        interpolation="nearest",  # crisp cells: bilinear bled them across walls
         zorder=2,
     )
 
@@ -165,6 +177,21 @@ def heatmap_figure(
     return fig
 
 
+MAP_WIDTH_IN = 8.6
+"""width of a map beside its colour bar in an 11-inch figure"""
+
+
+def _inward(plan: FloorPlan, a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """Unit normal of the door (a, b) pointing into the store (the way "in" is counted)."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    n = np.hypot(dx, dy) or 1.0
+    nx, ny = dy / n, -dx / n
+    cx, cy = (a[0] + b[0]) / 2, (a[1] + b[1]) / 2
+    if not plan.outline_polygon.contains(Point(cx + 0.05 * nx, cy + 0.05 * ny)):
+        nx, ny = -nx, -ny
+    return nx, ny
+
+
 def comparison_figure(
     plan: FloorPlan,
     grid: WalkableGrid,
@@ -173,8 +200,11 @@ def comparison_figure(
     title: str,
     note: str,
 ) -> Figure:
-    """Estimated vs true person-seconds side by side, on one colour scale."""
-    fig, axes = plt.subplots(2, 1, figsize=(11, 11.5), dpi=100)
+    """Estimated vs true person-seconds one above the other, on one colour scale; the
+    figure as tall as two maps of the plan's shape need (a squat plan leaves no bands)."""
+    x0, y0, x1, y1 = plan.bounds
+    height = 2 * MAP_WIDTH_IN * (y1 - y0) / max(x1 - x0, 1e-9) + 1.8
+    fig, axes = plt.subplots(2, 1, figsize=(11, min(max(height, 7.0), 18.0)), dpi=100)
     dens = np.concatenate([est, truth]) / grid.cell_m**2
     vmax = float(np.percentile(dens[dens > 0], 99)) if (dens > 0).any() else 1.0
     for ax, data, name in (
