@@ -46,19 +46,26 @@ def parse_local_time_ms(v: str, tz: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def day_ms(day: str, tz: str) -> tuple[int, int]:
-    """The store's local calendar day ``day`` (YYYY-MM-DD) as [t0, t1) epoch ms (23 or 25 h
-    on the days clocks change).
+def day_ms(day: str, tz: str, now: datetime | None = None) -> tuple[int, int]:
+    """The store's local calendar day ``day`` (YYYY-MM-DD, ``today`` or ``yesterday`` in
+    the store's time zone) as [t0, t1) epoch ms (23 or 25 h on the days clocks change).
 
     >>> t0, t1 = day_ms("2026-10-25", "Europe/Amsterdam")
     >>> (t1 - t0) // 3_600_000
     25
+    >>> now = datetime(2026, 11, 20, 23, 30, tzinfo=ZoneInfo("UTC"))  # 00:30 in Amsterdam
+    >>> day_ms("yesterday", "Europe/Amsterdam", now) == day_ms("2026-11-20", "Europe/Amsterdam")
+    True
     """
-    try:
-        d = date.fromisoformat(day)
-    except ValueError as e:
-        raise ConfigError(f"day {day!r}: expected YYYY-MM-DD") from e
     z = ZoneInfo(tz)
+    today = (now or datetime.now(z)).astimezone(z).date()
+    if day in ("today", "yesterday"):
+        d = today if day == "today" else today - timedelta(days=1)
+    else:
+        try:
+            d = date.fromisoformat(day)
+        except ValueError as e:
+            raise ConfigError(f"day {day!r}: expected YYYY-MM-DD, today or yesterday") from e
     a = datetime(d.year, d.month, d.day, tzinfo=z)
     b = datetime.combine(d + timedelta(days=1), datetime.min.time(), tzinfo=z)
     return int(a.timestamp() * 1000), int(b.timestamp() * 1000)
@@ -85,8 +92,17 @@ def cmd_report(a: argparse.Namespace) -> int:
     from heatmap.radio_model import RadioModel
     from heatmap.store_report import analyze
 
-    plan = load(a.floor) if a.floor else load_default()
-    db = Path(a.db)
+    floor, db_arg = a.floor, a.db
+    if a.config:
+        from heatmap import aggregator_config
+
+        cfg = aggregator_config.load(a.config)
+        db_arg = db_arg or str(cfg.db)
+        floor = floor or (str(cfg.floor_plan) if cfg.floor_plan else None)
+    if not db_arg:
+        raise ConfigError("which store database? --db store.db, or --config store.toml")
+    plan = load(floor) if floor else load_default()
+    db = Path(db_arg)
     if not db.exists():
         raise ConfigError(f"{db}: no such store database")
     if a.cell <= 0 or a.cell > 5:
@@ -177,11 +193,16 @@ def register(sub: Any) -> None:
         "report",
         help="heatmaps, zones, flows and summary of a period of the store database",
     )
-    r.add_argument("--db", required=True, help="the aggregator's store.db (opened read-only)")
+    r.add_argument("--db", help="the aggregator's store.db (opened read-only)")
     r.add_argument("--floor", help="floor plan TOML (default: the bundled store)")
+    r.add_argument(
+        "--config", help="the aggregator's store.toml: its db and floor plan (unless given)"
+    )
     r.add_argument("--radio", help="a calibrated radio model (footfall calibrate --out)")
     when = r.add_mutually_exclusive_group()
-    when.add_argument("--day", help="the store's local day, YYYY-MM-DD")
+    when.add_argument(
+        "--day", help="the store's local day: YYYY-MM-DD, today or yesterday (store time)"
+    )
     when.add_argument(
         "--since", help="start: ISO 8601 (store's local time unless it has an offset) or epoch ms"
     )

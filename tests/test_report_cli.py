@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import heatmap.data
 from heatmap import retention
 from heatmap.cli_report import day_ms, parse_local_time_ms
 from sensing.cli import main
@@ -116,9 +117,28 @@ def test_report_refuses_what_it_cannot_report(
     assert not (tmp_path / "r").exists()
 
 
+def test_report_from_the_aggregator_config(
+    demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a nightly timer runs: the aggregator's own store.toml names db and plan."""
+    floor = Path(heatmap.data.__file__).parent / "default_store.toml"
+    cfg = tmp_path / "store.toml"
+    db = demo_run.out / "aggregator" / "store.db"
+    cfg.write_text(f'[aggregator]\nstore = "demo"\ndb = "{db}"\nfloor_plan = "{floor}"\n')
+    out = tmp_path / "r"
+    args = ["report", "--config", str(cfg), "--out", str(out), "-q"]
+    assert main([*args, "--since", "2026-11-20T10:00", "--until", "2026-11-20T10:10"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["period"] == "2026-11-20T10:00:00+01:00/2026-11-20T10:10:00+01:00"
+    assert main([*args, "--day", "today"]) == 1  # the demo's day is not today
+    assert "no observations in" in capsys.readouterr().err
+
+
 def test_report_without_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--db", str(tmp_path / "nope.db")]) == 1
     assert "no such store database" in capsys.readouterr().err
+    assert main(["report"]) == 1
+    assert "which store database?" in capsys.readouterr().err
 
 
 def test_store_local_times_and_days() -> None:
