@@ -18,6 +18,7 @@ besides the plan (:class:`heatmap.simulate.scenario.Checkout`, below).
 Usage::
 
     python bench/second_layout.py [--seeds 1 2 3] [--hours 1] [--pipeline-hours 2]
+    python bench/second_layout.py --write-baseline   # refresh bench/baselines/second_layout.json
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ CHECKOUT = Checkout(
     queue_step=(0.0, -0.7),
 )
 SCENARIO = Scenario(checkout=CHECKOUT)
+BASELINE = Path(__file__).resolve().parent / "baselines" / "second_layout.json"
 
 
 def pipeline(plan: FloorPlan, hours: float, seed: int) -> dict[str, Any]:
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shadowing", type=float, nargs="+", default=[4.0, 8.0])
     ap.add_argument("--pipeline-hours", type=float, default=2.0, help="0: skip the pipeline part")
     ap.add_argument("--json", type=Path, help="write the full report here")
+    ap.add_argument("--write-baseline", action="store_true", help=f"write {BASELINE.name}")
     a = ap.parse_args(argv)
     plan = load(PLAN)
     report: dict[str, Any] = {"plan": str(PLAN.name)}
@@ -134,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         print_pipeline(report["pipeline"])
     if a.json:
         a.json.write_text(json.dumps(report, indent=1, default=float))
+    if a.write_baseline:
+        keep = {**report, "store": {k: v for k, v in report["store"].items() if k != "runs"}}
+        BASELINE.write_text(json.dumps(keep, indent=1, default=float) + "\n")
+        print(f"wrote {BASELINE}")
     return 0
 
 
