@@ -51,8 +51,9 @@ class Hello:
     FMT = struct.Struct("<BBBBB")
 
     def pack(self) -> bytes:
-        return self.FMT.pack(self.fw_major, self.fw_minor, int(self.kind), self.channels,
-                             self.reset_cause)
+        return self.FMT.pack(
+            self.fw_major, self.fw_minor, int(self.kind), self.channels, self.reset_cause
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,7 @@ def decode_body(encoded: bytes) -> Frame:
     cls = _BY_TYPE.get(mtype)
     if cls is None:
         raise FrameError("type", f"0x{mtype:02x}")
-    payload = body[HEADER.size:-2]
+    payload = body[HEADER.size : -2]
     if len(payload) != cls.FMT.size:
         raise FrameError("length", f"type 0x{mtype:02x} with {len(payload)} payload bytes")
     fields = cls.FMT.unpack(payload)

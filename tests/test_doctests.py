@@ -6,9 +6,14 @@ import importlib
 import pytest
 
 MODULES = [
-    "sensing.topics", "sensing.pseudonym", "firmware_bridge.protocol",
-    "firmware_bridge.decoder", "firmware_bridge.door_direction", "heatmap.floorplan",
-    "heatmap.walkable_grid", "heatmap.cli_report",
+    "sensing.topics",
+    "sensing.pseudonym",
+    "firmware_bridge.protocol",
+    "firmware_bridge.decoder",
+    "firmware_bridge.door_direction",
+    "heatmap.floorplan",
+    "heatmap.walkable_grid",
+    "heatmap.cli_report",
 ]
 
 
