@@ -113,11 +113,15 @@ def cmd_report(a: argparse.Namespace) -> int:
     if a.day:
         t0, t1 = day_ms(a.day, tz)
     else:
-        span = observed_span_ms(db)
-        if span is None and not (a.since and a.until):
-            raise ConfigError(f"{db}: no observations")
-        t0 = parse_local_time_ms(a.since, tz) if a.since else span[0]  # type: ignore[index]
-        t1 = parse_local_time_ms(a.until, tz) if a.until else span[1]  # type: ignore[index]
+        since = parse_local_time_ms(a.since, tz) if a.since else None
+        until = parse_local_time_ms(a.until, tz) if a.until else None
+        if since is None or until is None:
+            span = observed_span_ms(db)
+            if span is None:
+                raise ConfigError(f"{db}: no observations")
+            since = span[0] if since is None else since
+            until = span[1] if until is None else until
+        t0, t1 = since, until
     if t1 <= t0:
         raise ConfigError("the period is empty: --until must come after --since")
     conn = store_db.connect(db, readonly=True)
@@ -126,6 +130,7 @@ def cmd_report(a: argparse.Namespace) -> int:
             "SELECT COUNT(*) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
         ).fetchone()[0]
         purged = purged_hours(conn, t0, t1)
+        oldest = conn.execute("SELECT MIN(t_ms) FROM obs").fetchone()[0]
     finally:
         conn.close()
     if not n:
@@ -161,6 +166,11 @@ def cmd_report(a: argparse.Namespace) -> int:
         "  radio model: "
         + (f"{a.radio} (calibrated), phone level re-centred" if a.radio else "node links")
     )
+    if oldest is not None and oldest - t0 > HOUR_MS:
+        print(
+            f"  note: the database holds no observation before {_span(oldest, oldest, tz)[:16]}; "
+            "earlier ones were never recorded or retention has deleted them"
+        )
     if purged:
         print(
             f"  note: retention already deleted the passers-by of {len(purged)} of these hours; "

@@ -130,6 +130,9 @@ def test_report_from_the_aggregator_config(
     assert main([*args, "--since", "2026-11-20T10:00", "--until", "2026-11-20T10:10"]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["period"] == "2026-11-20T10:00:00+01:00/2026-11-20T10:10:00+01:00"
+    # a period reaching back before the database's first row says so
+    assert main([*args, "--since", "2026-11-20T08:00", "--until", "2026-11-20T10:05"]) == 0
+    assert "holds no observation before 2026-11-20 10:00" in capsys.readouterr().out
     assert main([*args, "--day", "today"]) == 1  # the demo's day is not today
     assert "no observations in" in capsys.readouterr().err
 
