@@ -47,6 +47,11 @@ def test_second_layout_day_uses_its_own_tills_and_floor() -> None:
     assert shapely.covers(floor.buffer(0.05), pts).all(), "someone left the floor"
     for shelf in plan.shelf_polygons():
         assert not shapely.contains(shelf.buffer(-0.05), pts).any(), "someone in a shelf"
+    # passers-by walk along this street (north-south), never through the store
+    walkers = [np.array([k[1:] for k in p.keys]) for p in people if p.role == "passerby"]
+    assert len(walkers) > 100
+    assert all(abs(w[-1, 1] - w[0, 1]) > 20 > abs(w[-1, 0] - w[0, 0]) for w in walkers)
+    assert not any(shapely.contains(plan.outline_polygon, shapely.points(w)).any() for w in walkers)
     tills = np.array(co.tills)
     served = [
         p
