@@ -31,3 +31,25 @@ def test_usage_error_exits_2_and_version_works() -> None:
         timeout=60,
     )
     assert v.returncode == 0 and v.stdout.startswith("footfall ")
+
+
+def test_output_into_a_closed_pipe_stops_quietly() -> None:
+    """`footfall … | head -1`: the reader goes away; no traceback, exit 141 as the shell's."""
+    import os
+    import subprocess
+    import sys
+
+    import heatmap.data
+
+    plan = os.path.join(os.path.dirname(heatmap.data.__file__), "default_store.toml")
+    r, w = os.pipe()
+    os.close(r)  # nobody reads: the first write fails with EPIPE
+    try:
+        code = f"import sys; from sensing.cli import main; sys.exit(main(['floorplan', {plan!r}]))"
+        done = subprocess.run(
+            [sys.executable, "-c", code], stdout=w, stderr=subprocess.PIPE, timeout=60
+        )
+    finally:
+        os.close(w)
+    assert done.returncode == 141, done.stderr
+    assert b"Traceback" not in done.stderr
