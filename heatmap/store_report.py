@@ -70,6 +70,8 @@ class Report:
     """zone-to-zone flows: the busiest k-anonymous transitions and how many were suppressed"""
     cell_m: float = 1.0
     """side of the localization grid's cells, m"""
+    door_in_implied: int = 0
+    """of ``door_in``: entries the beams missed, implied by the exits (analytics.door_flow)"""
 
 
 def _local(t_ms: int, tz: str) -> datetime:
@@ -145,7 +147,10 @@ def analyze(
         motion=MotionModel(grid, motion, min_gap_s=win.window_ms / 1000),
         workers=2 if len(win) > PARALLEL_MIN_WINDOWS else 1,
     )
-    door = analytics.door_flow(db, t0_ms, t1_ms)
+    # counted from the local midnight before the period (the store empty), so people
+    # inside at its start are in the occupancy and lost entries show (door_flow)
+    midnight = _local(t0_ms, plan.timezone).replace(hour=0, minute=0, second=0, microsecond=0)
+    door = analytics.door_flow(db, t0_ms, t1_ms, empty_ms=int(midnight.timestamp() * 1000))
     tracks = analytics.device_tracks(win, loc)
     rf = loc.person_seconds
     fusion = analytics.fuse(win, loc, door)
@@ -184,6 +189,7 @@ def analyze(
         n_obs,
         len(win_all),
         cell_m=grid.cell_m,
+        door_in_implied=door.implied_ins,
     )
     span = f"{_local(t0_ms, tz):%Y-%m-%d %H:%M}–{_local(t1_ms, tz):%H:%M} ({tz})"
     fig = render.heatmap_figure(
@@ -358,6 +364,9 @@ def _write_tables(rep: Report, out: Path) -> None:
         lines.append(s)
 
     line("visitors (door beams, in)", rep.door_in, "door_in")
+    if rep.door_in_implied:
+        n = rep.door_in_implied
+        lines.append(f"  of which implied by the exits{n:>16}  (two crossing as one)")
     line("exits (door beams, out)", rep.door_out, "door_out")
     line("passersby (RF, door-calibrated)", rep.passersby_est, "passersby")
     line("capture rate", rep.capture_rate, "capture_rate", "{:.3f}")
