@@ -35,6 +35,7 @@ from heatmap.retention import RetentionReport
 from sensing import __version__, payloads, topics
 from sensing.errors import FootfallError
 from sensing.mqtt_link import Publisher, connect, make_client
+from sensing.systemd_notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,20 @@ class AggregatorDaemon:
         the validated ``store.toml``.
     clock
         wall clock, s (tests inject one).
+    notifier
+        systemd notifications (READY, WATCHDOG, STOPPING; from the environment when
+        started by systemd, else silent).
     """
 
-    def __init__(self, cfg: AggregatorConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        cfg: AggregatorConfig,
+        clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.cfg = cfg
         self.clock = clock
+        self.notifier = notifier or Notifier()
         self.started = time.monotonic()
         self.ingest = Ingestor(
             cfg.store,
@@ -106,7 +116,9 @@ class AggregatorDaemon:
         """Run until ``stop`` is set; raises if storage failed."""
         next_status = time.monotonic()
         next_job = self.now_ms()  # at start
+        self.notifier.ready(f"store {self.cfg.store}, database {self.cfg.db}")
         while True:
+            self.notifier.watchdog()  # a hung loop is restarted (WatchdogSec in the unit)
             if self.ingest.error is not None:
                 raise DatabaseError(f"ingest stopped: {self.ingest.error}") from self.ingest.error
             if self.now_ms() >= next_job:
@@ -124,6 +136,7 @@ class AggregatorDaemon:
 
     def stop(self) -> None:
         """Store and acknowledge what is queued, publish ``offline``, disconnect."""
+        self.notifier.stopping()
         self._stopping.set()  # a running retention job ends after its current step
         if self._job is not None:
             self._job.join(timeout=JOB_STEP_TIMEOUT_S)

@@ -83,9 +83,11 @@ def write_config(path: Path, store: str, addr: BrokerAddress, **aggregator: Any)
     return path
 
 
-def start_aggregator(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_aggregator(
+    config: Path, log: Path, env_extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """``footfall aggregator --config …`` in a subprocess, output to ``log``."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env_extra or {})}
     with log.open("ab") as f:
         return subprocess.Popen(
             [sys.executable, "-m", "sensing.cli", "aggregator", "--config", str(config)],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -86,6 +87,22 @@ password = "secret"
     assert c.retention.tz == "Europe/Amsterdam" and c.plan_nodes[:2] == ("n1", "n2")
     assert c.broker.port == 8883 and c.broker.tls is not None
     assert c.broker.tls.key == tmp_path / "agg.key" and c.broker.username == "aggregator"
+
+
+def test_shipped_example_parses(tmp_path: Path) -> None:
+    """deploy/store.example.toml, its floor plan and TLS files pointed at ones here."""
+    text = (DEFAULT_PLAN.parents[2] / "deploy" / "store.example.toml").read_text()
+    assert '"/etc/footfall/floorplan.toml"' in text and text.count("/etc/footfall/tls/") == 3
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    for name in ("ca.crt", "aggregator-demo.crt", "aggregator-demo.key"):
+        (tls / name).write_text("")
+    text = text.replace('"/etc/footfall/floorplan.toml"', f'"{DEFAULT_PLAN}"')
+    p = tmp_path / "store.toml"
+    p.write_text(text.replace("/etc/footfall/tls/", f"{tls}/"))
+    cfg = aggregator_config.load(p)
+    assert cfg.store == "demo" and cfg.db == Path("/var/lib/footfall/store.db")
+    assert cfg.broker.port == 8883 and cfg.broker.tls is not None and cfg.k == 5
 
 
 @pytest.mark.parametrize(
@@ -227,9 +244,27 @@ def test_status_rejects_and_graceful_stop(mosquitto: RunningBroker, tmp_path: Pa
     store = "agg1"
     cfg = write_config(tmp_path / "store.toml", store, mosquitto.address)
     watch = StatusWatch(mosquitto, store)
-    proc = start_aggregator(cfg, tmp_path / "agg.log")
+    # as systemd starts it (Type=notify, WatchdogSec): a datagram socket to hear it
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    sock.settimeout(0.2)
+    notes: list[str] = []
+
+    def listen() -> None:
+        while True:
+            try:
+                notes.append(sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    threading.Thread(target=listen, daemon=True).start()
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
+    proc = start_aggregator(cfg, tmp_path / "agg.log", env)
     try:
         wait_until(lambda: watch.last().get("state") == "online", what="status online")
+        wait_until(lambda: any(n.startswith("READY=1") for n in notes), what="READY=1")
         now = int(time.time() * 1000)
         with publisher(mosquitto.address, "test-agg1-pub") as pub:
             pub.publish(topics.node_status_topic(store, "n1"), status("online"), retain=True)
@@ -252,6 +287,8 @@ def test_status_rejects_and_graceful_stop(mosquitto: RunningBroker, tmp_path: Pa
             proc.kill()
             proc.wait(10)
         watch.close()
+        sock.close()
+    assert "WATCHDOG=1" in notes and "STOPPING=1" in notes, notes
     log = (tmp_path / "agg.log").read_text()
     assert "stopped; 6 messages, 30 observations stored" in log, log
     assert "rejects: not_json 1, schema 1" in log
