@@ -4,6 +4,7 @@ and one end-to-end demo run that several tests inspect."""
 from __future__ import annotations
 
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -115,3 +116,24 @@ def demo_run(
         c.loop_stop()
         c.disconnect()
     yield DemoRun(out, res, rec)
+
+
+def notify_socket(path: Path) -> tuple[socket.socket, list[str]]:
+    """A systemd notify socket at ``path`` (NOTIFY_SOCKET for a daemon under test), and
+    the list its messages are appended to while the socket is open."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    got: list[str] = []
+
+    def listen() -> None:
+        while True:
+            try:
+                got.append(sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    threading.Thread(target=listen, daemon=True).start()
+    return sock, got

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from sensing import payloads, topics
 from sensing.errors import ConfigError
 from sensing.mqtt_link import connect, make_client
 
+from conftest import notify_socket
 from ingest_fixtures import (
     T0,
     obs,
@@ -245,21 +245,7 @@ def test_status_rejects_and_graceful_stop(mosquitto: RunningBroker, tmp_path: Pa
     cfg = write_config(tmp_path / "store.toml", store, mosquitto.address)
     watch = StatusWatch(mosquitto, store)
     # as systemd starts it (Type=notify, WatchdogSec): a datagram socket to hear it
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify.sock"))
-    sock.settimeout(0.2)
-    notes: list[str] = []
-
-    def listen() -> None:
-        while True:
-            try:
-                notes.append(sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    threading.Thread(target=listen, daemon=True).start()
+    sock, notes = notify_socket(tmp_path / "notify.sock")
     env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
     proc = start_aggregator(cfg, tmp_path / "agg.log", env)
     try:

@@ -5,7 +5,6 @@ and live board sources (GPIO beams on gpiozero's mock pins, a pty board)."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -32,7 +31,7 @@ from broker_fixtures import (
     wait_for,
     write_capture,
 )
-from conftest import Recorder
+from conftest import Recorder, notify_socket
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -182,25 +181,6 @@ def test_spool_bound_drops_oldest_and_status_counts_it(
         broker.stop()
 
 
-def _notify_socket(tmp_path: Path) -> tuple[socket.socket, list[str]]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify.sock"))
-    sock.settimeout(0.2)
-    got: list[str] = []
-
-    def listen() -> None:
-        while True:
-            try:
-                got.append(sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    threading.Thread(target=listen, daemon=True).start()
-    return sock, got
-
-
 def _text_forms(mac: bytes) -> set[str]:
     h = mac.hex()
     pairs = [h[i : i + 2] for i in range(0, 12, 2)]
@@ -219,7 +199,7 @@ def test_sigterm_flushes_spools_says_offline_notifies_systemd_logs_no_address(
         replay={"realtime": True, "speed": 10.0}, batch={"max_items": 100},
         log_level="debug",
     )  # fmt: skip
-    sock, notes = _notify_socket(tmp_path)
+    sock, notes = notify_socket(tmp_path / "notify.sock")
     env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
     p = footfall("node", "--config", str(toml), env=env)
     try:
