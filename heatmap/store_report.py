@@ -150,7 +150,8 @@ def analyze(
     # counted from the local midnight before the period (the store empty), so people
     # inside at its start are in the occupancy and lost entries show (door_flow)
     midnight = _local(t0_ms, plan.timezone).replace(hour=0, minute=0, second=0, microsecond=0)
-    door = analytics.door_flow(db, t0_ms, t1_ms, empty_ms=int(midnight.timestamp() * 1000))
+    midnight_ms = int(midnight.timestamp() * 1000)
+    door = analytics.door_flow(db, t0_ms, t1_ms, empty_ms=midnight_ms)
     tracks = analytics.device_tracks(win, loc)
     rf = loc.person_seconds
     fusion = analytics.fuse(win, loc, door)
@@ -203,7 +204,7 @@ def analyze(
     rep.files.append(str(render.save(fig, out / "heatmap_total.png")))
     (out / "radio_model.json").write_text(json.dumps(cal.summary(), indent=1, default=float))
     rep.files.append(str(out / "radio_model.json"))
-    rep.files += _hourly(plan, grid, loc.by_group * scale, hour0, out, db)
+    rep.files += _hourly(plan, grid, loc.by_group * scale, hour0, out, db, midnight_ms)
     rep.flows = _flows(plan, flow, out, span, rep)
     if truth_dir is not None:
         rep.truth = _compare(plan, grid, fused, rep, truth_dir, out, span, flow)
@@ -219,18 +220,17 @@ def _hourly(
     hour0: int,
     out: Path,
     db: sqlite3.Connection,
+    empty_ms: int,
 ) -> list[str]:
-    """One heatmap per hour, all on the colour scale of the busiest."""
+    """One heatmap per hour, all on the colour scale of the busiest; each says how many
+    came in that hour (counted from ``empty_ms`` as the total is: analytics.door_flow)."""
     files = []
     dens = per_hour / grid.cell_m**2
     vmax = float(np.percentile(dens[dens > 0], 99)) if (dens > 0).any() else 1.0
     for h, ps in enumerate(per_hour):
         h0 = hour0 + h * HOUR_MS
         lt = _local(h0, plan.timezone)
-        n_in = db.execute(
-            "SELECT COUNT(*) FROM door_events WHERE dir > 0 AND t_ms >= ? AND t_ms < ?",
-            (h0, h0 + HOUR_MS),
-        ).fetchone()[0]
+        n_in = analytics.door_flow(db, h0, h0 + HOUR_MS, empty_ms=empty_ms).ins
         fig = render.heatmap_figure(
             plan,
             grid,
