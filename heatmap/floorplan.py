@@ -11,6 +11,7 @@ Every error names the field it is about, e.g.
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -68,6 +69,16 @@ class Door:
     @property
     def center(self) -> Pt:
         return ((self.a[0] + self.b[0]) / 2, (self.a[1] + self.b[1]) / 2)
+
+    def inward(self, outline: Polygon) -> Pt:
+        """Unit normal of the door pointing into ``outline``: the way "in" is counted."""
+        (ax, ay), (bx, by) = self.a, self.b
+        n = math.hypot(bx - ax, by - ay) or 1.0
+        nx, ny = (by - ay) / n, -(bx - ax) / n
+        cx, cy = self.center
+        if not outline.contains(Point(cx + 0.05 * nx, cy + 0.05 * ny)):
+            nx, ny = -nx, -ny
+        return nx, ny
 
 
 @dataclass(frozen=True, slots=True)

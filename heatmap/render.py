@@ -18,7 +18,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon as MplPolygon
 from matplotlib.patches import Rectangle
 from numpy.typing import NDArray
-from shapely.geometry import Point
 
 from heatmap.floorplan import FloorPlan
 from heatmap.walkable_grid import WalkableGrid
@@ -81,7 +80,7 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
         ax.plot([d.a[0], d.b[0]], [d.a[1], d.b[1]], color="#fbfbf7", lw=3.5, zorder=5.5)
         ax.plot([d.a[0], d.b[0]], [d.a[1], d.b[1]], color="#2a9d4b", lw=1.5, ls=":", zorder=5.6)
         cx, cy = d.center
-        nx, ny = _inward(plan, d.a, d.b)
+        nx, ny = d.inward(plan.outline_polygon)
         ax.annotate(
             "",
             xy=(cx + nx, cy + ny),
@@ -179,17 +178,6 @@ def heatmap_figure(
 
 MAP_WIDTH_IN = 8.6
 """width of a map beside its colour bar in an 11-inch figure"""
-
-
-def _inward(plan: FloorPlan, a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
-    """Unit normal of the door (a, b) pointing into the store (the way "in" is counted)."""
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    n = np.hypot(dx, dy) or 1.0
-    nx, ny = dy / n, -dx / n
-    cx, cy = (a[0] + b[0]) / 2, (a[1] + b[1]) / 2
-    if not plan.outline_polygon.contains(Point(cx + 0.05 * nx, cy + 0.05 * ny)):
-        nx, ny = -nx, -ny
-    return nx, ny
 
 
 def comparison_figure(

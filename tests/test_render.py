@@ -41,7 +41,7 @@ def test_a_busy_cell_is_drawn_in_its_cell_and_nowhere_else() -> None:
 def test_door_arrows_point_into_the_store() -> None:
     south = load_default()  # doors in the south front: in is north
     for d in south.doors:
-        assert np.allclose(render._inward(south, d.a, d.b), (0.0, 1.0))
+        assert np.allclose(d.inward(south.outline_polygon), (0.0, 1.0))
     west = load(SECOND)  # doors in the west front: in is east
     for d in west.doors:
-        assert np.allclose(render._inward(west, d.a, d.b), (1.0, 0.0))
+        assert np.allclose(d.inward(west.outline_polygon), (1.0, 0.0))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from shapely.geometry import Point, Polygon
+from shapely.geometry import Polygon
 
 from firmware_bridge.door_direction import DoorDirection
 from firmware_bridge.protocol import (
@@ -49,10 +49,7 @@ class Crossing:
 def door_crossings(people: list[Person], door: Door, outline: Polygon) -> list[Crossing]:
     """Every time someone's path crosses the door segment (truth); +1 = into ``outline``."""
     (ax, ay), (bx, by) = door.a, door.b
-    nx_, ny_ = by - ay, -(bx - ax)  # a normal of the door segment
-    mx, my = door.center
-    norm = float(np.hypot(nx_, ny_))
-    inside_positive = outline.contains(Point(mx + 0.05 * nx_ / norm, my + 0.05 * ny_ / norm))
+    nx_, ny_ = door.inward(outline)  # the inside is the positive side
     out = []
     for p in people:
         k = np.asarray(p.keys)
@@ -74,8 +71,7 @@ def door_crossings(people: list[Person], door: Door, outline: Polygon) -> list[C
             speed = (
                 float(np.hypot(k[i + 1, 1] - k[i, 1], k[i + 1, 2] - k[i, 2]) / dt) if dt else 1.0
             )
-            to_positive = sgn[i] < 0
-            direction = 1 if to_positive == inside_positive else -1
+            direction = 1 if sgn[i] < 0 else -1  # from the outside in: +1
             out.append(Crossing(float(t), p.id, direction, max(speed, 0.3)))
     return sorted(out, key=lambda c: c.t)
 

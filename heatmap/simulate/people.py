@@ -289,16 +289,7 @@ def _keep_right_lanes(plan: FloorPlan) -> tuple[Waypoints, Waypoints]:
     """(outside, inside) points to walk in through, and (inside, outside) to walk out
     through: people keep to their right, so with several doors side by side those
     coming in use the right-most one and those leaving the one on their right."""
-    import shapely
-
-    ways = []
-    for d in plan.doors:
-        (ax, ay), (bx, by) = d.a, d.b
-        n = np.array([by - ay, -(bx - ax)]) / np.hypot(bx - ax, by - ay)
-        c = np.array(d.center)
-        if not plan.outline_polygon.contains(shapely.Point(*(c + 0.05 * n))):
-            n = -n  # n points into the store
-        ways.append((c, n))
+    ways = [(np.array(d.center), np.array(d.inward(plan.outline_polygon))) for d in plan.doors]
     n_in = ways[0][1]
     right_in = np.array([n_in[1], -n_in[0]])  # right-hand side walking in
     c_in, n1 = max(ways, key=lambda w: float(w[0] @ right_in))
