@@ -71,19 +71,19 @@ def day_ms(day: str, tz: str, now: datetime | None = None) -> tuple[int, int]:
     return int(a.timestamp() * 1000), int(b.timestamp() * 1000)
 
 
-def observed_span_ms(db: Path) -> tuple[int, int] | None:
-    """Whole minutes covering every observation in ``db``, [t0, t1) epoch ms (None when
-    it has none)."""
-    from heatmap import store_db
+def obs_extent_ms(conn: Any) -> tuple[int, int] | None:
+    """First and last observation of the store database (None when it has none)."""
+    lo, hi = conn.execute("SELECT MIN(t_ms), MAX(t_ms) FROM obs").fetchone()
+    return None if lo is None else (int(lo), int(hi))
 
-    conn = store_db.connect(db, readonly=True)
-    try:
-        lo, hi = conn.execute("SELECT MIN(t_ms), MAX(t_ms) FROM obs").fetchone()
-    finally:
-        conn.close()
-    if lo is None:
-        return None
-    return lo - lo % 60_000, hi - hi % 60_000 + 60_000
+
+def whole_minutes(first_ms: int, last_ms: int) -> tuple[int, int]:
+    """The whole minutes covering [first, last], as [t0, t1) epoch ms.
+
+    >>> whole_minutes(90_500, 150_000)
+    (60000, 180000)
+    """
+    return first_ms - first_ms % 60_000, last_ms - last_ms % 60_000 + 60_000
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -110,27 +110,27 @@ def cmd_report(a: argparse.Namespace) -> int:
     tz = plan.timezone
     if a.day and a.until:
         raise ConfigError("--until goes with --since, not with --day")
-    if a.day:
-        t0, t1 = day_ms(a.day, tz)
-    else:
-        since = parse_local_time_ms(a.since, tz) if a.since else None
-        until = parse_local_time_ms(a.until, tz) if a.until else None
-        if since is None or until is None:
-            span = observed_span_ms(db)
-            if span is None:
-                raise ConfigError(f"{db}: no observations")
-            since = span[0] if since is None else since
-            until = span[1] if until is None else until
-        t0, t1 = since, until
-    if t1 <= t0:
-        raise ConfigError("the period is empty: --until must come after --since")
     conn = store_db.connect(db, readonly=True)
     try:
+        extent = obs_extent_ms(conn)
+        if a.day:
+            t0, t1 = day_ms(a.day, tz)
+        else:
+            since = parse_local_time_ms(a.since, tz) if a.since else None
+            until = parse_local_time_ms(a.until, tz) if a.until else None
+            if since is None or until is None:
+                if extent is None:
+                    raise ConfigError(f"{db}: no observations")
+                span = whole_minutes(*extent)
+                since = span[0] if since is None else since
+                until = span[1] if until is None else until
+            t0, t1 = since, until
+        if t1 <= t0:
+            raise ConfigError("the period is empty: --until must come after --since")
         n = conn.execute(
             "SELECT COUNT(*) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
         ).fetchone()[0]
         purged = purged_hours(conn, t0, t1)
-        oldest = conn.execute("SELECT MIN(t_ms) FROM obs").fetchone()[0]
     finally:
         conn.close()
     if not n:
@@ -166,9 +166,10 @@ def cmd_report(a: argparse.Namespace) -> int:
         "  radio model: "
         + (f"{a.radio} (calibrated), phone level re-centred" if a.radio else "node links")
     )
-    if oldest is not None and oldest - t0 > HOUR_MS:
+    if extent is not None and extent[0] - t0 > HOUR_MS:
+        first = _span(extent[0], extent[0], tz)[:16]
         print(
-            f"  note: the database holds no observation before {_span(oldest, oldest, tz)[:16]}; "
+            f"  note: the database holds no observation before {first}; "
             "earlier ones were never recorded or retention has deleted them"
         )
     if purged:
