@@ -1,8 +1,8 @@
 """Decode speed: footfall's decoders vs scapy's full dissection, per real capture.
 
 For each capture, the same frames (the first ``--frames`` records, already read into
-memory) are decoded by :class:`~sensing.wifi_decode.WifiDecoder` /
-:class:`~sensing.ble_decode.BleDecoder` and dissected by scapy (the layer class
+memory) are decoded by :class:`~sensing.capture.wifi_decode.WifiDecoder` /
+:class:`~sensing.capture.ble_decode.BleDecoder` and dissected by scapy (the layer class
 scapy binds to the link type: RadioTap, Dot11, BTLE_RF, BTLE, NORDIC_BLE,
 PrismHeader). Each run times both back to back on one core; the table shows the
 median frames/s of each over ``--runs`` runs and the median of the per-run ratios.
@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sensing.ble_decode import BleDecoder
-from sensing.capture_file import Record, read_records
-from sensing.wifi_decode import WifiDecoder
+from sensing.capture.ble_decode import BleDecoder
+from sensing.capture.capture_file import Record, read_records
+from sensing.capture.wifi_decode import WifiDecoder
 
 WIFI = {105, 127, 119}
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

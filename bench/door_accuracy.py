@@ -2,7 +2,7 @@
 
 Simulates a day (default 8 h), decodes every door board's UART stream with the
 real bridge decoder and compares in/out counts per hour with the truth crossings;
-then the footfall the report uses (:func:`heatmap.analytics.door_flow`: the same
+then the footfall the report uses (:func:`heatmap.report.analytics.door_flow`: the same
 events in a store database, counted from the empty store, entries the beams lost
 implied by the exits). ``--second`` runs the benches' second layout.
 
@@ -23,11 +23,11 @@ from pathlib import Path
 
 from firmware_bridge.decoder import StreamDecoder
 from firmware_bridge.protocol import DoorCrossing
-from heatmap.analytics import door_flow
-from heatmap.floorplan import load, load_default
+from heatmap.aggregator.store_db import StoreDB
+from heatmap.report.analytics import door_flow
 from heatmap.simulate.scenario import Scenario
 from heatmap.simulate.store_day import simulate
-from heatmap.store_db import StoreDB
+from heatmap.spatial.floorplan import load, load_default
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -12,7 +12,7 @@ its own link type and, one time in eight, under another supported link type.
 A *crash* is any exception out of ``decode`` or any accepted result breaking the
 output contract (6-byte address, sequence 0-4095, RSSI in range or None, channel,
 PDU type, ``ie_sig`` version byte). The capture reader is fuzzed on whole files
-(mutated real files): only :class:`~sensing.errors.CaptureError` may come out.
+(mutated real files): only :class:`~firmware_bridge.errors.CaptureError` may come out.
 
 Usage::
 
@@ -37,11 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sensing.ble_decode import BleDecoder
-from sensing.capture_file import CaptureReader, read_records
-from sensing.errors import CaptureError
-from sensing.observation import BleAdvert, WifiProbe
-from sensing.wifi_decode import WifiDecoder
+from firmware_bridge.errors import CaptureError
+from sensing.capture.ble_decode import BleDecoder
+from sensing.capture.capture_file import CaptureReader, read_records
+from sensing.capture.decoded import BleAdvert, WifiProbe
+from sensing.capture.wifi_decode import WifiDecoder
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 WIFI_LT = (127, 105)

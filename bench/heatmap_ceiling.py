@@ -37,12 +37,13 @@ from typing import Any
 import numpy as np
 
 from heatmap import calibration
-from heatmap.floorplan import FloorPlan, load_default
-from heatmap.localizers import grid_posterior, harness
-from heatmap.motion import MotionModel
-from heatmap.radio_model import RadioModel
+from heatmap.localizers import grid_posterior
+from heatmap.simulate import accuracy_harness as harness
 from heatmap.simulate.scenario import Scenario
-from heatmap.walkable_grid import WalkableGrid, samples_for
+from heatmap.spatial.floorplan import FloorPlan, load_default
+from heatmap.spatial.motion import MotionModel
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from store_day import twenty_node_plan

@@ -22,7 +22,7 @@ Two ways to load it:
   batch committed) shortly after the last one was published (``lag``).
 
 ``--full-schema`` validates obs batches with jsonschema instead of the
-hand-written check (:func:`sensing.payloads.check_obs`), to show what that costs.
+hand-written check (:func:`sensing.wire.payloads.check_obs`), to show what that costs.
 
 Usage::
 
@@ -49,10 +49,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from heatmap.broker import free_port, mosquitto_config, start_mosquitto
-from heatmap.ingest import Ingestor
-from sensing import payloads, topics
-from sensing.mqtt_link import BrokerAddress, Publisher, connect, make_client
+from heatmap.aggregator.broker import free_port, mosquitto_config, start_mosquitto
+from heatmap.aggregator.ingest import Ingestor
+from sensing.runtime.mqtt_link import BrokerAddress, Publisher, connect, make_client
+from sensing.wire import payloads, topics
 
 T0_MS = 1_795_000_000_000
 BANDS = ("ble", "ble", "ble", "wifi24", "wifi5")

@@ -4,7 +4,7 @@ Three parts, each printed as a table and written to a JSON report:
 
 1. **Simulated store** (the bundled plan; several seeds; shadowing 4 and 8 dB).
    The day is drawn with the simulator's own code and seed
-   (:mod:`heatmap.localizers.harness`: same people, phones, adverts and RSSI as
+   (:mod:`heatmap.simulate.accuracy_harness`: same people, phones, adverts and RSSI as
    ``footfall simulate`` writes to pcaps), grouped per advertising address and
    5 s window like the aggregator's pseudonyms; the truth of a window is where
    the phone was while sending it. The radio model is *self-calibrated* as in a
@@ -14,7 +14,7 @@ Three parts, each printed as a table and written to a JSON report:
    (passersby on the street are reported apart). The CRB-derived RMSE is the
    median over those windows of √trace(CRB) at the true position with the
    frames the phone really sent and the *true* radio parameters
-   (:mod:`heatmap.crb`; one window alone — a motion model may beat it).
+   (:mod:`heatmap.spatial.crb`; one window alone — a motion model may beat it).
 2. **Real data**: the Kolakowski apartment (6 BLE anchors, robot test). The
    model is fitted on its calibration walk only; hyper-parameters (residual map
    bandwidth, motion diffusion) are chosen on the walk's last 20 % held out,
@@ -53,12 +53,14 @@ import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from heatmap import calibration, crb
-from heatmap.floorplan import FloorPlan, load_default
-from heatmap.localizers import get, harness, kolakowski
-from heatmap.radio_model import RadioModel
+from heatmap import calibration
+from heatmap.localizers import get, kolakowski
+from heatmap.simulate import accuracy_harness as harness
 from heatmap.simulate.scenario import Scenario
-from heatmap.walkable_grid import WalkableGrid, samples_for
+from heatmap.spatial import crb
+from heatmap.spatial.floorplan import FloorPlan, load_default
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "bench" / "baselines" / "localize.json"
@@ -231,7 +233,7 @@ def print_real(res: dict[str, Any]) -> None:
 
 
 def demo_heatmap(hours: float, seed: int) -> dict[str, Any]:
-    from heatmap.demo import default_scenario, run_demo
+    from heatmap.simulate.demo import default_scenario, run_demo
 
     with tempfile.TemporaryDirectory(prefix="footfall-bench-") as d:
         t = time.perf_counter()

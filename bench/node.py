@@ -39,12 +39,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from heatmap.broker import start_mosquitto
+from heatmap.aggregator.broker import start_mosquitto
 from heatmap.simulate import frames as air
-from sensing.batcher import Batcher
-from sensing.capture_file import CaptureReader
-from sensing.node_pipeline import NodePipeline
-from sensing.pseudonym import KeyFile, Pseudonymizer
+from sensing.capture.capture_file import CaptureReader
+from sensing.node.batcher import Batcher
+from sensing.node.pipeline import NodePipeline
+from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
 
 T0_MS = 1_795_000_000_000
 
@@ -123,7 +123,7 @@ def run_node(conf: Path, timeout_s: float) -> tuple[dict[str, object], float, fl
     """(stopped event, wall s, CPU s, peak RSS MB) of one ``footfall node`` run."""
     t = time.monotonic()
     p = subprocess.Popen(
-        [sys.executable, "-m", "sensing.cli", "node", "--config", str(conf)],
+        [sys.executable, "-m", "sensing.cli.main", "node", "--config", str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

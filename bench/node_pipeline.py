@@ -3,8 +3,8 @@ batch → encode, per real capture, on one core (goal: ≥ 20,000 frames/s).
 
 For each capture the records are read into memory first (file I/O is not the
 node's hot path; a live node gets frames from a socket). Each run then pushes
-every record through a fresh :class:`~sensing.node_pipeline.NodePipeline` and a
-:class:`~sensing.batcher.Batcher`, encoding every closed batch to its v1 JSON
+every record through a fresh :class:`~sensing.node.pipeline.NodePipeline` and a
+:class:`~sensing.node.batcher.Batcher`, encoding every closed batch to its v1 JSON
 payload exactly as it is published. Three configurations:
 
 ``plain``
@@ -13,8 +13,8 @@ payload exactly as it is published. Three configurations:
     100 opted-out addresses, a configured vendor prefix and a configured
     address, the learner on: one more HMAC per frame for the lists
 ``live``
-    ``privacy`` fed through :class:`~sensing.live_wifi.MonitorSource` over a
-    :class:`~sensing.live_wifi.ReplaySocket` (Wi-Fi captures only): the live
+    ``privacy`` fed through :class:`~sensing.capture.live_wifi.MonitorSource` over a
+    :class:`~sensing.capture.live_wifi.ReplaySocket` (Wi-Fi captures only): the live
     source's per-frame overhead without the kernel
 
 A timed pass holds 2,000 frames at least: a shorter capture is replayed again,
@@ -46,13 +46,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sensing import payloads
-from sensing.batcher import Batcher
-from sensing.capture_file import Record, read_records
-from sensing.live_wifi import MonitorSource, ReplaySocket
-from sensing.node_pipeline import NodeFilters, NodePipeline
-from sensing.optout import ListKey, OptOutList
-from sensing.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
+from sensing.capture.capture_file import Record, read_records
+from sensing.capture.live_wifi import MonitorSource, ReplaySocket
+from sensing.node.batcher import Batcher
+from sensing.node.pipeline import NodeFilters, NodePipeline
+from sensing.privacy.optout import ListKey, OptOutList
+from sensing.privacy.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
+from sensing.wire import payloads
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GOAL = 20_000

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from localize import print_store, store_run, summarize_store
 
-from heatmap.floorplan import FloorPlan, load
 from heatmap.simulate.scenario import Checkout, Scenario
+from heatmap.spatial.floorplan import FloorPlan, load
 
 PLAN = Path(__file__).resolve().parent / "layouts" / "corner_grocer.toml"
 CHECKOUT = Checkout(
@@ -57,7 +57,7 @@ BASELINE = Path(__file__).resolve().parent / "baselines" / "second_layout.json"
 
 def pipeline(plan: FloorPlan, hours: float, seed: int) -> dict[str, Any]:
     """``footfall demo``'s whole path on this plan; the report's figures beside the truth."""
-    from heatmap.demo import run_demo
+    from heatmap.simulate.demo import run_demo
 
     sc = dataclasses.replace(SCENARIO, hours=hours, seed=seed)
     with tempfile.TemporaryDirectory(prefix="footfall-second-") as d:

@@ -5,7 +5,7 @@ visitors and 1 s windows. The store is the bundled 30 × 20 m plan with its six
 nodes replaced by a 5 × 4 grid (6 m × 5 m pitch, the density GOALS assumes
 for its CRB figures). The day (12 h, 08:00–20:00) is drawn by the simulator's
 own code (people, phones, advertising events, received RSSI) through
-:func:`heatmap.localizers.harness.simulate_windows`, and every BLE frame a node
+:func:`heatmap.simulate.accuracy_harness.simulate_windows`, and every BLE frame a node
 heard is written as an observation row into a real store database (footfall's
 schema, 16-hex pseudonyms). Drawing and writing are not timed.
 
@@ -14,7 +14,7 @@ that its peak RSS is its own:
 
 1. read: the period's rows streamed out of SQLite an hour at a time (2
    processes) into compact columns and grouped into 1 s windows
-   (:func:`heatmap.obs_reader.read_windows`, as the report reads them),
+   (:func:`heatmap.aggregator.obs_reader.read_windows`, as the report reads them),
 2. calibrate: radio model from the node-to-node links, then the phone population
    and the motion model's dwelling diffusion,
 3. localize: every window (grid posterior + motion, 2 worker processes), as
@@ -45,14 +45,17 @@ from typing import Any
 
 import numpy as np
 
-from heatmap import analytics, calibration, flows, store_db
-from heatmap.floorplan import FloorPlan, Node, load_default
-from heatmap.localizers import grid_posterior, harness
-from heatmap.obs_reader import read_windows
-from heatmap.radio_model import RadioModel
+from heatmap import calibration
+from heatmap.aggregator import store_db
+from heatmap.aggregator.obs_reader import read_windows
+from heatmap.localizers import grid_posterior
+from heatmap.report import analytics, flows
+from heatmap.simulate import accuracy_harness as harness
 from heatmap.simulate.scenario import HOURLY_PROFILE, Scenario
-from heatmap.walkable_grid import WalkableGrid, samples_for
-from sensing.process_memory import peak_rss_mib
+from heatmap.spatial.floorplan import FloorPlan, Node, load_default
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
+from sensing.runtime.process_memory import peak_rss_mib
 
 VISITORS_PER_DAY = 3000
 DAY_START = datetime(2026, 11, 20, 8, 0)

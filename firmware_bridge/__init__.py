@@ -9,7 +9,7 @@ together into :mod:`firmware_bridge.events` for one link, which
 :mod:`firmware_bridge.gpio_beams` reads a beam pair on the node's GPIO with the
 same :mod:`firmware_bridge.door_direction` logic as the firmware; the node
 daemon batches the events into v1 MQTT payloads
-(:func:`firmware_bridge.events.payload_items`, :class:`sensing.batcher.Batcher`).
+(:func:`firmware_bridge.events.payload_items`, :class:`sensing.node.batcher.Batcher`).
 
 Fakes and harnesses: :mod:`firmware_bridge.pty_board` (a board behind a pty),
 :mod:`firmware_bridge.simavr_board` (the real firmware under simavr),

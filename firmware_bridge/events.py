@@ -3,7 +3,7 @@ stamped in node time.
 
 Both the serial path (:mod:`firmware_bridge.serial_link`) and the GPIO path
 (:mod:`firmware_bridge.gpio_beams`) produce these; the node daemon batches them
-(:class:`sensing.batcher.Batcher`, key ``"ev"``) into the v1 door and floor
+(:class:`sensing.node.batcher.Batcher`, key ``"ev"``) into the v1 door and floor
 payloads, one row per event from :func:`payload_items`.
 
 >>> payload_items(DoorEvent(1_700_000_000_000, -1)), payload_items(TileEvent(0, 35, 1))
@@ -50,5 +50,5 @@ BoardEvent = DoorEvent | TileEvent
 def payload_items(e: BoardEvent) -> list[int]:
     """The fields after ``dt_ms`` in the event's row of a v1 payload: ``[direction]``
     for a door crossing, ``[tile, state]`` for a tile change (contract:
-    ``sensing/schemas/door_events.schema.json`` and ``floor_events.schema.json``)."""
+    ``sensing/wire/schemas/door_events.schema.json`` and ``floor_events.schema.json``)."""
     return [e.direction] if isinstance(e, DoorEvent) else [e.tile, e.state]

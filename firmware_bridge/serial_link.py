@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 from firmware_bridge.board_clock import epoch_ms
 from firmware_bridge.board_stream import BoardInfo, BoardStream
 from firmware_bridge.decoder import LinkStats
+from firmware_bridge.errors import CaptureError
 from firmware_bridge.events import BoardEvent
-from sensing.errors import CaptureError
 
 if TYPE_CHECKING:
     import serial

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from sensing.errors import FootfallError
+from firmware_bridge.errors import FootfallError
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "hardware" / "firmware"
 F_CPU = 16_000_000

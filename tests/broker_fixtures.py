@@ -3,7 +3,7 @@ brokers that can be killed and restarted on the same port (plain, or the shipped
 TLS + ACL config), node configs, and counting what an aggregator stored.
 
 Everything runs on loopback with real Mosquitto; certificates are made here
-with ``cryptography`` (through :mod:`sensing.pki`).
+with ``cryptography`` (through :mod:`sensing.provision.pki`).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from typing import Any
 
 import tomli_w
 
-from heatmap.broker import RunningBroker, free_port, start_mosquitto
+from heatmap.aggregator.broker import RunningBroker, free_port, start_mosquitto
 from heatmap.simulate import frames
-from sensing import pki
-from sensing.broker_acl import StoreLayout, acl_text
-from sensing.capture_file import CaptureReader
-from sensing.mqtt_link import BrokerAddress, TlsFiles
-from sensing.node_pipeline import NodePipeline
-from sensing.pseudonym import KeyFile, Pseudonymizer
+from sensing.capture.capture_file import CaptureReader
+from sensing.node.pipeline import NodePipeline
+from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
+from sensing.provision import pki
+from sensing.provision.broker_acl import StoreLayout, acl_text
+from sensing.runtime.mqtt_link import BrokerAddress, TlsFiles
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONF = REPO / "deploy" / "mosquitto" / "footfall.conf"
@@ -264,7 +264,7 @@ def footfall(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subpro
     e = dict(os.environ)
     e.update(env or {})
     return subprocess.Popen(
-        [sys.executable, "-m", "sensing.cli", *args],
+        [sys.executable, "-m", "sensing.cli.main", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -13,8 +13,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from heatmap.broker import RunningBroker, start_mosquitto
-from sensing.mqtt_link import BrokerAddress, connect, make_client
+from heatmap.aggregator.broker import RunningBroker, start_mosquitto
+from sensing.runtime.mqtt_link import BrokerAddress, connect, make_client
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
@@ -101,7 +101,7 @@ def demo_run(
     tmp_path_factory: pytest.TempPathFactory, mosquitto: RunningBroker
 ) -> Iterator[DemoRun]:
     """One short demo through a real Mosquitto, with every MQTT message recorded."""
-    from heatmap.demo import default_scenario, run_demo
+    from heatmap.simulate.demo import default_scenario, run_demo
 
     out = tmp_path_factory.mktemp("demo")
     rec = Recorder()

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sensing import payloads
-from sensing.mqtt_link import BrokerAddress, Publisher, connect, make_client
+from sensing.runtime.mqtt_link import BrokerAddress, Publisher, connect, make_client
+from sensing.wire import payloads
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_795_000_000_000
@@ -90,7 +90,7 @@ def start_aggregator(
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env_extra or {})}
     with log.open("ab") as f:
         return subprocess.Popen(
-            [sys.executable, "-m", "sensing.cli", "aggregator", "--config", str(config)],
+            [sys.executable, "-m", "sensing.cli.main", "aggregator", "--config", str(config)],
             stdout=f,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

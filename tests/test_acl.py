@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import paho.mqtt.client as mqtt
 import pytest
 
-from sensing import topics
-from sensing.broker_acl import doctor_topic
-from sensing.mqtt_link import BrokerAddress, connect, make_client, probe_publish
+from sensing.provision.broker_acl import doctor_topic
+from sensing.runtime.mqtt_link import BrokerAddress, connect, make_client, probe_publish
+from sensing.wire import topics
 
 from broker_fixtures import STORE, Broker, StorePki, make_pki, tls_broker, wait_for
 
@@ -124,11 +124,11 @@ def test_bi_reads_only_aggregates_and_cannot_publish(store: tuple[StorePki, Brok
 
 def test_provision_acl_from_the_floor_plan() -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "sensing.cli", "provision", "acl", "--bi", "dashboard"],
+        [sys.executable, "-m", "sensing.cli.main", "provision", "acl", "--bi", "dashboard"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     acl = r.stdout
-    from heatmap.floorplan import load_default
+    from heatmap.spatial.floorplan import load_default
 
     plan = load_default()
     for n in plan.nodes:

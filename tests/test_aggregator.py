@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
-from heatmap import aggregator_config, aggregator_status
-from heatmap.aggregator_daemon import AggregatorDaemon
-from heatmap.broker import RunningBroker
-from heatmap.ingest import IngestStats, PublisherTrack
-from heatmap.pid_class import HOUR_MS
-from sensing import payloads, topics
-from sensing.errors import ConfigError
-from sensing.mqtt_link import connect, make_client
+from firmware_bridge.errors import ConfigError
+from heatmap.aggregator import config as aggregator_config
+from heatmap.aggregator import status as aggregator_status
+from heatmap.aggregator.broker import RunningBroker
+from heatmap.aggregator.daemon import AggregatorDaemon
+from heatmap.aggregator.ingest import IngestStats, PublisherTrack
+from heatmap.aggregator.pid_class import HOUR_MS
+from sensing.runtime.mqtt_link import connect, make_client
+from sensing.wire import payloads, topics
 
 from conftest import notify_socket
 from ingest_fixtures import (
@@ -38,7 +39,9 @@ from ingest_fixtures import (
     write_config,
 )
 
-DEFAULT_PLAN = Path(__file__).resolve().parents[1] / "heatmap" / "data" / "default_store.toml"
+DEFAULT_PLAN = (
+    Path(__file__).resolve().parents[1] / "heatmap" / "spatial" / "data" / "default_store.toml"
+)
 
 # ------------------------------------------------------------------ configuration
 
@@ -91,7 +94,7 @@ password = "secret"
 
 def test_shipped_example_parses(tmp_path: Path) -> None:
     """deploy/store.example.toml, its floor plan and TLS files pointed at ones here."""
-    text = (DEFAULT_PLAN.parents[2] / "deploy" / "store.example.toml").read_text()
+    text = (DEFAULT_PLAN.parents[3] / "deploy" / "store.example.toml").read_text()
     assert '"/etc/footfall/floorplan.toml"' in text and text.count("/etc/footfall/tls/") == 3
     tls = tmp_path / "tls"
     tls.mkdir()
@@ -155,7 +158,7 @@ def test_config_errors_name_the_field(tmp_path: Path, text: str, field: str) -> 
 def test_cli_reports_config_errors(tmp_path: Path) -> None:
     p = _cfg(tmp_path, '[aggregator]\nstore = "demo"\n')
     r = subprocess.run(
-        [sys.executable, "-m", "sensing.cli", "aggregator", "--config", str(p)],
+        [sys.executable, "-m", "sensing.cli.main", "aggregator", "--config", str(p)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,5 +1,5 @@
-from sensing import payloads
-from sensing.batcher import Batcher
+from sensing.node.batcher import Batcher
+from sensing.wire import payloads
 
 
 def test_batches_close_on_size_and_age_and_validate() -> None:

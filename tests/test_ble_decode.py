@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from sensing.ble_decode import (
+from sensing.capture.ble_decode import (
     CHANNEL_UNKNOWN,
     BleDecoder,
     ble_crc24,
     device_kind,
     rf_to_channel_index,
 )
-from sensing.capture_file import read_records
-from sensing.observation import BleAddrType, BleAdvert, DeviceKind
+from sensing.capture.capture_file import read_records
+from sensing.capture.decoded import BleAddrType, BleAdvert
+from sensing.wire.observation import DeviceKind
 
 DATA = Path(
     os.environ.get("FOOTFALL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from firmware_bridge.decoder import MAX_ENCODED
+from firmware_bridge.errors import CaptureError
 from firmware_bridge.events import DoorEvent, TileEvent
 from firmware_bridge.protocol import (
     BoardKind,
@@ -26,7 +27,6 @@ from firmware_bridge.protocol import (
 )
 from firmware_bridge.pty_board import PtyBoard
 from firmware_bridge.serial_link import SerialLink
-from sensing.errors import CaptureError
 
 FAULTS = (
     "garbage_delim",

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 
 from heatmap import calibration
-from heatmap.floorplan import load_default
-from heatmap.localizers import harness
-from heatmap.radio_model import RadioModel
+from heatmap.simulate import accuracy_harness as harness
 from heatmap.simulate import node_beacons
 from heatmap.simulate.scenario import Scenario
-from heatmap.walkable_grid import WalkableGrid
-from sensing.ble_decode import BleDecoder
-from sensing.capture_file import CaptureReader
-from sensing.observation import KIND_SHIFT, BleAddrType, DeviceKind, Flag
+from heatmap.spatial.floorplan import load_default
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
+from sensing.capture.ble_decode import BleDecoder
+from sensing.capture.capture_file import CaptureReader
+from sensing.capture.decoded import BleAddrType
+from sensing.wire.observation import KIND_SHIFT, DeviceKind, Flag
 
 BEACON_PUBLIC = int(DeviceKind.BEACON) << KIND_SHIFT
 PHONE = (int(DeviceKind.APPLE) << KIND_SHIFT) | int(Flag.BLE_RANDOM) | int(Flag.RANDOMIZED)
@@ -68,7 +69,7 @@ def test_node_beacons_are_found_without_the_key() -> None:
 
 
 def test_pseudonyms_as_integer_codes_give_the_same_links() -> None:
-    """The report reads pseudonyms as integer codes (heatmap.obs_reader): beacons must
+    """The report reads pseudonyms as integer codes (heatmap.aggregator.obs_reader): beacons must
     be found, their links counted and their rows kept out of the phones' windows
     exactly as with the strings (a str() of a code once silently lost every link)."""
     sc = Scenario(hours=0.5, seed=4)

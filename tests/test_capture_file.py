@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sensing.capture_file import CaptureReader, CaptureStats, Record, read_records
-from sensing.errors import CaptureError
+from firmware_bridge.errors import CaptureError
+from sensing.capture.capture_file import CaptureReader, CaptureStats, Record, read_records
 
 DATA = Path(
     os.environ.get("FOOTFALL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

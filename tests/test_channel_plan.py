@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from sensing.channel_plan import (
+from firmware_bridge.errors import CaptureError, ConfigError
+from sensing.capture.channel_plan import (
     ChannelHopper,
     ChannelPlan,
     IwRadio,
     parse_phy_info,
     unsupported,
 )
-from sensing.errors import CaptureError, ConfigError
 
 
 class RecordingRadio:

@@ -6,7 +6,7 @@ import sys
 
 def test_parser_builds_without_heavy_imports() -> None:
     code = (
-        "import sys, sensing.cli as c; c.build_parser(); "
+        "import sys, sensing.cli.main as c; c.build_parser(); "
         "heavy = [m for m in ('matplotlib', 'scipy', 'numpy', 'shapely') if m in sys.modules]; "
         "print(heavy)"
     )
@@ -18,14 +18,14 @@ def test_parser_builds_without_heavy_imports() -> None:
 
 def test_usage_error_exits_2_and_version_works() -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "sensing.cli", "nonsense"],
+        [sys.executable, "-m", "sensing.cli.main", "nonsense"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert r.returncode == 2
     v = subprocess.run(
-        [sys.executable, "-m", "sensing.cli", "--version"],
+        [sys.executable, "-m", "sensing.cli.main", "--version"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -39,13 +39,16 @@ def test_output_into_a_closed_pipe_stops_quietly() -> None:
     import subprocess
     import sys
 
-    import heatmap.data
+    import heatmap.spatial.data
 
-    plan = os.path.join(os.path.dirname(heatmap.data.__file__), "default_store.toml")
+    plan = os.path.join(os.path.dirname(heatmap.spatial.data.__file__), "default_store.toml")
     r, w = os.pipe()
     os.close(r)  # nobody reads: the first write fails with EPIPE
     try:
-        code = f"import sys; from sensing.cli import main; sys.exit(main(['floorplan', {plan!r}]))"
+        code = (
+            "import sys; from sensing.cli.main import main; "
+            f"sys.exit(main(['floorplan', {plan!r}]))"
+        )
         done = subprocess.run(
             [sys.executable, "-c", code], stdout=w, stderr=subprocess.PIPE, timeout=60
         )

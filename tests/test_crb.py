@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import shapely
 
-from heatmap import crb
-from heatmap.floorplan import load_default
-from heatmap.node_placement import Layout, suggest_layout
-from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial import crb
+from heatmap.spatial.floorplan import load_default
+from heatmap.spatial.node_placement import Layout, suggest_layout
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 
 def test_tobit_information_limits() -> None:

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sensing.ble_decode import BleDecoder
-from sensing.wifi_decode import WifiDecoder
+from sensing.capture.ble_decode import BleDecoder
+from sensing.capture.wifi_decode import WifiDecoder
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FOOTFALL_DATA", ROOT.parent / "shared" / "data"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sensing import payloads, topics
+from sensing.wire import payloads, topics
 
 from conftest import DemoRun
 
@@ -86,7 +86,7 @@ def test_cli_demo_on_a_fresh_output_dir(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "sensing.cli",
+            "sensing.cli.main",
             "demo",
             "--hours",
             "0.2",
@@ -107,7 +107,7 @@ def test_cli_demo_on_a_fresh_output_dir(tmp_path: Path) -> None:
 
 def test_demo_with_embedded_amqtt_broker(tmp_path: Path) -> None:
     """What a machine without mosquitto gets: the embedded pure-Python broker."""
-    from heatmap.demo import default_scenario, run_demo
+    from heatmap.simulate.demo import default_scenario, run_demo
 
     res = run_demo(tmp_path / "out", default_scenario(0.1, seed=2), broker="amqtt")
     assert res.broker_kind == "amqtt"

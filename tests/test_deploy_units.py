@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sensing.cli import build_parser
+from sensing.cli.main import build_parser
 
 UNITS = Path(__file__).resolve().parents[1] / "deploy" / "systemd"
 

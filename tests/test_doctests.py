@@ -6,14 +6,14 @@ import importlib
 import pytest
 
 MODULES = [
-    "sensing.topics",
-    "sensing.pseudonym",
+    "sensing.wire.topics",
+    "sensing.privacy.pseudonym",
     "firmware_bridge.protocol",
     "firmware_bridge.decoder",
     "firmware_bridge.door_direction",
-    "heatmap.floorplan",
-    "heatmap.walkable_grid",
-    "heatmap.cli_report",
+    "heatmap.spatial.floorplan",
+    "heatmap.spatial.walkable_grid",
+    "sensing.cli.report",
 ]
 
 

@@ -16,12 +16,12 @@ import pytest
 
 from firmware_bridge.protocol import BoardKind, Heartbeat
 from firmware_bridge.pty_board import PtyBoard
-from heatmap.broker import free_port
-from sensing import node_config
-from sensing.clock_sync import FixedClock
-from sensing.doctor import Check, Doctor, fit
-from sensing.mqtt_link import BrokerAddress
-from sensing.node_config import BleConfig, BoardConfig, NodeConfig, WifiConfig
+from heatmap.aggregator.broker import free_port
+from sensing.node import config as node_config
+from sensing.node.clock_sync import FixedClock
+from sensing.node.config import BleConfig, BoardConfig, NodeConfig, WifiConfig
+from sensing.node.doctor import Check, Doctor, fit
+from sensing.runtime.mqtt_link import BrokerAddress
 
 from broker_fixtures import (
     Broker,
@@ -216,7 +216,7 @@ def test_cli_prints_one_line_per_check_and_exits_by_fitness(tmp_path: Path) -> N
         wifi={"pcap": str(cap / "wifi.pcap")},
     )  # fmt: skip
     r = subprocess.run(
-        [sys.executable, "-m", "sensing.cli", "doctor", "--config", str(toml)],
+        [sys.executable, "-m", "sensing.cli.main", "doctor", "--config", str(toml)],
         capture_output=True, text=True, timeout=60, env=dict(os.environ),
     )  # fmt: skip
     lines = r.stdout.splitlines()
@@ -225,7 +225,7 @@ def test_cli_prints_one_line_per_check_and_exits_by_fitness(tmp_path: Path) -> N
     assert any(x.startswith("FAIL  broker ") for x in lines)
     assert lines[-1] == "footfall doctor: node n1 is NOT fit to run (1 problem)"
     bad = subprocess.run(
-        [sys.executable, "-m", "sensing.cli", "doctor", "--config", str(tmp_path / "none.toml")],
+        [sys.executable, "-m", "sensing.cli.main", "doctor", "--config", str(tmp_path / "no.toml")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 1 and bad.stdout.startswith("FAIL  config")

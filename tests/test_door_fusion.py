@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from heatmap.analytics import DoorFlow, door_flow, fuse
+from heatmap.aggregator.store_db import StoreDB
 from heatmap.localizers.base import Posterior, Windows
-from heatmap.store_db import StoreDB
+from heatmap.report.analytics import DoorFlow, door_flow, fuse
 
 T0 = 1_760_000_000_000
 WINDOW_MS = 5000

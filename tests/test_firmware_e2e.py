@@ -15,7 +15,7 @@ from firmware_bridge.door_scenario import beam_edges, passages, truth_count
 from firmware_bridge.events import BoardEvent, DoorEvent, TileEvent
 from firmware_bridge.serial_link import SerialLink
 from firmware_bridge.simavr_board import FirmwareBuild, SimavrBoard, SimResult, SimScript
-from sensing import payloads, topics
+from sensing.wire import payloads, topics
 
 from conftest_hw import firmware_build  # noqa: F401
 

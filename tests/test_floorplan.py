@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
-from heatmap.floorplan import load, load_default, parse
-from sensing.errors import ConfigError
+from firmware_bridge.errors import ConfigError
+from heatmap.spatial.floorplan import load, load_default, parse
 
 
 def default_data() -> dict[str, Any]:
-    return tomllib.loads(resources.files("heatmap.data").joinpath("default_store.toml").read_text())
+    return tomllib.loads(
+        resources.files("heatmap.spatial.data").joinpath("default_store.toml").read_text()
+    )
 
 
 def test_default_store_matches_the_brief() -> None:
@@ -111,7 +113,7 @@ def test_cli_reports_error_and_exit_code(tmp_path: Path) -> None:
     p = tmp_path / "plan.toml"
     p.write_bytes(tomli_w.dumps(bad).encode())
     r = subprocess.run(
-        [sys.executable, "-m", "sensing.cli", "floorplan", str(p)],
+        [sys.executable, "-m", "sensing.cli.main", "floorplan", str(p)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -123,9 +125,9 @@ def test_cli_reports_error_and_exit_code(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "sensing.cli",
+            "sensing.cli.main",
             "floorplan",
-            str(resources.files("heatmap.data").joinpath("default_store.toml")),
+            str(resources.files("heatmap.spatial.data").joinpath("default_store.toml")),
         ],
         capture_output=True,
         text=True,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from matplotlib.patches import FancyArrowPatch
 
-from heatmap import flows, truth_compare
-from heatmap.floorplan import FloorPlan, Zone, load_default
 from heatmap.localizers.base import Windows
+from heatmap.report import flows, truth_compare
+from heatmap.spatial.floorplan import FloorPlan, Zone, load_default
 
 from conftest import DemoRun
 
@@ -122,7 +122,7 @@ def test_windows_out_of_order_give_the_same_flows() -> None:
     fm2 = flows.track_flows(_plan(), win.take(perm), xy[perm])
     assert _cells(fm1) == _cells(fm2) == {("A", "B"): 1, ("B", "C"): 1, ("C", "A"): 1}
     assert (fm1.devices == fm2.devices).all()
-    # windows may carry integer codes for the pseudonyms (heatmap.obs_reader)
+    # windows may carry integer codes for the pseudonyms (heatmap.aggregator.obs_reader)
     codes = np.unique(win.pid, return_inverse=True)[1].astype(np.int32)
     coded = Windows(codes, win.t_ms, win.band, win.rssi, win.counts, win.frames, WINDOW_MS)
     assert _cells(flows.track_flows(_plan(), coded.take(perm), xy[perm])) == _cells(fm1)

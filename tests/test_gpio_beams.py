@@ -14,7 +14,7 @@ from firmware_bridge.door_direction import DoorDirection
 from firmware_bridge.door_scenario import Edge, beam_edges, passages, truth_count
 from firmware_bridge.events import DoorEvent
 from firmware_bridge.gpio_beams import GpioBeamPair
-from sensing import payloads
+from sensing.wire import payloads
 
 PIN_A, PIN_B = 17, 27
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from scapy.utils import RawPcapReader
 
-from sensing.capture_file import Record, read_records
-from sensing.errors import ConfigError
-from sensing.infrastructure_filter import CONFIGURED, HOUR_MS, LEARNED, InfrastructureFilter
-from sensing.node_pipeline import NodeFilters, NodePipeline
-from sensing.optout import ListKey, format_address
-from sensing.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
+from firmware_bridge.errors import ConfigError
+from sensing.capture.capture_file import Record, read_records
+from sensing.capture.infrastructure_filter import CONFIGURED, HOUR_MS, LEARNED, InfrastructureFilter
+from sensing.node.pipeline import NodeFilters, NodePipeline
+from sensing.privacy.optout import ListKey, format_address
+from sensing.privacy.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
 
 DATA = Path(
     os.environ.get("FOOTFALL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -11,10 +11,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heatmap.broker import RunningBroker
-from heatmap.ingest import REJECT_REASONS, Ingestor
-from sensing import payloads, topics
-from sensing.mqtt_link import BrokerAddress
+from heatmap.aggregator.broker import RunningBroker
+from heatmap.aggregator.ingest import REJECT_REASONS, Ingestor
+from sensing.runtime.mqtt_link import BrokerAddress
+from sensing.wire import payloads, topics
 
 from ingest_fixtures import T0, door, floor, obs, obs_payload, publisher, status, wait_until
 

@@ -21,7 +21,7 @@ soon reuses freed blocks; so white-box tests pin the properties that make the
 erasure hold by construction: every keyed HMAC gets the ``bytearray`` itself,
 the ratchet's digests and every old key are zeroed in place, and the key file's
 text never reaches ``json`` with the key in it. (Each of those was checked to
-fail when the corresponding line of ``sensing/pseudonym.py`` is broken.)
+fail when the corresponding line of ``sensing/privacy/pseudonym.py`` is broken.)
 """
 
 from __future__ import annotations
@@ -87,11 +87,11 @@ def _reachable_hits(hints: dict[str, list[list[str]]]) -> list[Any]:
 
 def _replay(keyfile: Path, capture: Path, out: Path) -> tuple[int, int, int]:
     """Replay ``capture`` as a node would; (epoch, rolls, observations)."""
-    from sensing import payloads
-    from sensing.batcher import Batcher
-    from sensing.capture_file import read_records
-    from sensing.node_pipeline import NodeFilters, NodePipeline
-    from sensing.pseudonym import KeyFile, Pseudonymizer
+    from sensing.capture.capture_file import read_records
+    from sensing.node.batcher import Batcher
+    from sensing.node.pipeline import NodeFilters, NodePipeline
+    from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
+    from sensing.wire import payloads
 
     kf = KeyFile(keyfile)
     ring, sched = kf.load()
@@ -181,7 +181,7 @@ def _scan_memory(pid: int, keys: list[bytes]) -> tuple[dict[tuple[int, str], int
 def test_old_key_is_nowhere_after_a_roll(
     tmp_path: Path, capture: Path, start: date, roll_hour: int, tz: str
 ) -> None:
-    from sensing.pseudonym import KeyFile
+    from sensing.privacy.pseudonym import KeyFile
 
     keydir, out = tmp_path / "keys", tmp_path / "node"
     out.mkdir()
@@ -255,7 +255,7 @@ def test_old_key_is_nowhere_after_a_roll(
 def test_ratchet_digests_are_wiped_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ``bytes`` hmac returns for each ratchet step is zeroed once copied, and
     every key the ratchet stepped from is zeroed in place."""
-    import sensing.pseudonym as ps
+    import sensing.privacy.pseudonym as ps
 
     made: list[bytes] = []
     used: list[bytearray] = []
@@ -282,7 +282,7 @@ def test_keys_are_only_ever_used_as_bytearrays(
     """Every HMAC keyed by a node key gets the ``bytearray`` itself, never a copy,
     and the padded key blocks of the per-frame hash are bytearrays zeroed after use;
     the key file's text is blanked before JSON sees it, and written without it."""
-    import sensing.pseudonym as ps
+    import sensing.privacy.pseudonym as ps
 
     kinds: list[type] = []
     pads: list[Any] = []
@@ -326,8 +326,8 @@ def test_keys_are_only_ever_used_as_bytearrays(
 
 
 def test_group_or_world_readable_key_file_is_refused(tmp_path: Path) -> None:
-    from sensing.errors import ConfigError
-    from sensing.pseudonym import KeyFile
+    from firmware_bridge.errors import ConfigError
+    from sensing.privacy.pseudonym import KeyFile
 
     kf = KeyFile.provision(tmp_path / "store.key", date(2026, 1, 1), 4, "UTC")
     kf.path.chmod(0o644)

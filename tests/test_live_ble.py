@@ -19,13 +19,13 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
-from sensing.ble_decode import BleDecoder
-from sensing.capture_file import read_records
-from sensing.errors import CaptureError
-from sensing.live_ble import BleScanSource, advert_from_bleak, replay_backend
-from sensing.node_pipeline import NodePipeline
-from sensing.observation import BleAddrType, BleAdvert
-from sensing.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
+from firmware_bridge.errors import CaptureError
+from sensing.capture.ble_decode import BleDecoder
+from sensing.capture.capture_file import read_records
+from sensing.capture.decoded import BleAddrType, BleAdvert
+from sensing.capture.live_ble import BleScanSource, advert_from_bleak, replay_backend
+from sensing.node.pipeline import NodePipeline
+from sensing.privacy.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
 
 DATA = Path(
     os.environ.get("FOOTFALL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from sensing.capture_file import Record, read_records
-from sensing.errors import CaptureError
-from sensing.live_wifi import MonitorSource, ReplaySocket, open_monitor_socket
-from sensing.node_pipeline import NodePipeline
-from sensing.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
+from firmware_bridge.errors import CaptureError
+from sensing.capture.capture_file import Record, read_records
+from sensing.capture.live_wifi import MonitorSource, ReplaySocket, open_monitor_socket
+from sensing.node.pipeline import NodePipeline
+from sensing.privacy.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
 
 DATA = Path(
     os.environ.get("FOOTFALL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -106,7 +106,7 @@ def test_opening_a_non_monitor_interface_is_a_clear_error() -> None:
 
 def test_sources_import_without_scapy_or_bleak() -> None:
     code = (
-        "import sys, sensing.live_wifi, sensing.live_ble, sensing.node_pipeline; "
+        "import sys, sensing.capture.live_wifi, sensing.capture.live_ble, sensing.node.pipeline; "
         "print([m for m in ('scapy', 'bleak') if m in sys.modules])"
     )
     out = subprocess.run(

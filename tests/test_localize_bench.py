@@ -11,8 +11,8 @@ from types import ModuleType
 
 import pytest
 
-from heatmap.floorplan import load_default
 from heatmap.localizers import kolakowski
+from heatmap.spatial.floorplan import load_default
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = json.loads((ROOT / "bench" / "baselines" / "localize.json").read_text())

@@ -8,14 +8,14 @@ import importlib
 import pytest
 
 MODULES = [
-    "heatmap.radio_model",
-    "heatmap.motion",
-    "heatmap.crb",
-    "heatmap.node_placement",
+    "heatmap.spatial.radio_model",
+    "heatmap.spatial.motion",
+    "heatmap.spatial.crb",
+    "heatmap.spatial.node_placement",
     "heatmap.calibration.walk",
     "heatmap.localizers",
-    "heatmap.localizers.harness",
-    "heatmap.obs_reader",
+    "heatmap.simulate.accuracy_harness",
+    "heatmap.aggregator.obs_reader",
 ]
 
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from heatmap.floorplan import FloorPlan, load_default, parse
 from heatmap.localizers import get
 from heatmap.localizers.base import Windows
 from heatmap.localizers.likelihood import GridLikelihood
 from heatmap.localizers.trilateration import nelder_mead_batch
-from heatmap.motion import MotionModel, MotionParams, generator
-from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial.floorplan import FloorPlan, load_default, parse
+from heatmap.spatial.motion import MotionModel, MotionParams, generator
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 
 def room(wall_gap: bool = True) -> FloorPlan:
@@ -315,8 +315,8 @@ def test_a_level_shift_of_the_radio_model_is_a_louder_phone(
 def test_marginal_offset_search_finds_the_peak() -> None:
     """The search ends where the track's marginal likelihood (every path summed
     out), scanned on a fine offset grid, peaks — starting 0.6 dB away."""
-    from heatmap.localizers import harness
     from heatmap.localizers.grid_posterior import marginal_offsets
+    from heatmap.simulate import accuracy_harness as harness
     from heatmap.simulate.scenario import RadioTruth
 
     plan = load_default()
@@ -377,8 +377,8 @@ def test_smoothing_gathered_rows_equals_smoothing_their_copy() -> None:
 def test_most_likely_tracks_follow_the_people_on_walkable_cells() -> None:
     """``locate(tracks=True)``: one Viterbi track per pseudonym, on walkable cells,
     about as close to the truth as the posterior mean (the report's flows can use it)."""
-    from heatmap.localize import locate
-    from heatmap.localizers import harness
+    from heatmap.localizers.localize import locate
+    from heatmap.simulate import accuracy_harness as harness
     from heatmap.simulate.scenario import Scenario
 
     plan = load_default()

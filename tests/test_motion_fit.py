@@ -11,11 +11,11 @@ import pytest
 
 from heatmap.calibration import calibrate_motion
 from heatmap.calibration.motion_fit import DWELL_D_GRID, _parabola_peak
-from heatmap.floorplan import parse
 from heatmap.localizers.base import Windows
-from heatmap.motion import MotionParams
-from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial.floorplan import parse
+from heatmap.spatial.motion import MotionParams
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 ROOM = parse(
     {

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sensing import node_config
-from sensing.errors import ConfigError
+from firmware_bridge.errors import ConfigError
+from sensing.node import config as node_config
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = """

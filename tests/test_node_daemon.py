@@ -15,11 +15,12 @@ import pytest
 
 from firmware_bridge.protocol import BoardKind, TileChange
 from firmware_bridge.pty_board import PtyBoard
-from heatmap.broker import free_port
-from sensing import node_config, payloads, topics
-from sensing.clock_sync import FixedClock
-from sensing.node_config import BeamConfig, BoardConfig, NodeConfig
-from sensing.node_daemon import NodeDaemon, RunSummary
+from heatmap.aggregator.broker import free_port
+from sensing.node import config as node_config
+from sensing.node.clock_sync import FixedClock
+from sensing.node.config import BeamConfig, BoardConfig, NodeConfig
+from sensing.node.daemon import NodeDaemon, RunSummary
+from sensing.wire import payloads, topics
 
 from broker_fixtures import (
     STORE,
@@ -288,10 +289,10 @@ class RecordingRadio:
 def test_live_wifi_hops_its_channel_plan_and_publishes(
     tmp_path: Path, broker: Broker, recorder_factory: Any
 ) -> None:
-    from sensing.capture_file import read_records
-    from sensing.channel_plan import ChannelPlan
-    from sensing.live_wifi import ReplaySocket
-    from sensing.node_sources import LiveWifiSource
+    from sensing.capture.capture_file import read_records
+    from sensing.capture.channel_plan import ChannelPlan
+    from sensing.capture.live_wifi import ReplaySocket
+    from sensing.node.sources import LiveWifiSource
 
     now_ms = time.time_ns() // 1_000_000
     cap = write_capture(tmp_path / "cap", frames_per_s=40, seconds=5, t0_ms=now_ms - 6000)

@@ -8,14 +8,14 @@ import importlib
 import pytest
 
 MODULES = [
-    "sensing.spool",
-    "sensing.channel_plan",
-    "sensing.clock_sync",
-    "sensing.systemd_notify",
-    "sensing.node_log",
-    "sensing.node_status",
-    "sensing.broker_acl",
-    "sensing.pki",
+    "sensing.node.spool",
+    "sensing.capture.channel_plan",
+    "sensing.node.clock_sync",
+    "sensing.runtime.systemd_notify",
+    "sensing.node.log",
+    "sensing.node.status",
+    "sensing.provision.broker_acl",
+    "sensing.provision.pki",
 ]
 
 

@@ -1,7 +1,7 @@
 """Nothing lost, nothing stored twice: the node's spool and seq against a broker
 killed mid-replay, an hour offline, and a node killed with SIGKILL mid-batch.
 
-The aggregator is the real :class:`heatmap.ingest.Ingestor` (persistent session,
+The aggregator is the real :class:`heatmap.aggregator.ingest.Ingestor` (persistent session,
 dedup by (publisher, seq)); the broker is Mosquitto with persistence, killed with
 SIGKILL and restarted on the same port. Counts are printed (``-s`` shows them).
 """
@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from heatmap.ingest import Ingestor
-from sensing import node_config
-from sensing.clock_sync import FixedClock
-from sensing.node_daemon import NodeDaemon
-from sensing.spool import Spool
+from heatmap.aggregator.ingest import Ingestor
+from sensing.node import config as node_config
+from sensing.node.clock_sync import FixedClock
+from sensing.node.daemon import NodeDaemon
+from sensing.node.spool import Spool
 
 from broker_fixtures import (
     STORE,

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heatmap import store_db
+from heatmap.aggregator import store_db
+from heatmap.aggregator.obs_reader import read_observations, read_windows
 from heatmap.calibration import calibrate_store
-from heatmap.floorplan import load_default
 from heatmap.localizers.base import make_windows
-from heatmap.obs_reader import read_observations, read_windows
-from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial.floorplan import load_default
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 
 def _fill(path: Path, n: int, seed: int = 0) -> list[tuple[int, str, str, int, str, int]]:

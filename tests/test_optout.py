@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from scapy.utils import RawPcapReader
 
-from sensing.capture_file import read_records
-from sensing.cli import main
-from sensing.errors import ConfigError
-from sensing.node_pipeline import NodeFilters, NodePipeline
-from sensing.optout import (
+from firmware_bridge.errors import ConfigError
+from sensing.capture.capture_file import read_records
+from sensing.cli.main import main
+from sensing.node.pipeline import NodeFilters, NodePipeline
+from sensing.privacy.optout import (
     LIST_KEY_FILE,
     OPTOUT_FILE,
     ListKey,
@@ -26,7 +26,7 @@ from sensing.optout import (
     node_lists,
     parse_address,
 )
-from sensing.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
+from sensing.privacy.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
 
 DATA = Path(
     os.environ.get("FOOTFALL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -164,7 +164,7 @@ def test_a_running_node_picks_up_changes_on_tick(tmp_path: Path) -> None:
 
 
 def test_a_replay_can_honour_an_existing_list_without_creating_state(tmp_path: Path) -> None:
-    from sensing.optout import existing_optout
+    from sensing.privacy.optout import existing_optout
 
     assert existing_optout(tmp_path) is None and not any(tmp_path.iterdir())
     assert main(["optout", "add", "00:1b:63:84:45:e6", "--state-dir", str(tmp_path)]) == 0

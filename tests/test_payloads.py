@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from sensing import payloads
-from sensing.errors import PayloadError
+from firmware_bridge.errors import PayloadError
+from sensing.wire import payloads
 
 
 def valid_obs(n: int = 3) -> dict[str, Any]:

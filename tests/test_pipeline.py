@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from sensing.capture_file import Record, read_records
-from sensing.node_pipeline import NodeFilters, NodePipeline
-from sensing.observation import BleAddrType, BleAdvert, DeviceKind, Observation
-from sensing.optout import ListKey, OptOutList
-from sensing.pseudonym import EpochSchedule, KeyFile, KeyRing, Pseudonymizer
+from sensing.capture.capture_file import Record, read_records
+from sensing.capture.decoded import BleAddrType, BleAdvert
+from sensing.node.pipeline import NodeFilters, NodePipeline
+from sensing.privacy.optout import ListKey, OptOutList
+from sensing.privacy.pseudonym import EpochSchedule, KeyFile, KeyRing, Pseudonymizer
+from sensing.wire.observation import DeviceKind, Observation
 
 DATA = Path(
     os.environ.get("FOOTFALL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -144,12 +145,12 @@ def test_frame_far_in_the_future_cannot_roll_the_key() -> None:
 @pytest.mark.parametrize(
     "module",
     [
-        "sensing.pseudonym",
-        "sensing.optout",
-        "sensing.infrastructure_filter",
-        "sensing.live_wifi",
-        "sensing.live_ble",
-        "sensing.node_pipeline",
+        "sensing.privacy.pseudonym",
+        "sensing.privacy.optout",
+        "sensing.capture.infrastructure_filter",
+        "sensing.capture.live_wifi",
+        "sensing.capture.live_ble",
+        "sensing.node.pipeline",
     ],
 )
 def test_doctests_of_the_privacy_modules(module: str) -> None:

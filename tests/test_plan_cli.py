@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from test_calibration import PHONE, beacon_rows
 
-from heatmap.radio_model import RadioModel
+from heatmap.aggregator.store_db import StoreDB
 from heatmap.simulate.scenario import Scenario
-from heatmap.store_db import StoreDB
-from sensing.cli import main
+from heatmap.spatial.radio_model import RadioModel
+from sensing.cli.main import main
 
 
 def test_plan_prints_zones_and_draws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

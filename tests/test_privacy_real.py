@@ -30,16 +30,17 @@ from pathlib import Path
 import pytest
 from scapy.utils import PcapReader, RawPcapReader
 
-from sensing import payloads
-from sensing.batcher import Batcher
-from sensing.capture_file import Record, read_records
-from sensing.cli import main
-from sensing.live_ble import BleScanSource, replay_backend
-from sensing.live_wifi import MonitorSource, ReplaySocket
-from sensing.node_pipeline import NodeFilters, NodePipeline
-from sensing.observation import BleAdvert, Observation
-from sensing.optout import format_address
-from sensing.pseudonym import KeyFile, Pseudonymizer
+from sensing.capture.capture_file import Record, read_records
+from sensing.capture.decoded import BleAdvert
+from sensing.capture.live_ble import BleScanSource, replay_backend
+from sensing.capture.live_wifi import MonitorSource, ReplaySocket
+from sensing.cli.main import main
+from sensing.node.batcher import Batcher
+from sensing.node.pipeline import NodeFilters, NodePipeline
+from sensing.privacy.optout import format_address
+from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
+from sensing.wire import payloads
+from sensing.wire.observation import Observation
 
 pytestmark = pytest.mark.slow
 
@@ -269,7 +270,7 @@ async def _scan(
 
 
 def _replay_through_mosquitto(tmp: Path, mosquitto: object, recorder_factory: object) -> Outputs:
-    from sensing.replay import replay_node
+    from sensing.node.replay import replay_node
 
     out = Outputs()
     addr = mosquitto.address  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensing.process_memory import peak_rss_mib, release_free_memory
+from sensing.runtime.process_memory import peak_rss_mib, release_free_memory
 
 
 def _rss_mib() -> float:

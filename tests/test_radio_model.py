@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heatmap.floorplan import load_default
-from heatmap.radio_model import RadioModel, ResidualMap
-from sensing.errors import ConfigError
+from firmware_bridge.errors import ConfigError
+from heatmap.spatial.floorplan import load_default
+from heatmap.spatial.radio_model import RadioModel, ResidualMap
 
 
 def test_levels_follow_distance_and_walls() -> None:

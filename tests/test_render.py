@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from heatmap import render
-from heatmap.floorplan import load, load_default
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.report import render
+from heatmap.spatial.floorplan import load, load_default
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 SECOND = Path(__file__).resolve().parents[1] / "bench" / "layouts" / "corner_grocer.toml"
 

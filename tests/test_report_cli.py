@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import heatmap.data
-from heatmap import retention
-from heatmap.cli_report import day_ms, parse_local_time_ms
-from sensing.cli import main
+import heatmap.spatial.data
+from heatmap.aggregator import retention
+from sensing.cli.main import main
+from sensing.cli.report import day_ms, parse_local_time_ms
 
 from conftest import DemoRun
 
@@ -121,7 +121,7 @@ def test_report_from_the_aggregator_config(
     demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """What a nightly timer runs: the aggregator's own store.toml names db and plan."""
-    floor = Path(heatmap.data.__file__).parent / "default_store.toml"
+    floor = Path(heatmap.spatial.data.__file__).parent / "default_store.toml"
     cfg = tmp_path / "store.toml"
     db = demo_run.out / "aggregator" / "store.db"
     cfg.write_text(f'[aggregator]\nstore = "demo"\ndb = "{db}"\nfloor_plan = "{floor}"\n')

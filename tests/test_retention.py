@@ -1,5 +1,5 @@
 """Retention deletes exactly what is due: a brute-force model of the rule in
-heatmap/retention.py (written from its docstring, row by row in plain Python)
+heatmap/aggregator/retention.py (written from its docstring, row by row in plain Python)
 against the SQL implementation, on a randomized store with visitors, passersby,
 hour-crossing visits, analytics-classified pseudonyms, aggregated and
 unaggregated hours, an hour straddling the horizon, and late batches."""
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from heatmap import hour_aggregates, pid_class, retention
-from heatmap.pid_class import HOUR_MS, ClassRule
-from heatmap.retention import RetentionPolicy
-from heatmap.store_db import StoreDB
+from heatmap.aggregator import hour_aggregates, pid_class, retention
+from heatmap.aggregator.pid_class import HOUR_MS, ClassRule
+from heatmap.aggregator.retention import RetentionPolicy
+from heatmap.aggregator.store_db import StoreDB
 
 NOW_HOUR = 1_795_003_200_000  # 2026-11-18 12:00 UTC
 NOW = NOW_HOUR + 20 * 60_000
@@ -340,7 +340,7 @@ def test_hour_aggregate_is_k_anonymous(tmp_path: Path) -> None:
 def test_footfall_db_retention_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from datetime import UTC, datetime
 
-    from sensing.cli import main as footfall
+    from sensing.cli.main import main as footfall
 
     rows = make_store(random.Random(7))
     db = StoreDB(tmp_path / "s.db")

@@ -17,9 +17,9 @@ from types import ModuleType
 import numpy as np
 import shapely
 
-from heatmap.floorplan import load
 from heatmap.simulate.people import populate
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial.floorplan import load
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 ROOT = Path(__file__).resolve().parents[1]
 

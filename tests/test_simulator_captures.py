@@ -17,11 +17,11 @@ from scapy.utils import RawPcapReader, rdpcap
 
 from firmware_bridge.decoder import StreamDecoder
 from firmware_bridge.protocol import DoorCrossing, Heartbeat, Hello
-from heatmap.floorplan import load_default
 from heatmap.simulate.node_beacons import node_address
 from heatmap.simulate.scenario import Scenario
 from heatmap.simulate.store_day import SimResult, simulate
-from sensing.ble_decode import ble_crc24
+from heatmap.spatial.floorplan import load_default
+from sensing.capture.ble_decode import ble_crc24
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sensing.spool import Spool
+from sensing.node.spool import Spool
 
 TOPIC = "footfall/v1/s1/node/n1/obs"
 
@@ -76,7 +76,7 @@ def test_byte_bound(tmp_path: Path) -> None:
 WRITER = """
 import sys, time
 from pathlib import Path
-from sensing.spool import Spool
+from sensing.node.spool import Spool
 sp = Spool(Path(sys.argv[1]))
 i = 0
 while True:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from heatmap import db_migrations, store_db
-from heatmap.db_migrations import DatabaseError
-from heatmap.store_db import Claim, StoreDB
-from sensing.cli import main as footfall
+from heatmap.aggregator import db_migrations, store_db
+from heatmap.aggregator.db_migrations import DatabaseError
+from heatmap.aggregator.store_db import Claim, StoreDB
+from sensing.cli.main import main as footfall
 
 from ingest_fixtures import T0, obs_payload
 
@@ -185,7 +185,12 @@ def test_footfall_db_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.parametrize(
-    "module", ["heatmap.db_migrations", "heatmap.hour_aggregates", "heatmap.aggregator_daemon"]
+    "module",
+    [
+        "heatmap.aggregator.db_migrations",
+        "heatmap.aggregator.hour_aggregates",
+        "heatmap.aggregator.daemon",
+    ],
 )
 def test_docstring_examples(module: str) -> None:
     import doctest
@@ -199,7 +204,7 @@ def test_rows_read_by_sqlite_from_the_text_equal_rows_bound_one_by_one(tmp_path:
     """The fast path (SQLite's JSON reader on the validated text) stores exactly what
     binding the parsed rows stores, escapes and optional items included; a text that
     does not match its parsed rows falls back to binding them."""
-    from sensing import payloads
+    from sensing.wire import payloads
 
     texts = [
         payloads.encode(obs_payload(0, rows=50)).decode(),
@@ -230,8 +235,8 @@ def test_rows_read_by_sqlite_from_the_text_equal_rows_bound_one_by_one(tmp_path:
 def test_a_key_given_twice_is_refused() -> None:
     """Python's JSON reader keeps the last of two equal keys and SQLite's the first:
     such a payload could be validated as one batch and stored as another."""
-    from sensing import payloads
-    from sensing.errors import PayloadError
+    from firmware_bridge.errors import PayloadError
+    from sensing.wire import payloads
 
     good = payloads.encode(obs_payload(0, rows=2)).decode()
     evil = good[:-1] + ',"obs":[[0,"AA:BB:CC:DD:EE:FF",-60,"ble",0]]}'

@@ -14,11 +14,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from sensing import node_config, pki
-from sensing.clock_sync import FixedClock
-from sensing.errors import BrokerError
-from sensing.mqtt_link import BrokerAddress, TlsFiles, connect, make_client
-from sensing.node_daemon import NodeDaemon
+from firmware_bridge.errors import BrokerError
+from sensing.node import config as node_config
+from sensing.node.clock_sync import FixedClock
+from sensing.node.daemon import NodeDaemon
+from sensing.provision import pki
+from sensing.runtime.mqtt_link import BrokerAddress, TlsFiles, connect, make_client
 
 from broker_fixtures import (
     Broker,

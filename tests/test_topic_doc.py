@@ -1,5 +1,5 @@
 """The topic tree and its schemas are complete, and the committed topic reference
-(deploy/mqtt-topics.md) is exactly what sensing.topic_reference generates."""
+(deploy/mqtt-topics.md) is exactly what sensing.wire.topic_reference generates."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from sensing import payloads, topic_reference, topics
+from sensing.wire import payloads, topic_reference, topics
 
 DOC = Path(__file__).resolve().parents[1] / "deploy" / "mqtt-topics.md"
 
 
 def test_committed_reference_is_the_generated_one() -> None:
     assert DOC.read_text(encoding="utf-8") == topic_reference.render(), (
-        "deploy/mqtt-topics.md is stale: python -m sensing.topic_reference --write "
+        "deploy/mqtt-topics.md is stale: python -m sensing.wire.topic_reference --write "
         "deploy/mqtt-topics.md"
     )
     assert topic_reference.main(["--check", str(DOC)]) == 0

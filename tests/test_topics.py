@@ -1,7 +1,7 @@
 import pytest
 
-from sensing import topics
-from sensing.errors import TopicError
+from firmware_bridge.errors import TopicError
+from sensing.wire import topics
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from sensing.capture_file import read_records
-from sensing.observation import WifiProbe
-from sensing.radiotap import layout_of
-from sensing.wifi_decode import WifiDecoder, ie_signature
+from sensing.capture.capture_file import read_records
+from sensing.capture.decoded import WifiProbe
+from sensing.capture.radiotap import layout_of
+from sensing.capture.wifi_decode import WifiDecoder, ie_signature
 
 DATA = Path(
     os.environ.get("FOOTFALL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

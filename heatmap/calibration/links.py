@@ -10,8 +10,8 @@ from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
 from heatmap.calibration.fit import FitReport, penalized_fit, source_with
-from heatmap.radio_model import MIN_DISTANCE_M, RadioModel
-from sensing.observation import KIND_MASK, KIND_SHIFT, DeviceKind, Flag
+from heatmap.spatial.radio_model import MIN_DISTANCE_M, RadioModel
+from sensing.wire.observation import KIND_MASK, KIND_SHIFT, DeviceKind, Flag
 
 F = NDArray[np.float64]
 I64 = NDArray[np.int64]

@@ -1,6 +1,6 @@
 """The motion model fitted to a store's own people: how still they stand.
 
-The dwelling mode of :mod:`heatmap.motion` is a slow random walk; its diffusion
+The dwelling mode of :mod:`heatmap.spatial.motion` is a slow random walk; its diffusion
 coefficient says how far a person browsing a shelf, queueing or serving at a
 till drifts. Too large, and the smoother lets a standing person wander off
 between windows and spreads their person-seconds over the cells around them;
@@ -26,9 +26,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heatmap.localizers.base import Windows
-from heatmap.motion import MotionParams
-from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial.motion import MotionParams
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 F = NDArray[np.float64]
 DWELL_D_GRID = tuple(float(x) for x in 10.0 ** np.arange(-4.0, -1.4, 0.5))

@@ -13,10 +13,10 @@ from heatmap.calibration.fit import FitReport, source_with
 from heatmap.calibration.links import find_node_beacons, fit_links, link_stats
 from heatmap.calibration.motion_fit import calibrate_motion
 from heatmap.localizers.base import Windows
-from heatmap.motion import MotionParams
-from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
-from sensing.process_memory import release_free_memory
+from heatmap.spatial.motion import MotionParams
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
+from sensing.runtime.process_memory import release_free_memory
 
 F = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -142,7 +142,7 @@ def calibrate_links(
 
     Returns the model, {beacon pseudonym (or code): node index} and the fit
     report (None when no beacon was found). Rows may be all rows or only the
-    beacon candidates (:func:`heatmap.obs_reader.read_observations`).
+    beacon candidates (:func:`heatmap.aggregator.obs_reader.read_observations`).
     """
     beacons = find_node_beacons(pid, node_idx, flags, rssi, model)
     if not beacons:
@@ -190,7 +190,7 @@ def calibrate_store(
     fitted to another (:func:`calibrate_motion`), both with ``population``. Rows
     with ``node_idx`` < 0 are ignored.
     ``pid`` may be integer codes of the pseudonyms, ``band`` codes into
-    ``band_names`` (see :mod:`heatmap.obs_reader`).
+    ``band_names`` (see :mod:`heatmap.aggregator.obs_reader`).
     """
     from heatmap.localizers.base import make_windows
 

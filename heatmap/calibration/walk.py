@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from firmware_bridge.errors import ConfigError
 from heatmap.calibration.fit import FitReport, penalized_fit, source_with
-from heatmap.radio_model import MIN_DISTANCE_M, RadioModel, ResidualMap
-from sensing.errors import ConfigError
+from heatmap.spatial.radio_model import MIN_DISTANCE_M, RadioModel, ResidualMap
 
 F = NDArray[np.float64]
 I64 = NDArray[np.int64]

@@ -149,7 +149,7 @@ class Posterior:
 
 
 Located = Posterior
-"""former name, kept for callers of :mod:`heatmap.localize`"""
+"""former name, kept for callers of :mod:`heatmap.localizers.localize`"""
 
 
 class Strategy(Protocol):
@@ -177,7 +177,7 @@ def point_posterior(
     n_groups: int,
 ) -> Posterior:
     """A Posterior from one point per window (baselines): each window's weight in its cell."""
-    from heatmap.walkable_grid import WalkableGrid
+    from heatmap.spatial.walkable_grid import WalkableGrid
 
     assert isinstance(grid, WalkableGrid)
     n = grid.nx * grid.ny

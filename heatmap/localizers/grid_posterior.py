@@ -3,7 +3,7 @@
 For each pseudonym and window, the likelihood of its RSSI vector at every
 walkable cell (:class:`~heatmap.localizers.likelihood.GridLikelihood`: phone
 offset profiled out, non-detection as evidence); then forward–backward over the
-pseudonym's windows with the two-mode random walk of :mod:`heatmap.motion`,
+pseudonym's windows with the two-mode random walk of :mod:`heatmap.spatial.motion`,
 which walls and shelves block. Output: the posterior per window (its mean, its
 most probable cell, the probability of being inside and of dwelling) and the
 posterior summed into person-seconds per cell.
@@ -24,10 +24,10 @@ from numpy.typing import NDArray
 
 from heatmap.localizers.base import Posterior, Windows
 from heatmap.localizers.likelihood import GridLikelihood
-from heatmap.motion import TINY, MotionModel, MotionParams, viterbi_tracks
-from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
-from sensing.process_memory import peak_rss_mib
+from heatmap.spatial.motion import TINY, MotionModel, MotionParams, viterbi_tracks
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
+from sensing.runtime.process_memory import peak_rss_mib
 
 NAME = "grid posterior + motion (ours)"
 F = NDArray[np.float64]
@@ -65,7 +65,7 @@ BLOCK_MARGINAL_ROUNDS = 0
 """rounds of the marginal offset search (:func:`marginal_offsets`) on the blocks.
 
 Busy store-day, localization in the two workers (CPU s / heatmap r), measured side
-by side: with the cells walkable in any part (:func:`~heatmap.walkable_grid.samples_for`)
+by side: with the cells walkable in any part (:func:`~heatmap.spatial.walkable_grid.samples_for`)
 no round 100.0 / 0.929, one round 115.0 / 0.956 — more than the day's 60 s allow on
 this machine (median 63.7 s); with the centre rule one round 104.6 / 0.930. (Last
 session, before the known offset and the fitted dwelling diffusion: none 79.2 /
@@ -127,7 +127,7 @@ def locate(
         likelihood and forward passes); 0 keeps the EM's.
     tracks
         Also the most likely track of each pseudonym (beam Viterbi,
-        :func:`heatmap.motion.viterbi_tracks`), for flows: ``Posterior.track_xy``.
+        :func:`heatmap.spatial.motion.viterbi_tracks`), for flows: ``Posterior.track_xy``.
     workers
         Processes to spread the pseudonyms over (whole tracks per chunk); 1 runs
         here. Each worker builds its own motion model once.
@@ -621,7 +621,7 @@ def marginal_offsets(
     contiguous and in time order); ``b0``: a starting offset per row (the EM's).
     Each round evaluates log p(track | b) + log prior(b) — every position and
     mode sequence summed out by the forward pass
-    (:meth:`~heatmap.motion.MotionModel.log_evidence`) with the likelihood at the
+    (:meth:`~heatmap.spatial.motion.MotionModel.log_evidence`) with the likelihood at the
     fixed offset b — at b − h, b, b + h, and moves b to the parabola's vertex
     (at most h); h halves each round from ``step_db``. The variance is that of
     the last parabola. Returns (mean, variance) per row.

@@ -21,11 +21,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heatmap import calibration
-from heatmap.floorplan import FloorPlan, parse
 from heatmap.localizers.base import Windows
-from heatmap.motion import MotionParams
-from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial.floorplan import FloorPlan, parse
+from heatmap.spatial.motion import MotionParams
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 F = NDArray[np.float64]
 TAG_HEIGHT_M = 1.3

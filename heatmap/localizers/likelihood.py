@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import log_ndtr, logsumexp
 
-from heatmap.radio_model import RadioModel
+from heatmap.spatial.radio_model import RadioModel
 
 F = NDArray[np.float64]
 B_LIM_DB = 20.0

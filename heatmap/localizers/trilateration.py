@@ -23,8 +23,8 @@ from numpy.typing import NDArray
 
 from heatmap.localizers.base import Posterior, Windows, point_posterior
 from heatmap.localizers.weighted_centroid import centroid, ranged_distance
-from heatmap.radio_model import RadioModel
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial.radio_model import RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 NAME = "trilateration (Nelder–Mead)"
 F = NDArray[np.float64]

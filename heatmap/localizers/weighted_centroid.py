@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heatmap.localizers.base import Posterior, Windows, point_posterior
-from heatmap.radio_model import MIN_DISTANCE_M, RadioModel
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial.radio_model import MIN_DISTANCE_M, RadioModel
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 NAME = "weighted centroid"
 F = NDArray[np.float64]

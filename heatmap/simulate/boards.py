@@ -29,8 +29,8 @@ from firmware_bridge.protocol import (
     TileChange,
     encode,
 )
-from heatmap.floorplan import Door, TileArray
 from heatmap.simulate.people import Person
+from heatmap.spatial.floorplan import Door, TileArray
 
 BODY_DEPTH_M = 0.30
 """front-to-back size of a walking person, for beam occlusion"""

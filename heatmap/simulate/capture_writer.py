@@ -13,9 +13,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scapy.utils import RawPcapWriter
 
-from heatmap.floorplan import FloorPlan
 from heatmap.simulate import frames
 from heatmap.simulate.phones import IE_LAYOUTS, Emissions, Phone
+from heatmap.spatial.floorplan import FloorPlan
 
 LINKTYPE_RADIOTAP = 127
 LINKTYPE_BLE_LL_PHDR = 256

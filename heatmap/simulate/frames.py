@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 import zlib
 
-from sensing.ble_decode import ble_crc24
-from sensing.observation import freq_of_channel
+from sensing.capture.ble_decode import ble_crc24
+from sensing.capture.decoded import freq_of_channel
 
 # radiotap: present = Flags(1) | Channel(3) | dBm_AntSignal(5) | Antenna(11)
 _RT_PRESENT = (1 << 1) | (1 << 3) | (1 << 5) | (1 << 11)

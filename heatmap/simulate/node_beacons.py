@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from heatmap.floorplan import FloorPlan
-from heatmap.geometry import wall_loss
 from heatmap.simulate import frames
 from heatmap.simulate.scenario import Scenario
+from heatmap.spatial.floorplan import FloorPlan
+from heatmap.spatial.geometry import wall_loss
 
 INTERVAL_S = 10.0
 """advertising interval of a node's beacon in the simulator, s (≈ 720 frames/h/link)"""

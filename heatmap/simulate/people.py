@@ -15,9 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import dijkstra
 
-from heatmap.floorplan import FloorPlan
 from heatmap.simulate.scenario import Scenario
-from heatmap.walkable_grid import WalkableGrid
+from heatmap.spatial.floorplan import FloorPlan
+from heatmap.spatial.walkable_grid import WalkableGrid
 
 # dwell range (s) by zone id; zones not listed use DEFAULT_DWELL
 ZONE_DWELL: dict[str, tuple[float, float]] = {

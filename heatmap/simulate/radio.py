@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from heatmap.floorplan import FloorPlan
-from heatmap.geometry import wall_loss
 from heatmap.simulate.scenario import RadioTruth
+from heatmap.spatial.floorplan import FloorPlan
+from heatmap.spatial.geometry import wall_loss
 
 
 def received(

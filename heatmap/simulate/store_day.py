@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from heatmap.floorplan import FloorPlan
 from heatmap.simulate import boards, capture_writer, node_beacons, phones, radio, truth
 from heatmap.simulate.people import populate
 from heatmap.simulate.scenario import Scenario
-from heatmap.walkable_grid import WalkableGrid
-from sensing.progress import NoProgress, Progress
+from heatmap.spatial.floorplan import FloorPlan
+from heatmap.spatial.walkable_grid import WalkableGrid
+from sensing.runtime.progress import NoProgress, Progress
 
 DOOR_BOARD_ID = 1
 TILE_BOARD_ID = 2

@@ -16,11 +16,11 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
-from heatmap.floorplan import FloorPlan
-from heatmap.flows import zone_index
+from heatmap.report.flows import zone_index
 from heatmap.simulate.boards import Crossing
 from heatmap.simulate.people import Person
 from heatmap.simulate.phones import Phone
+from heatmap.spatial.floorplan import FloorPlan
 
 
 @dataclass(frozen=True)

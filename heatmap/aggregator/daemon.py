@@ -1,0 +1,234 @@
+"""``footfall aggregator``: the store aggregator as a long-running process.
+
+A thin composition root over :class:`heatmap.aggregator.ingest.Ingestor` (MQTT → SQLite),
+:mod:`heatmap.aggregator.retention` (hourly, and at start) and
+:mod:`heatmap.aggregator.status` (retained status every ``status_interval_s``).
+
+* Ingest refuses batches older than the retention horizon (they would be
+  deleted at once).
+* The retention job runs at start and then shortly after every UTC hour
+  (``aggregate_after_s`` past it, when the hour just ended is complete); its
+  steps run on the ingest writer thread, between messages, so nothing competes
+  for SQLite's write lock.
+* Status goes out retained on its own MQTT connection whose last will is
+  ``{"v":1,"state":"offline"}``; a clean stop publishes ``offline`` itself.
+* A storage failure stops the process with an error (crash-only: whatever was
+  not committed was not acknowledged, and the broker redelivers it to the
+  persistent session when the aggregator is back).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from firmware_bridge.errors import FootfallError
+from heatmap.aggregator import db_migrations, retention
+from heatmap.aggregator import status as aggregator_status
+from heatmap.aggregator.config import AggregatorConfig
+from heatmap.aggregator.db_migrations import DatabaseError
+from heatmap.aggregator.ingest import Ingestor, IngestStats
+from heatmap.aggregator.pid_class import HOUR_MS
+from heatmap.aggregator.retention import RetentionReport
+from sensing.runtime.mqtt_link import Publisher, connect, make_client
+from sensing.runtime.systemd_notify import Notifier
+from sensing.runtime.version import __version__
+from sensing.wire import payloads, topics
+
+log = logging.getLogger(__name__)
+
+JOB_STEP_TIMEOUT_S = 600.0
+OFFLINE = payloads.encode({"v": 1, "state": "offline"})
+
+
+def next_job_ms(now_ms: int, aggregate_after_s: float) -> int:
+    """When the hourly job runs next: ``aggregate_after_s`` after the next hour boundary
+    that leaves it in the future.
+
+    >>> next_job_ms(3_600_000 * 10 + 1, 300)  # 10:00:00.001 → 10:05
+    36300000
+    >>> next_job_ms(3_600_000 * 10 + 301_000, 300)  # 10:05:01 → 11:05
+    39900000
+    """
+    grace = int(aggregate_after_s * 1000)
+    t = now_ms - now_ms % HOUR_MS + grace
+    return t if t > now_ms else t + HOUR_MS
+
+
+class AggregatorDaemon:
+    """Ingest, hourly retention and status for one store.
+
+    Parameters
+    ----------
+    cfg
+        the validated ``store.toml``.
+    clock
+        wall clock, s (tests inject one).
+    notifier
+        systemd notifications (READY, WATCHDOG, STOPPING; from the environment when
+        started by systemd, else silent).
+    """
+
+    def __init__(
+        self,
+        cfg: AggregatorConfig,
+        clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.started = time.monotonic()
+        self.ingest = Ingestor(
+            cfg.store,
+            str(cfg.db),
+            cfg.broker,
+            cfg.client_id,
+            expire_before=lambda: cfg.retention.horizon_ms(self.now_ms()),
+            clock=clock,
+        )
+        self.status_topic = topics.aggregator_status_topic(cfg.store)
+        self._status_client = make_client(
+            cfg.broker, f"{cfg.client_id}-status", will=(self.status_topic, OFFLINE)
+        )
+        self._pub = Publisher(self._status_client)
+        self._prev = IngestStats()
+        self._prev_t = time.monotonic()
+        self.last_retention: RetentionReport | None = None
+        self.last_retention_ms: int | None = None
+        self.retention_error: BaseException | None = None
+        self._job: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ---------------------------------------------------------------- life cycle
+
+    def start(self) -> None:
+        connect(self._status_client, self.cfg.broker)
+        self.ingest.start()
+        self.publish_status()
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set; raises if storage failed."""
+        next_status = time.monotonic()
+        next_job = self.now_ms()  # at start
+        self.notifier.ready(f"store {self.cfg.store}, database {self.cfg.db}")
+        while True:
+            self.notifier.watchdog()  # a hung loop is restarted (WatchdogSec in the unit)
+            if self.ingest.error is not None:
+                raise DatabaseError(f"ingest stopped: {self.ingest.error}") from self.ingest.error
+            if self.now_ms() >= next_job:
+                self.start_retention()
+                next_job = next_job_ms(self.now_ms(), self.cfg.retention.aggregate_after_s)
+            if time.monotonic() >= next_status:
+                try:
+                    self.publish_status()
+                except FootfallError as e:  # the broker is away: ingest waits for it too
+                    log.warning("status not published: %s", e)
+                next_status = time.monotonic() + self.cfg.status_interval_s
+            wait_s = min(next_status - time.monotonic(), (next_job - self.now_ms()) / 1000, 1.0)
+            if stop.wait(max(wait_s, 0.01)):
+                return
+
+    def stop(self) -> None:
+        """Store and acknowledge what is queued, publish ``offline``, disconnect."""
+        self.notifier.stopping()
+        self._stopping.set()  # a running retention job ends after its current step
+        if self._job is not None:
+            self._job.join(timeout=JOB_STEP_TIMEOUT_S)
+        try:
+            self.ingest.stop()
+        finally:
+            try:
+                self._pub.publish(self.status_topic, OFFLINE, retain=True)
+                self._pub.drain(10)
+            except FootfallError as e:
+                log.warning("could not publish the offline status: %s", e)
+            self._status_client.disconnect()
+            self._status_client.loop_stop()
+
+    # ---------------------------------------------------------------- retention
+
+    def start_retention(self) -> bool:
+        """Start the retention job in the background unless one is running."""
+        if self._job is not None and self._job.is_alive():
+            return False
+        self._job = threading.Thread(target=self.run_retention, name="retention", daemon=True)
+        self._job.start()
+        return True
+
+    def run_retention(self) -> RetentionReport | None:
+        now = self.now_ms()
+
+        def execute(step: retention.Step) -> Any:
+            if self._stopping.is_set():
+                raise InterruptedError("the aggregator is stopping")
+            return self.ingest.submit(step).result(timeout=JOB_STEP_TIMEOUT_S)
+
+        try:
+            rep = retention.run_steps(execute, now, self.cfg.retention)
+        except InterruptedError:
+            return None  # every step commits on its own: the next run finishes the job
+        except Exception as e:  # reported in the log and the status; ingest goes on
+            log.exception("retention job failed")
+            self.retention_error = e
+            return None
+        self.last_retention, self.last_retention_ms = rep, now
+        self.retention_error = None
+        log.info(
+            "retention: %d hour(s) aggregated, %d passerby and %d expired observations deleted",
+            len(rep.hours_aggregated),
+            rep.passerby_obs,
+            rep.expired_obs,
+        )
+        return rep
+
+    # ---------------------------------------------------------------- status
+
+    def status(self, state: str = "online") -> dict[str, Any]:
+        snap = self.ingest.snapshot()
+        now = self.now_ms()
+        t = time.monotonic()
+        db = Path(self.cfg.db)
+        wal = Path(str(db) + "-wal")
+        p = aggregator_status.status_payload(
+            aggregator_status.StatusInputs(
+                now_ms=now,
+                version=__version__,
+                uptime_s=t - self.started,
+                stats=snap.stats,
+                previous=self._prev,
+                window_s=t - self._prev_t,
+                rejects=snap.rejects,
+                nodes=aggregator_status.node_states(
+                    snap.publishers,
+                    snap.node_status,
+                    self.cfg.plan_nodes,
+                    now,
+                    self.cfg.offline_after_s,
+                ),
+                queue_depth=self.ingest.queue_depth,
+                db_bytes=db.stat().st_size if db.exists() else 0,
+                wal_bytes=wal.stat().st_size if wal.exists() else 0,
+                schema_version=db_migrations.LATEST,
+                retention_hours=self.cfg.retention.retention_hours,
+                retention=self.last_retention,
+                retention_ran_ms=self.last_retention_ms,
+                retention_error=None if self.retention_error is None else str(self.retention_error),
+            ),
+            state,
+        )
+        self._prev, self._prev_t = snap.stats, t
+        return p
+
+    def publish_status(self, state: str = "online") -> dict[str, Any]:
+        p = self.status(state)
+        payloads.validate("aggregator_status", p)
+        self._pub.publish(self.status_topic, payloads.encode(p), retain=True)
+        return p

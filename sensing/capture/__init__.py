@@ -1,0 +1,10 @@
+"""Capture: from radio (or capture file) to decoded frames.
+
+Radiotap and 802.11 probe-request decoding (:mod:`~sensing.capture.radiotap`,
+:mod:`~sensing.capture.wifi_decode`), BLE advertising PDUs
+(:mod:`~sensing.capture.ble_decode`), pcap/pcapng/btsnoop files
+(:mod:`~sensing.capture.capture_file`), the live sources
+(:mod:`~sensing.capture.live_wifi`, :mod:`~sensing.capture.live_ble`), the Wi-Fi channel
+plan and the store's own equipment filter. The frame types in
+:mod:`~sensing.capture.decoded` hold raw addresses and never leave node memory.
+"""

@@ -1,0 +1,189 @@
+"""``footfall plan`` and ``footfall calibrate``: radio planning and calibration.
+
+``plan`` draws the Cramér–Rao bound of a floor plan's node layout, prints the
+expected median error per zone and suggests where N more nodes (or a layout
+of N nodes) would lower it — before anyone drills. ``calibrate`` fits the radio
+model from a store database (node-to-node beacons, the phone population) and,
+optionally, a beacon walk at known points, and writes it as JSON for
+``analyze``.
+
+Light at import time: each handler imports the heavy modules it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from firmware_bridge.errors import ConfigError
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from heatmap.report import render
+    from heatmap.spatial import node_placement
+    from heatmap.spatial.floorplan import load, load_default
+    from heatmap.spatial.radio_model import RadioModel
+    from heatmap.spatial.walkable_grid import WalkableGrid
+
+    plan = load(a.floor) if a.floor else load_default()
+    model = RadioModel.load(a.radio, plan) if a.radio else RadioModel.from_plan(plan)
+    grid = WalkableGrid.build(plan, cell_m=a.cell)
+    lay = node_placement.Layout.build(plan, model, grid, frames=a.frames)
+    now = lay.score(lay.fim)
+    zones_now = lay.zone_median_errors(lay.fim)
+    suggested = None
+    if a.layout:
+        suggested, after = node_placement.suggest_layout(plan, model, grid, a.layout, a.frames)
+        fim = None
+        what = f"a layout of {a.layout} nodes from scratch"
+    else:
+        suggested, after = lay.suggest(a.add)
+        fim = lay.fim + sum(
+            (lay.cand_fim[int(np.argmin(np.hypot(*(lay.candidates - p).T)))] for p in suggested),
+            np.zeros_like(lay.fim),
+        )
+        what = f"{a.add} more node{'s' if a.add != 1 else ''}"
+    print(
+        f"{plan.name}: {len(plan.nodes)} nodes; Cramér–Rao bound of one {a.frames:g}-frame "
+        f"window, mean over the walkable floor: RMSE {now:.2f} m"
+    )
+    print(f"  with {what}: RMSE {after:.2f} m ({100 * (1 - after / now):.0f} % lower)")
+    zones_after = lay.zone_median_errors(fim) if fim is not None else {}
+    print(
+        f"\n  {'zone':18}{'expected median error, m':>26}"
+        + ("   with the added nodes" if fim is not None else "")
+    )
+    for z, v in zones_now.items():
+        extra = f"{zones_after[z]:>23.2f}" if fim is not None else ""
+        print(f"  {z:18}{v:>26.2f}{extra}")
+    print("\n  suggested node positions (x, y in m):")
+    for x, y in suggested:
+        print(f"    ({x:.1f}, {y:.1f})")
+    print(
+        "  (one window of a phone alone; tracks with a motion model do better — "
+        "see bench/localize.py)"
+    )
+    if a.out:
+        fig = node_placement.figure(
+            lay,
+            lay.fim,
+            suggested,
+            f"{plan.name}: how well RSSI can place a phone (Cramér–Rao bound)",
+            f"mean {now:.2f} m now; stars: {what} → {after:.2f} m",
+        )
+        path = render.save(fig, Path(a.out))  # type: ignore[arg-type]
+        print(f"  drawn: {path.resolve()}")
+    return 0
+
+
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    import json
+    import sqlite3
+
+    import numpy as np
+
+    from heatmap import calibration
+    from heatmap.spatial.floorplan import load, load_default
+    from heatmap.spatial.radio_model import RadioModel
+    from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
+
+    plan = load(a.floor) if a.floor else load_default()
+    model = RadioModel.load(a.radio, plan) if a.radio else RadioModel.from_plan(plan)
+    db_path = Path(a.db)
+    if not db_path.exists():
+        raise ConfigError(f"{db_path}: no such store database")
+    db = sqlite3.connect(db_path)
+    where: str = ""
+    args: tuple[int, ...] = ()
+    if a.since or a.until:
+        t0 = calibration.parse_time_ms(a.since) if a.since else 0
+        t1 = calibration.parse_time_ms(a.until) if a.until else 2**62
+        where, args = " WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
+    rows = db.execute(f"SELECT t_ms, node, pid, rssi, band, flags FROM obs{where}", args).fetchall()
+    db.close()
+    if not rows:
+        raise ConfigError(f"{db_path}: no observations in that period")
+    idx = {n: i for i, n in enumerate(model.node_ids)}
+    t = np.array([r[0] for r in rows], np.int64)
+    node = np.array([idx.get(r[1], -1) for r in rows], np.int64)
+    pid = np.array([r[2] for r in rows])
+    rssi = np.array([r[3] for r in rows], float)
+    band = np.array([r[4] for r in rows])
+    flags = np.array([r[5] for r in rows], np.int64)
+    grid = WalkableGrid.build(plan, cell_m=1.0, samples=samples_for(1.0))
+    cal = calibration.calibrate_store(
+        model, grid, t, node, pid, rssi, band, flags, rng=np.random.default_rng(a.seed)
+    )
+    model = cal.model
+    found = [model.node_ids[i] for i in sorted(cal.beacons.values())]
+    print(f"node beacons found: {len(found)} of {model.n_nodes} ({', '.join(found) or 'none'})")
+    if cal.links is not None:
+        lk = cal.links
+        print(
+            f"  links: {lk.links} node pairs, {lk.frames} frames; exponent {lk.exponent:.2f}, "
+            f"shadowing σ {lk.sigma_db:.1f} dB, residual RMS {lk.rms_db:.1f} dB"
+        )
+    pop = cal.population
+    if pop.get("shift_db") is not None:
+        print(
+            f"  phone population: {pop['devices']:.0f} devices; BLE level shifted "
+            f"{pop['shift_db']:+.1f} dB, offset spread {pop['offset_sigma_db']:.1f} dB"
+        )
+    summary: dict[str, Any] = {"store": cal.summary()}
+    if a.walk:
+        points = calibration.load_walk(a.walk)
+        walk_pid = a.pid or calibration.find_walk_pid(points, t, pid, set(cal.beacons))
+        if walk_pid is None:
+            raise ConfigError(f"{a.walk}: no device was heard during the walk")
+        xy, mean, k, s2, sent = calibration.walk_observations(
+            points, t, node, pid, rssi, model.n_nodes, walk_pid, model.frame_loss
+        )
+        model, rep = calibration.fit_walk(model, xy, mean, counts=k, sumsq=s2, sent=sent)
+        if a.map:
+            rm = calibration.residual_map(
+                model, xy, mean, counts=k, bandwidth_m=a.map, cell_m=0.5, bounds=plan.bounds
+            )
+            model = model.replace(correction=rm)
+        print(
+            f"  beacon walk: {len(points)} points, {int(k.sum())} frames; exponent "
+            f"{rep.exponent:.2f}, σ {rep.sigma_db:.1f} dB, residual RMS {rep.rms_db:.1f} dB"
+            + (f"; correction map (bandwidth {a.map:g} m)" if a.map else "")
+        )
+        summary["walk"] = {"points": len(points), "frames": int(k.sum()), "rms_db": rep.rms_db}
+    out = model.save(a.out)
+    print(f"radio model → {out.resolve()}  (footfall report --radio {a.out} …, footfall plan)")
+    if a.report:
+        Path(a.report).write_text(json.dumps(summary, indent=1, default=float))
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "plan", help="Cramér–Rao bound of the node layout over the floor plan; where to add nodes"
+    )
+    p.add_argument("--floor", help="floor plan TOML (default: the bundled store)")
+    p.add_argument("--radio", help="a calibrated radio model (footfall calibrate --out)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--add", type=int, default=1, help="suggest this many more nodes (%(default)s)")
+    g.add_argument("--layout", type=int, help="suggest a layout of this many nodes from scratch")
+    p.add_argument("--frames", type=float, default=2.5, help="frames a phone sends per window")
+    p.add_argument("--cell", type=float, default=1.0, help="grid cell, m (%(default)s)")
+    p.add_argument("--out", help="write the map as a PNG here")
+    p.set_defaults(func=cmd_plan)
+
+    c = sub.add_parser("calibrate", help="fit the radio model from a store database (+ a walk)")
+    c.add_argument("--db", required=True, help="the aggregator's store.db")
+    c.add_argument("--floor", help="floor plan TOML (default: the bundled store)")
+    c.add_argument("--radio", help="start from this radio model instead of the plan's defaults")
+    c.add_argument("--since", help="first time to use (ISO 8601 with zone, or epoch ms)")
+    c.add_argument("--until", help="end of the period")
+    c.add_argument("--walk", help="beacon walk CSV: t_start,t_end,x,y")
+    c.add_argument("--pid", help="pseudonym of the walk's transmitter (default: found)")
+    c.add_argument("--map", type=float, nargs="?", const=1.0, help="learn a correction map")
+    c.add_argument("--seed", type=int, default=0, help="sampling seed (%(default)s)")
+    c.add_argument("--out", default="radio_model.json", help="(%(default)s)")
+    c.add_argument("--report", help="also write what was fitted as JSON here")
+    c.set_defaults(func=cmd_calibrate)

@@ -1,0 +1,227 @@
+"""``footfall report``: heatmaps, zone table, flows and summary of a store's own database.
+
+What ``footfall demo`` writes for a simulated store, for a real one: the store
+report (:func:`heatmap.report.store_report.analyze`) over a period of the aggregator's
+``store.db``, read-only, so it can run beside the live aggregator. The
+pseudonymous rows it localizes live only ``retention_hours`` (24 h by default;
+passers-by's only until their hour is aggregated), so a store runs it for the
+day before they go, e.g. nightly; what it writes is aggregate only.
+
+Light at import time: the handler imports the heavy modules it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from firmware_bridge.errors import ConfigError
+from sensing.cli.progress_bar import progress_bar
+
+HOUR_MS = 3_600_000
+
+
+def parse_local_time_ms(v: str, tz: str) -> int:
+    """Epoch ms of ``v``: epoch ms, or ISO 8601 (local time of the store when it has no
+    UTC offset).
+
+    >>> parse_local_time_ms("2026-11-18T09:00", "Europe/Amsterdam")
+    1794988800000
+    >>> parse_local_time_ms("2026-11-18T08:00Z", "Europe/Amsterdam")
+    1794988800000
+    """
+    v = v.strip()
+    if v.lstrip("-").isdigit():
+        return int(v)
+    try:
+        dt = datetime.fromisoformat(v)
+    except ValueError as e:
+        raise ConfigError(f"time {v!r}: not ISO 8601 (e.g. 2026-11-18T09:00)") from e
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=ZoneInfo(tz))
+    return int(dt.timestamp() * 1000)
+
+
+def day_ms(day: str, tz: str, now: datetime | None = None) -> tuple[int, int]:
+    """The store's local calendar day ``day`` (YYYY-MM-DD, ``today`` or ``yesterday`` in
+    the store's time zone) as [t0, t1) epoch ms (23 or 25 h on the days clocks change).
+
+    >>> t0, t1 = day_ms("2026-10-25", "Europe/Amsterdam")
+    >>> (t1 - t0) // 3_600_000
+    25
+    >>> now = datetime(2026, 11, 20, 23, 30, tzinfo=ZoneInfo("UTC"))  # 00:30 in Amsterdam
+    >>> day_ms("yesterday", "Europe/Amsterdam", now) == day_ms("2026-11-20", "Europe/Amsterdam")
+    True
+    """
+    z = ZoneInfo(tz)
+    today = (now or datetime.now(z)).astimezone(z).date()
+    if day in ("today", "yesterday"):
+        d = today if day == "today" else today - timedelta(days=1)
+    else:
+        try:
+            d = date.fromisoformat(day)
+        except ValueError as e:
+            raise ConfigError(f"day {day!r}: expected YYYY-MM-DD, today or yesterday") from e
+    a = datetime(d.year, d.month, d.day, tzinfo=z)
+    b = datetime.combine(d + timedelta(days=1), datetime.min.time(), tzinfo=z)
+    return int(a.timestamp() * 1000), int(b.timestamp() * 1000)
+
+
+def obs_extent_ms(conn: Any) -> tuple[int, int] | None:
+    """First and last observation of the store database (None when it has none)."""
+    lo, hi = conn.execute("SELECT MIN(t_ms), MAX(t_ms) FROM obs").fetchone()
+    return None if lo is None else (int(lo), int(hi))
+
+
+def whole_minutes(first_ms: int, last_ms: int) -> tuple[int, int]:
+    """The whole minutes covering [first, last], as [t0, t1) epoch ms.
+
+    >>> whole_minutes(90_500, 150_000)
+    (60000, 180000)
+    """
+    return first_ms - first_ms % 60_000, last_ms - last_ms % 60_000 + 60_000
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from heatmap.aggregator import store_db
+    from heatmap.report.store_report import analyze
+    from heatmap.spatial.floorplan import load, load_default
+    from heatmap.spatial.radio_model import RadioModel
+
+    floor, db_arg = a.floor, a.db
+    if a.config:
+        from heatmap.aggregator import config as aggregator_config
+
+        cfg = aggregator_config.load(a.config)
+        db_arg = db_arg or str(cfg.db)
+        floor = floor or (str(cfg.floor_plan) if cfg.floor_plan else None)
+    if not db_arg:
+        raise ConfigError("which store database? --db store.db, or --config store.toml")
+    plan = load(floor) if floor else load_default()
+    db = Path(db_arg)
+    if not db.exists():
+        raise ConfigError(f"{db}: no such store database")
+    if a.cell <= 0 or a.cell > 5:
+        raise ConfigError(f"--cell {a.cell:g}: a grid cell is between 0 and 5 m")
+    tz = plan.timezone
+    if a.day and a.until:
+        raise ConfigError("--until goes with --since, not with --day")
+    conn = store_db.connect(db, readonly=True)
+    try:
+        extent = obs_extent_ms(conn)
+        if a.day:
+            t0, t1 = day_ms(a.day, tz)
+        else:
+            since = parse_local_time_ms(a.since, tz) if a.since else None
+            until = parse_local_time_ms(a.until, tz) if a.until else None
+            if since is None or until is None:
+                if extent is None:
+                    raise ConfigError(f"{db}: no observations")
+                span = whole_minutes(*extent)
+                since = span[0] if since is None else since
+                until = span[1] if until is None else until
+            t0, t1 = since, until
+        if t1 <= t0:
+            raise ConfigError("the period is empty: --until must come after --since")
+        n = conn.execute(
+            "SELECT COUNT(*) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
+        ).fetchone()[0]
+        purged = purged_hours(conn, t0, t1)
+    finally:
+        conn.close()
+    if not n:
+        raise ConfigError(
+            f"{db}: no observations in {_span(t0, t1, tz)} (pseudonymous rows live "
+            "retention_hours, 24 h by default: report a day before they go)"
+        )
+    radio = RadioModel.load(a.radio, plan) if a.radio else None
+    out = Path(a.out)
+    started = time.monotonic()
+    with progress_bar(not a.quiet) as prog:
+        rep = analyze(
+            plan,
+            db,
+            t0,
+            t1,
+            out,
+            truth_dir=Path(a.truth) if a.truth else None,
+            progress=prog,
+            cell_m=a.cell,
+            radio=radio,
+        )
+    print(
+        f"footfall report: {plan.name}, {_span(t0, t1, tz)}: {n} observations "
+        f"localized on {a.cell:g} m cells in {time.monotonic() - started:.0f} s"
+    )
+    print(
+        f"  visitors {rep.door_in}, passersby ≈ {rep.passersby_est}, "
+        f"capture rate {rep.capture_rate:.2f}, mean dwell {rep.mean_dwell_s / 60:.1f} min"
+        + (f", heatmap r = {rep.truth['heatmap_pearson_r_1m']:.2f} vs truth" if rep.truth else "")
+    )
+    print(
+        "  radio model: "
+        + (f"{a.radio} (calibrated), phone level re-centred" if a.radio else "node links")
+    )
+    if extent is not None and extent[0] - t0 > HOUR_MS:
+        first = _span(extent[0], extent[0], tz)[:16]
+        print(
+            f"  note: the database holds no observation before {first}; "
+            "earlier ones were never recorded or retention has deleted them"
+        )
+    if purged:
+        print(
+            f"  note: retention already deleted the passers-by of {len(purged)} of these hours; "
+            "the passer-by figures count only what is left"
+        )
+    print(f"  heatmaps: {out.resolve() / 'heatmap_total.png'} (+ per hour)")
+    print(f"  summary:  {out.resolve() / 'summary.txt'};  zones.csv, flows.csv, flows.png")
+    return 0
+
+
+def purged_hours(conn: Any, t0: int, t1: int) -> list[int]:
+    """Hours of [t0, t1) whose passers-by's rows retention has deleted (the hour was
+    aggregated and purged: :mod:`heatmap.aggregator.retention`)."""
+    rows = conn.execute(
+        "SELECT hour_ms FROM hour_purges WHERE hour_ms >= ? AND hour_ms < ? ORDER BY hour_ms",
+        (t0 - t0 % HOUR_MS, t1),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _span(t0: int, t1: int, tz: str) -> str:
+    z = ZoneInfo(tz)
+    a = datetime.fromtimestamp(t0 / 1000, z)
+    b = datetime.fromtimestamp(t1 / 1000, z)
+    return f"{a:%Y-%m-%d %H:%M}–{b:%Y-%m-%d %H:%M} ({tz})"
+
+
+def register(sub: Any) -> None:
+    r = sub.add_parser(
+        "report",
+        help="heatmaps, zones, flows and summary of a period of the store database",
+    )
+    r.add_argument("--db", help="the aggregator's store.db (opened read-only)")
+    r.add_argument("--floor", help="floor plan TOML (default: the bundled store)")
+    r.add_argument(
+        "--config", help="the aggregator's store.toml: its db and floor plan (unless given)"
+    )
+    r.add_argument("--radio", help="a calibrated radio model (footfall calibrate --out)")
+    when = r.add_mutually_exclusive_group()
+    when.add_argument(
+        "--day", help="the store's local day: YYYY-MM-DD, today or yesterday (store time)"
+    )
+    when.add_argument(
+        "--since", help="start: ISO 8601 (store's local time unless it has an offset) or epoch ms"
+    )
+    r.add_argument("--until", help="end of the period (default: just after the last observation)")
+    r.add_argument(
+        "--cell", type=float, default=1.0, help="localization grid cell, m (%(default)s)"
+    )
+    r.add_argument("--out", default="footfall-report", help="output directory (%(default)s)")
+    r.add_argument("--truth", help="simulator truth directory: compare every figure with it")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_report)

@@ -1,0 +1,598 @@
+"""The node daemon (``footfall node``): sources → pipeline → batches → spool → broker.
+
+A thin composition root over the node's parts, with one rule for state: only the
+main loop touches it. Reader threads put what the sources produce on a bounded
+inbox; paho's network thread puts connection events and PUBACKs on the link's
+queue; the main loop takes both, so the pipeline, batchers, spool and counters
+need no locks.
+
+Delivery: a batch gets its ``seq`` and is written to the spool (fsync'd) when it
+closes, is handed to the link from the spool in order (:mod:`sensing.node.delivery`),
+and is deleted from the spool only on its PUBACK. A broker restart,
+a network outage or a ``kill -9`` therefore loses nothing that was spooled: paho
+resends what was in flight, and a restarted daemon sends the spool again in
+order; the aggregator drops redeliveries by ``(publisher, seq)``. Capture-file
+sources also store a cursor with each batch, so a killed replay resumes after
+its last spooled batch instead of starting over.
+
+Time: frames are refused (dropped before they are even pseudonymized, counted
+``clock_unsynced``) while the clock is not synchronized, unless ``[clock]
+require_sync = false``; a live node's key never rolls on an unsynchronized clock.
+
+Shutdown (SIGTERM/SIGINT): stop the sources, batch what was read, spool it,
+try to deliver for ``shutdown_grace_s``, publish ``offline``, exit; what was not
+acknowledged stays in the spool for the next start. Under systemd it reports
+READY, pings the watchdog from the main loop, and says STOPPING.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from firmware_bridge.errors import BrokerError, CaptureError, FootfallError
+from firmware_bridge.events import DoorEvent, TileEvent, payload_items
+from sensing.capture.capture_file import Record
+from sensing.capture.channel_plan import ChannelHopper, IwRadio, Radio
+from sensing.capture.decoded import BleAdvert
+from sensing.node import log as node_log
+from sensing.node import status as node_status
+from sensing.node.batcher import Batcher
+from sensing.node.clock_sync import ClockProbe, ClockState, KernelClock
+from sensing.node.config import NodeConfig
+from sensing.node.delivery import Delivery
+from sensing.node.inbox import Inbox, SourceEnded
+from sensing.node.pipeline import NodePipeline
+from sensing.node.sources import (
+    CaptureSource,
+    GpioBeamSource,
+    LiveBleSource,
+    LiveWifiSource,
+    SerialBoardSource,
+    Source,
+    UartReplaySource,
+    pin_factory,
+)
+from sensing.node.spool import Spool, SpoolError
+from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
+from sensing.runtime.mqtt_link import LinkEvent, MqttLink
+from sensing.runtime.process_memory import peak_rss_mib
+from sensing.runtime.systemd_notify import Notifier
+from sensing.wire import payloads, topics
+
+EV_MAX_ITEMS, EV_MAX_AGE_MS = 200, 10_000
+"""door/floor batches: events and age at most"""
+TICK_S = 0.05
+TICK_PIPELINE_S = 5.0
+"""how often a live node's pipeline does its housekeeping (key roll, opt-out reload)"""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class RunSummary:
+    """What one run of the daemon did."""
+
+    frames: int = 0
+    observations: int = 0
+    batches: dict[str, int] = field(default_factory=dict)
+    """batches spooled in this run, per stream"""
+    last_seq: dict[str, int | None] = field(default_factory=dict)
+    published: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+    boards: dict[str, dict[str, int]] = field(default_factory=dict)
+    spool_depth: int = 0
+    seconds: float = 0.0
+    state: str = "stopped"
+    """done (every file read and acknowledged), stopped (signal), failed"""
+
+
+@dataclass
+class _Stream:
+    name: str
+    topic: str
+    batcher: Batcher
+    source: Source | None = None
+    consumed: int = 0
+    """items taken from the source, including those skipped on resume"""
+    opened_at: float | None = None
+    epoch: int | None = None
+    events: int = 0
+
+
+class NodeDaemon:
+    """Runs one node as configured.
+
+    Parameters
+    ----------
+    cfg
+        the node's configuration.
+    clock
+        clock synchronization probe (default: the kernel's, via adjtimex).
+    radio
+        the monitor radio the channel plan drives (default: ``iw`` on
+        ``wifi.interface``); only used with a live Wi-Fi interface.
+    sources
+        replace the configured sources (tests, embedding).
+    notifier
+        systemd notifications (default: from the environment).
+    """
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        *,
+        clock: ClockProbe | None = None,
+        radio: Radio | None = None,
+        sources: list[Source] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.log = node_log.get()
+        self.clock_probe = clock or KernelClock()
+        self.notifier = notifier or Notifier()
+        self._radio = radio
+        self._given_sources = sources
+        self._stop = threading.Event()
+        self.inbox = Inbox(self._stop, self.log)
+        self.delivery: Delivery | None = None
+        self._dropped: Counter[str] = Counter()
+        self._started = time.monotonic()
+        self._clock_state: ClockState | None = None
+        self._refuse = False
+        self._done_sources: set[int] = set()
+        self._errors: list[str] = []
+        self._connect_failures_logged = 0
+        self.summary = RunSummary()
+        self.streams: dict[str, _Stream] = {}
+        self.sources: list[Source] = []
+        self.hopper: ChannelHopper | None = None
+        self.spool: Spool | None = None
+        self.link: MqttLink | None = None
+
+    # ------------------------------------------------------------------ public
+
+    def request_stop(self) -> None:
+        """Ask the main loop to shut down (signal handlers, other threads)."""
+        self._stop.set()
+
+    def run(self, install_signals: bool = True) -> RunSummary:
+        """Run until stopped (or, with capture files, until they are delivered)."""
+        if install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._stop.set())
+        try:
+            self._open()
+            self.notifier.ready("running")
+            self._loop()
+        except BaseException:
+            self.summary.state = "failed"
+            raise
+        finally:
+            self._shutdown()
+        if self._errors:
+            raise CaptureError("; ".join(self._errors))
+        return self.summary
+
+    # ------------------------------------------------------------------ setup
+
+    def _open(self) -> None:
+        cfg = self.cfg
+        kf = KeyFile(cfg.keyfile)
+        ring, sched = kf.load()
+        self.ring = ring
+        # a live node persists every key roll (forward secrecy), honours the opt-out
+        # list in its state directory and learns the store's equipment; a replay
+        # must not overwrite the store key with a later epoch
+        if cfg.live:
+            pseudo = Pseudonymizer(ring, sched, kf, clock_ms=_now_ms)
+            self.pipe = NodePipeline.for_node(pseudo, cfg.filters, cfg.state_dir)
+        else:
+            self.pipe = NodePipeline(Pseudonymizer(ring, sched), cfg.filters)
+        self.spool = Spool(cfg.spool_path, cfg.spool_max_batches, cfg.spool_max_bytes)
+        self.status_topic = topics.node_status_topic(cfg.store, cfg.node)
+        self._check_clock()
+        self.sources = self._given_sources or self._build_sources()
+        obs_topic = topics.obs_topic(cfg.store, cfg.node)
+        for src in self.sources:
+            if src.stream in self.streams:
+                if src.stream == "obs":
+                    continue  # several radios feed one obs stream
+                raise FootfallError(f"{src.stream} is fed by two sources")
+            self.streams[src.stream] = self._make_stream(src, obs_topic)
+        self.link = MqttLink(
+            cfg.broker.address(),
+            f"footfall-node-{cfg.store}-{cfg.node}",
+            will=(self.status_topic, node_status.OFFLINE_WILL),
+            keepalive_s=cfg.broker.keepalive_s,
+            reconnect_max_s=cfg.broker.reconnect_max_s,
+        )
+        self.delivery = Delivery(self.spool, self.link)
+        self.link.start()
+        if cfg.wifi.interface:
+            self.hopper = ChannelHopper(
+                self._radio or IwRadio(cfg.wifi.interface), cfg.wifi.plan, self._hop_error
+            )
+            self.hopper.start()
+        for i, src in enumerate(self.sources):
+            skip = self.spool.cursor(src.name) if src.resumable else 0
+            if src.stream in self.streams and self.streams[src.stream].source is src:
+                self.streams[src.stream].consumed = skip
+            self.inbox.start(i, src, skip)
+        node_log.event(
+            self.log,
+            20,
+            "started",
+            node=cfg.node,
+            store=cfg.store,
+            broker=str(cfg.broker.address()),
+            sources=[s.name for s in self.sources],
+            spool_depth=self.spool.depth,
+            clock_synced=bool(self._clock_state and self._clock_state.synced),
+        )
+
+    def _make_stream(self, src: Source, obs_topic: str) -> _Stream:
+        cfg = self.cfg
+        if src.stream == "obs":
+            b = Batcher(
+                "obs", header={"node": cfg.node}, max_items=cfg.max_items, max_age_ms=cfg.max_age_ms
+            )
+            return _Stream("obs", obs_topic, b, src if src.resumable else None)
+        kind, ident = src.stream.split("/", 1)
+        topic = (
+            topics.door_topic(cfg.store, ident)
+            if kind == "door"
+            else topics.floor_topic(cfg.store, ident)
+        )
+        b = Batcher(
+            "ev",
+            max_items=EV_MAX_ITEMS,
+            max_age_ms=min(cfg.max_age_ms, EV_MAX_AGE_MS),
+            extra=lambda: {"board": src.link_stats()},
+        )
+        return _Stream(src.stream, topic, b, src)
+
+    def _build_sources(self) -> list[Source]:
+        cfg = self.cfg
+        out: list[Source] = []
+        if cfg.file_sources:
+            out.append(CaptureSource(cfg.file_sources, cfg.realtime, cfg.speed))
+        if cfg.wifi.interface:
+            out.append(LiveWifiSource(cfg.wifi.interface))
+        if cfg.ble.adapter:
+            out.append(LiveBleSource(cfg.ble.adapter))
+        for b in cfg.boards:
+            if b.replay is not None:
+                out.append(UartReplaySource(b.replay, b.name))
+            else:
+                out.append(SerialBoardSource(str(b.port), b.name, b.baudrate))
+        for bm in cfg.beams:
+            out.append(
+                GpioBeamSource(bm.door, bm.pin_a, bm.pin_b, pin_factory(bm.pin_factory), bm.pull_up)
+            )
+        return out
+
+    # ------------------------------------------------------------------ main loop
+
+    def _loop(self) -> None:
+        next_status = next_tick = 0.0
+        next_clock = time.monotonic() + self.cfg.clock_check_s
+        live = self.cfg.live
+        assert self.delivery is not None
+        while not self._stop.is_set():
+            self.inbox.take(self._handle, TICK_S)
+            self._link_events()
+            self.delivery.pump()
+            now = time.monotonic()
+            self._age_flush(now)
+            if now >= next_clock:
+                next_clock = now + self.cfg.clock_check_s
+                self._check_clock()
+            if live and now >= next_tick and not self._refuse:
+                # key roll at the roll hour, opt-out reloads, learner hours; never on an
+                # unsynchronized clock (a clock in the future would roll the key for good)
+                next_tick = now + TICK_PIPELINE_S
+                self.pipe.tick(_now_ms())
+            if now >= next_status and self.link is not None and self.link.connected:
+                next_status = now + self.cfg.status_interval_s
+                self._publish_status("online")
+            self.notifier.watchdog()
+            if self._errors:
+                return
+            if self._files_finished():
+                self._finish()
+                return
+
+    def _handle(self, index: int, payload: Any) -> None:
+        src = self.sources[index]
+        if isinstance(payload, SourceEnded):
+            self._done_sources.add(index)
+            if payload.error:
+                self._errors.append(f"{src.name}: {payload.error}")
+            return
+        st = self.streams[src.stream]
+        if src.stream == "obs":
+            self._radio_records(st, src, payload)
+        else:
+            self._board_events(st, payload)
+
+    def _radio_records(self, st: _Stream, src: Source, records: list[Record | BleAdvert]) -> None:
+        pipe, batcher, ring = self.pipe, st.batcher, self.ring
+        counted = st.source is src
+        realtime = src.realtime
+        for rec in records:
+            before = st.consumed
+            if counted:
+                st.consumed += 1
+            if self._refuse:  # not even pseudonymized: a wrong clock could roll the key
+                self._dropped["clock_unsynced"] += 1
+                continue
+            o = pipe.process(rec) if isinstance(rec, Record) else pipe.process_advert(rec)
+            if o is None:
+                continue
+            if st.epoch != ring.epoch:
+                if len(batcher):
+                    self._close(st, batcher.flush(), before)
+                st.epoch = ring.epoch
+            row = (
+                [o.pid, o.rssi, o.band, o.flags]
+                if o.sig is None
+                else [o.pid, o.rssi, o.band, o.flags, o.sig]
+            )
+            done = batcher.add(o.t_ms, row)
+            if done is not None:
+                self._close(st, done, before)
+            if realtime and (done is not None or len(batcher) == 1):
+                st.opened_at = time.monotonic()
+
+    def _board_events(self, st: _Stream, events: list[DoorEvent | TileEvent]) -> None:
+        for e in events:
+            before = st.consumed
+            st.consumed += 1
+            st.events += 1
+            if self._refuse:
+                self._dropped["clock_unsynced"] += 1
+                continue
+            done = st.batcher.add(e.t_ms, payload_items(e))
+            if done is not None:
+                self._close(st, done, before)
+            if (
+                st.source is not None
+                and st.source.realtime
+                and (done is not None or len(st.batcher) == 1)
+            ):
+                st.opened_at = time.monotonic()
+
+    def _close(self, st: _Stream, payload: dict[str, Any] | None, cursor: int) -> None:
+        """Number and spool a closed batch (the batcher's own seq is not used)."""
+        if payload is None:
+            return
+        assert self.spool is not None
+        if st.name == "obs":
+            payload["epoch"] = st.epoch if st.epoch is not None else self.ring.epoch
+            n = len(payload["obs"])
+        else:
+            n = len(payload["ev"])
+        src = st.source
+        resumable = src is not None and src.resumable
+        before = self.spool.stats().dropped_batches
+        try:
+            self.spool.put(
+                st.name,
+                st.topic,
+                payload,
+                n,
+                cursor=(src.name, cursor) if src is not None and resumable else None,
+                inflight=self.delivery.inflight_ids() if self.delivery is not None else (),
+            )
+        except SpoolError as e:
+            if resumable:
+                raise  # a replay must not skip a batch: stop, and resume later
+            # live: losing this batch beats a restart loop (disk full, read-only card)
+            self._dropped["spool_write_failed"] += n
+            if self._dropped["spool_write_failed"] == n:
+                node_log.event(self.log, 40, "spool_write_failed", error=str(e))
+            return
+        self.summary.batches[st.name] = self.summary.batches.get(st.name, 0) + 1
+        dropped = self.spool.stats().dropped_batches - before
+        if dropped:
+            node_log.event(
+                self.log, 30, "spool_full_dropped_oldest", batches=dropped, depth=self.spool.depth
+            )
+
+    def _age_flush(self, now: float) -> None:
+        for st in self.streams.values():
+            if st.opened_at is None or not len(st.batcher):
+                continue
+            limit = st.batcher.max_age_ms / 1000
+            if now - st.opened_at >= limit:
+                self._close(st, st.batcher.flush(), st.consumed)
+                st.opened_at = None
+
+    def _flush_all(self) -> None:
+        for st in self.streams.values():
+            self._close(st, st.batcher.flush(), st.consumed)
+            st.opened_at = None
+
+    # ------------------------------------------------------------------ delivery
+
+    def _link_events(self, block_s: float = 0.0) -> None:
+        """PUBACKs (the delivery deletes their batches) and connection events."""
+        assert self.delivery is not None
+        self.delivery.events(self._on_link_event, block_s)
+
+    def _on_link_event(self, ev: LinkEvent) -> None:
+        assert self.link is not None and self.spool is not None
+        if ev.kind == "connected":
+            node_log.event(self.log, 20, "connected", broker=str(self.cfg.broker.address()),
+                           spool_depth=self.spool.depth)  # fmt: skip
+            self._connect_failures_logged = 0
+            self._publish_status("online")
+        elif ev.kind == "disconnected":
+            node_log.event(self.log, 30, "disconnected", reason=ev.detail,
+                           spool_depth=self.spool.depth)  # fmt: skip
+        elif ev.kind == "connect_failed":
+            n = self.link.failures
+            if n >= self._connect_failures_logged * 2:  # attempts 1, 2, 4, 8…
+                self._connect_failures_logged = n
+                node_log.event(self.log, 30, "broker_unreachable", attempts=n,
+                               reason=ev.detail, spool_depth=self.spool.depth)  # fmt: skip
+
+    def _publish_status(self, state: str) -> int | None:
+        if self.link is None or not self.link.connected:
+            return None
+        st = node_status.build(
+            state,
+            time.monotonic() - self._started,
+            self._counters(),
+            self._clock_state,
+            self.cfg.require_sync,
+        )
+        return self.link.publish(self.status_topic, payloads.encode(st), retain=True)
+
+    def _counters(self) -> node_status.NodeCounters:
+        assert self.spool is not None
+        sp = self.spool.stats()
+        dropped: Counter[str] = Counter(self.pipe.rejects())
+        dropped.update(self._dropped)
+        dropped["source_overflow"] += self.inbox.overflow
+        dropped["spool_overflow_batches"] += sp.dropped_batches
+        dropped["spool_overflow_items"] += sp.dropped_items
+        boards = {}
+        for st in self.streams.values():
+            if st.name != "obs":
+                last = self.spool.last_seq(st.name)
+                link = st.source.link_stats() if st.source is not None else {}
+                boards[st.name] = {
+                    "last_seq": -1 if last is None else last,
+                    "events": st.events,
+                    **link,
+                }
+        return node_status.NodeCounters(
+            frames=self.pipe.frames,
+            observations=self.pipe.emitted,
+            published=self.delivery.published if self.delivery is not None else 0,
+            key_epoch=self.ring.epoch,
+            last_seq=self.spool.last_seq("obs"),
+            spool_depth=sp.depth,
+            spool_bytes=sp.bytes,
+            dropped=dropped,
+            radio=self.hopper.status() if self.hopper is not None else None,
+            boards=boards,
+        )
+
+    def _wait_delivered(self, timeout_s: float, mid: int | None = None) -> bool:
+        """Deliver until the spool is empty and ``mid`` is acknowledged."""
+        assert self.delivery is not None
+        return self.delivery.wait(timeout_s, self._on_link_event, mid, self.notifier.watchdog)
+
+    # ------------------------------------------------------------------ clock
+
+    def _check_clock(self) -> None:
+        state = self.clock_probe.read()
+        was = self._clock_state
+        self._clock_state = state
+        self._refuse = self.cfg.require_sync and not state.synced
+        if was is None or was.synced != state.synced:
+            node_log.event(
+                self.log,
+                20 if state.synced else 30,
+                "clock_synced" if state.synced else "clock_unsynced",
+                refusing=self._refuse,
+                source=state.source,
+                offset_ms=state.offset_ms,
+            )
+
+    def _hop_error(self, channel: int, e: CaptureError) -> None:
+        if self.hopper is not None and self.hopper.errors[channel] == 1:
+            node_log.event(self.log, 30, "channel_hop_failed", channel=channel, error=str(e))
+
+    # ------------------------------------------------------------------ ending
+
+    def _files_finished(self) -> bool:
+        return (
+            self.cfg.exit_when_done
+            and not self.cfg.live
+            and len(self._done_sources) == len(self.sources)
+            and self.inbox.empty()
+        )
+
+    def _finish(self) -> None:
+        """Capture files all read: flush, deliver everything, publish ``done``."""
+        assert self.spool is not None
+        self._flush_all()
+        self.notifier.status("delivering spooled batches")
+        if not self._wait_delivered(self.cfg.drain_timeout_s):
+            raise BrokerError(
+                f"{self.spool.depth} batches not acknowledged by {self.cfg.broker.address()} "
+                f"within {self.cfg.drain_timeout_s:.0f} s; they stay spooled"
+            )
+        # with nothing to deliver (e.g. every frame refused) the link may not be up yet
+        if self.link is not None:
+            self.link.wait_connected(self.cfg.drain_timeout_s)
+        # handle the pending "connected" event (its "online" status) first: else
+        # "online" could go out after "done" and stay the retained status
+        self._link_events()
+        mid = self._publish_status("done")
+        if mid is None or not self._wait_delivered(self.cfg.drain_timeout_s, mid):
+            raise BrokerError("the broker did not acknowledge the final status")
+        self.summary.state = "done"
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        self.notifier.stopping()
+        for src in self.sources:
+            with contextlib.suppress(Exception):
+                src.close()
+        if self.hopper is not None:
+            self.hopper.stop()
+        if self.spool is not None and self.link is not None and hasattr(self, "pipe"):
+            if self.summary.state != "done":
+                self.inbox.drain(self._handle)
+                with contextlib.suppress(FootfallError):
+                    self._flush_all()
+                with contextlib.suppress(FootfallError):
+                    self._wait_delivered(self.cfg.shutdown_grace_s)
+                    mid = self._publish_status("offline")
+                    if mid is not None:
+                        self._wait_delivered(min(self.cfg.shutdown_grace_s, 2.0), mid)
+            self._fill_summary()
+            self.link.stop()
+            self.spool.close()
+        if hasattr(self, "ring"):
+            self.ring.erase()
+        self.notifier.close()
+        node_log.event(
+            self.log,
+            20,
+            "stopped",
+            state=self.summary.state,
+            frames=self.summary.frames,
+            observations=self.summary.observations,
+            spool_depth=self.summary.spool_depth,
+            seconds=round(self.summary.seconds, 3),
+            rss_peak_mb=None if (rss := peak_rss_mib()) is None else round(rss, 1),
+        )
+
+    def _fill_summary(self) -> None:
+        assert self.spool is not None
+        s = self.summary
+        s.frames, s.observations = self.pipe.frames, self.pipe.emitted
+        s.rejects = self.pipe.rejects()
+        s.last_seq = {name: self.spool.last_seq(name) for name in self.streams}
+        s.boards = {k: dict(v) for k, v in self._counters().boards.items()}
+        s.spool_depth = self.spool.depth
+        s.published = self.delivery.published if self.delivery is not None else 0
+        s.seconds = time.monotonic() - self._started
+
+
+def run_node(cfg: NodeConfig, **kw: Any) -> RunSummary:
+    """Run a node until it stops; see :class:`NodeDaemon`."""
+    return NodeDaemon(cfg, **kw).run()

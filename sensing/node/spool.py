@@ -1,0 +1,319 @@
+"""The node's offline spool: a bounded on-disk queue of batches (SQLite).
+
+Every batch is numbered and written here *before* it is published, and deleted
+only when the broker acknowledged it (PUBACK), so what is not acknowledged
+survives a broker restart, a network outage, a ``kill -9`` and a power cut:
+
+* ``seq`` comes from a persisted per-stream counter, advanced in the same
+  transaction that stores the batch, so it is monotonic across restarts and the
+  aggregator can deduplicate redeliveries by ``(publisher, seq)``.
+* The file runs in WAL mode with ``synchronous=FULL``: a committed batch is on
+  disk when :meth:`Spool.put` returns (SQLite's atomic commit survives power loss).
+* When the bound (batches or bytes) is hit the *oldest* batches not currently in
+  flight are dropped; the batches and the items in them are counted, persisted,
+  and reported in the node's status.
+* A ``cursor`` per source (records consumed) can be stored with a batch, so a
+  replay of capture files resumes where its last spooled batch ended.
+
+Nothing in the spool is a raw identifier: payloads are already pseudonymous.
+
+>>> import tempfile, pathlib
+>>> with Spool(pathlib.Path(tempfile.mkdtemp()) / "spool.db") as sp:
+...     row = sp.put("obs", "footfall/v1/s/node/n/obs", {"v": 1, "obs": [[0]]}, items=1)
+...     (row.seq, sp.depth, [r.seq for r in sp.after(0, 10)])
+(0, 1, [0])
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from firmware_bridge.errors import FootfallError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL, seq INTEGER NOT NULL, topic TEXT NOT NULL,
+    payload BLOB NOT NULL, items INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+"""
+
+
+class SpoolError(FootfallError, OSError):
+    """The spool file cannot be opened or written (disk full, corrupt, read-only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledBatch:
+    """One batch waiting for its PUBACK."""
+
+    id: int
+    """spool row id: the publish order"""
+    stream: str
+    """``obs``, ``door/{id}`` or ``floor/{id}``"""
+    seq: int
+    topic: str
+    payload: bytes
+    items: int
+    """observations or events in the batch"""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    depth: int
+    """batches waiting"""
+    bytes: int
+    """payload bytes waiting"""
+    dropped_batches: int
+    """batches dropped at the bound, since the spool file was created"""
+    dropped_items: int
+    """observations/events in those batches"""
+
+
+class Spool:
+    """A bounded, durable FIFO of MQTT batches. One thread uses it at a time.
+
+    Parameters
+    ----------
+    path
+        SQLite file (created with its directory).
+    max_batches, max_bytes
+        the bound: when a new batch would exceed either, the oldest batches not
+        in flight are dropped and counted.
+    """
+
+    def __init__(self, path: Path, max_batches: int = 50_000, max_bytes: int = 200 << 20) -> None:
+        if max_batches < 1 or max_bytes < 1:
+            raise ValueError("spool bounds must be positive")
+        self.path = Path(path)
+        self.max_batches = max_batches
+        self.max_bytes = max_bytes
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._meta_init("schema_version", SCHEMA_VERSION)
+            self._recount()
+            self._dropped = [
+                self._meta_get("dropped_batches", 0),
+                self._meta_get("dropped_items", 0),
+            ]
+        except sqlite3.Error as e:
+            raise SpoolError(f"cannot open spool {self.path}: {e}") from e
+        self._next_seq: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ writing
+
+    def put(
+        self,
+        stream: str,
+        topic: str,
+        payload: dict[str, Any],
+        items: int,
+        cursor: tuple[str, int] | None = None,
+        inflight: Collection[int] = (),
+    ) -> SpooledBatch:
+        """Number ``payload`` (sets ``payload["seq"]``), store it durably, return it.
+
+        ``cursor`` = (source name, records consumed) is stored in the same
+        transaction. ``inflight`` are row ids handed to the broker link and not
+        yet acknowledged: the bound never drops those.
+        """
+        seq = self.next_seq(stream)
+        payload["seq"] = seq
+        raw = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        now = int(time.time() * 1000)
+        try:
+            with self._tx():
+                self._make_room(len(raw), inflight)
+                cur = self._db.execute(
+                    "INSERT INTO batches (stream, seq, topic, payload, items, created_ms) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (stream, seq, topic, raw, items, now),
+                )
+                self._meta_set(f"seq:{stream}", seq + 1)
+                if cursor is not None:
+                    self._meta_set(f"cursor:{cursor[0]}", cursor[1])
+        except sqlite3.Error as e:
+            self._recount()
+            self._dropped = [
+                self._meta_get("dropped_batches", 0),
+                self._meta_get("dropped_items", 0),
+            ]
+            raise SpoolError(f"cannot write spool {self.path}: {e}") from e
+        self._next_seq[stream] = seq + 1
+        self._last_id = int(cur.lastrowid or 0)
+        self._depth += 1
+        self._bytes += len(raw)
+        return SpooledBatch(int(cur.lastrowid or 0), stream, seq, topic, raw, items)
+
+    def _make_room(self, new_bytes: int, inflight: Collection[int]) -> None:
+        """Inside a transaction: drop oldest non-inflight batches until one more fits."""
+        over_n = self._depth + 1 - self.max_batches
+        over_b = self._bytes + new_bytes - self.max_bytes
+        if over_n <= 0 and over_b <= 0:
+            return
+        drop: list[int] = []
+        n_items = freed = 0
+        rows = self._db.execute("SELECT id, LENGTH(payload), items FROM batches ORDER BY id")
+        for rid, size, items in rows:
+            if over_n <= 0 and over_b <= 0:
+                break
+            if rid in inflight:
+                continue
+            drop.append(rid)
+            n_items += items
+            freed += size
+            over_n -= 1
+            over_b -= size
+        rows.close()
+        if not drop:
+            return
+        self._db.executemany("DELETE FROM batches WHERE id = ?", [(i,) for i in drop])
+        self._meta_add("dropped_batches", len(drop))
+        self._meta_add("dropped_items", n_items)
+        self._dropped = [self._dropped[0] + len(drop), self._dropped[1] + n_items]
+        self._depth -= len(drop)
+        self._bytes -= freed
+
+    def ack(self, ids: Iterable[int]) -> int:
+        """Delete acknowledged batches; returns how many were still there."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        found = freed = 0
+        try:
+            # a delete lost to a power cut only means one more redelivery (which the
+            # aggregator drops by seq): no fsync for it; the next put's fsync covers it
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            with self._tx():
+                for k in range(0, len(ids), 500):
+                    chunk = ids[k : k + 500]
+                    marks = ",".join("?" * len(chunk))
+                    n, size = self._db.execute(
+                        "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM batches "
+                        f"WHERE id IN ({marks})",
+                        chunk,
+                    ).fetchone()
+                    self._db.execute(f"DELETE FROM batches WHERE id IN ({marks})", chunk)
+                    found += n
+                    freed += size
+        except sqlite3.Error as e:
+            raise SpoolError(f"cannot update spool {self.path}: {e}") from e
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+        self._depth -= found
+        self._bytes -= freed
+        return int(found)
+
+    def set_cursor(self, source: str, consumed: int) -> None:
+        with self._tx():
+            self._meta_set(f"cursor:{source}", consumed)
+
+    # ------------------------------------------------------------------ reading
+
+    def after(self, last_id: int, limit: int) -> list[SpooledBatch]:
+        """Up to ``limit`` batches with id > ``last_id``, oldest first."""
+        rows = self._db.execute(
+            "SELECT id, stream, seq, topic, payload, items FROM batches WHERE id > ? "
+            "ORDER BY id LIMIT ?",
+            (last_id, limit),
+        ).fetchall()
+        return [SpooledBatch(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+
+    def next_seq(self, stream: str) -> int:
+        """The seq the next batch of ``stream`` will get."""
+        if stream not in self._next_seq:
+            self._next_seq[stream] = self._meta_get(f"seq:{stream}", 0)
+        return self._next_seq[stream]
+
+    def last_seq(self, stream: str) -> int | None:
+        """seq of the last batch of ``stream`` ever spooled (None if none)."""
+        n = self.next_seq(stream)
+        return n - 1 if n else None
+
+    def cursor(self, source: str) -> int:
+        """Records of ``source`` consumed into spooled batches (0 if never set)."""
+        return self._meta_get(f"cursor:{source}", 0)
+
+    @property
+    def depth(self) -> int:
+        return int(self._depth)
+
+    @property
+    def last_id(self) -> int:
+        """id of the newest batch waiting (0 if none was ever put since opening an
+        empty spool); :meth:`after` with it returns nothing."""
+        return int(self._last_id)
+
+    def stats(self) -> SpoolStats:
+        return SpoolStats(
+            int(self._depth),
+            int(self._bytes),
+            self._dropped[0],
+            self._dropped[1],
+        )
+
+    def integrity(self) -> str:
+        """SQLite's quick_check: ``ok`` or the first problem found."""
+        return str(self._db.execute("PRAGMA quick_check").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ meta
+
+    def _recount(self) -> None:
+        self._depth, self._bytes, self._last_id = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(MAX(id), 0) FROM batches"
+        ).fetchone()
+        self._dropped = [self._meta_get("dropped_batches", 0), self._meta_get("dropped_items", 0)]
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+    def _meta_init(self, key: str, value: int) -> None:
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+
+    def _meta_get(self, key: str, default: int) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else default
+
+    def _meta_set(self, key: str, value: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _meta_add(self, key: str, n: int) -> None:
+        self._db.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = value + ?",
+            (key, n, n),
+        )
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, et: object, *exc: object) -> None:
+        if et is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:
+            self.db.execute("ROLLBACK")

@@ -1,0 +1,284 @@
+"""The MQTT edge: a paho-mqtt 2.x client connected, with QoS 1 publishing that
+can be drained, and TLS with a client certificate when configured.
+
+Two ways to use it:
+
+* :func:`make_client` + :func:`connect` + :class:`Publisher`: connect once and
+  publish, for short-lived publishers (the aggregator's BI publisher, tests).
+* :class:`MqttLink`: a long-lived connection for the node daemon. It connects in
+  the background, reconnects with backoff for as long as the broker is away,
+  carries a retained last will, and reports what happened as :class:`LinkEvent`
+  values (connected, disconnected, PUBACK of a message id) on a queue the
+  daemon's main loop drains, so no paho callback ever touches the daemon's state.
+
+Nothing from paho crosses inward: callers get bytes, topics and message ids.
+"""
+
+from __future__ import annotations
+
+import queue
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+
+from firmware_bridge.errors import BrokerError
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    tls: TlsFiles | None = None
+    username: str | None = None
+    password: str | None = None
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def make_client(
+    addr: BrokerAddress,
+    client_id: str,
+    clean: bool = True,
+    will: tuple[str, bytes] | None = None,
+    v5: bool = False,
+) -> mqtt.Client:
+    """A configured (not yet connected) paho client, MQTT 3.1.1 (or 5 with ``v5``:
+    then a denied publish comes back as a PUBACK reason code, see :func:`probe_publish`)."""
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=None if v5 else clean,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+    )
+    c.max_inflight_messages_set(256)
+    c.max_queued_messages_set(0)
+    if addr.username:
+        c.username_pw_set(addr.username, addr.password)
+    if addr.tls:
+        c.tls_set(
+            ca_certs=str(addr.tls.ca),
+            certfile=str(addr.tls.cert) if addr.tls.cert else None,
+            keyfile=str(addr.tls.key) if addr.tls.key else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    if will:
+        c.will_set(will[0], will[1], qos=1, retain=True)
+    return c
+
+
+def connect(client: mqtt.Client, addr: BrokerAddress, timeout_s: float = 10.0) -> None:
+    """Connect and start the network loop; BrokerError if not accepted in time
+    (TLS refused, connection closed before CONNACK, CONNACK with an error)."""
+    done = threading.Event()
+    result: list[object] = []
+
+    def on_connect(_c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+        result.append(rc)
+        done.set()
+
+    def on_disconnect(_c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+        if not done.is_set():
+            result.append(f"connection closed before CONNACK ({rc})")
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    try:
+        client.connect(addr.host, addr.port, keepalive=30)
+    except (OSError, ssl.SSLError) as e:
+        raise BrokerError(f"cannot reach broker {addr}: {e}") from e
+    client.loop_start()
+    if not done.wait(timeout_s):
+        client.loop_stop()
+        raise BrokerError(f"broker {addr} did not answer CONNECT within {timeout_s:.0f} s")
+    client.on_disconnect = None
+    rc = result[0]
+    if isinstance(rc, str) or getattr(rc, "is_failure", False):
+        client.loop_stop()
+        raise BrokerError(f"broker {addr} refused the connection: {rc}")
+
+
+class Publisher:
+    """QoS 1 publishing with a bound on unacknowledged messages and a drain."""
+
+    def __init__(self, client: mqtt.Client, max_pending: int = 2000) -> None:
+        self.client = client
+        self.max_pending = max_pending
+        self._pending: list[mqtt.MQTTMessageInfo] = []
+        self.published = 0
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise BrokerError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        self._pending.append(info)
+        self.published += 1
+        if len(self._pending) >= self.max_pending:
+            self._reap(block_until=self.max_pending // 2)
+
+    def _reap(self, block_until: int, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._pending = [i for i in self._pending if not i.is_published()]
+            if len(self._pending) <= block_until:
+                return
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"{len(self._pending)} messages unacknowledged after {timeout_s:.0f} s"
+                )
+            self._pending[0].wait_for_publish(timeout=0.5)
+
+    def drain(self, timeout_s: float = 60.0) -> None:
+        """Wait until the broker acknowledged everything published."""
+        self._reap(0, timeout_s)
+
+
+def probe_publish(
+    client: mqtt.Client, topic: str, payload: bytes, timeout_s: float = 5.0
+) -> str | None:
+    """Publish QoS 1 on a connected MQTT 5 client; None if the broker accepted it,
+    else the PUBACK reason (e.g. ``Not authorized``: the broker's ACL denied it)."""
+    done = threading.Event()
+    reasons: dict[int, str | None] = {}
+
+    def on_publish(_c: mqtt.Client, _u: object, mid: int, rc: Any, _p: object) -> None:
+        reasons[mid] = str(rc) if getattr(rc, "is_failure", False) else None
+        done.set()
+
+    client.on_publish = on_publish
+    info = client.publish(topic, payload, qos=1)
+    if not done.wait(timeout_s) or info.mid not in reasons:
+        return f"no PUBACK within {timeout_s:.0f} s"
+    return reasons[info.mid]
+
+
+# ------------------------------------------------------------------ long-lived link
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    """What happened on the connection, for the daemon's main loop."""
+
+    kind: Literal["connected", "disconnected", "acked", "connect_failed"]
+    mid: int = 0
+    """message id (``acked``)"""
+    detail: str = ""
+    """reason of a disconnect or refusal (never contains payload data)"""
+
+
+class MqttLink:
+    """A connection to the broker that survives broker restarts and outages.
+
+    paho keeps every QoS 1 message it was handed until its PUBACK and resends the
+    unacknowledged ones, in order, after a reconnect; the caller bounds how many
+    it hands over (the node's spool holds the rest on disk).
+
+    Parameters
+    ----------
+    addr
+        broker address (TLS files in it when the broker wants a client certificate).
+    client_id
+        MQTT client id (clean session: a node subscribes to nothing).
+    will
+        (topic, payload) the broker publishes, retained, if the link dies.
+    reconnect_max_s
+        longest wait between attempts; the wait starts at 0.5 s and doubles.
+    """
+
+    def __init__(
+        self,
+        addr: BrokerAddress,
+        client_id: str,
+        will: tuple[str, bytes] | None = None,
+        keepalive_s: int = 30,
+        reconnect_max_s: float = 30.0,
+        max_inflight: int = 256,
+    ) -> None:
+        self.addr = addr
+        self.keepalive_s = keepalive_s
+        self.events: queue.SimpleQueue[LinkEvent] = queue.SimpleQueue()
+        self.connects = 0
+        self.failures = 0
+        self._connected = threading.Event()
+        self.client = make_client(addr, client_id, clean=True, will=will)
+        self.client.max_inflight_messages_set(max_inflight)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(reconnect_max_s)))
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_connect_fail = self._on_connect_fail
+        self._started = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def start(self) -> None:
+        """Begin connecting in the background (retries until :meth:`stop`)."""
+        self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.keepalive_s)
+        self.client.loop_start()
+        self._started = True
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """Hand a QoS 1 message to the link (sent now, or after the reconnect);
+        returns its message id, whose PUBACK arrives as an ``acked`` event."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise BrokerError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        return int(info.mid)
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Disconnect cleanly (no last will) and stop the network thread."""
+        if not self._started:
+            return
+        self._started = False
+        if self._connected.is_set():
+            self.client.disconnect()
+            deadline = time.monotonic() + timeout_s
+            while self._connected.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.client.loop_stop()
+
+    # paho's network thread: only enqueue
+    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        if getattr(rc, "is_failure", False):
+            self.failures += 1
+            self.events.put(LinkEvent("connect_failed", detail=str(rc)))
+            return
+        self.connects += 1
+        # queued before the flag: whoever sees the link up finds the event waiting
+        self.events.put(LinkEvent("connected"))
+        self._connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was:
+            self.events.put(LinkEvent("disconnected", detail=str(rc)))
+        else:
+            self.failures += 1
+            self.events.put(LinkEvent("connect_failed", detail=f"closed before CONNACK: {rc}"))
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        self.failures += 1
+        self.events.put(LinkEvent("connect_failed", detail="cannot reach broker"))
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, _rc: Any, _p: object) -> None:
+        self.events.put(LinkEvent("acked", mid))

@@ -1,0 +1,176 @@
+"""v1 MQTT payloads: encode to compact JSON, decode and validate against the
+JSON Schemas in ``sensing/wire/schemas/`` (one per topic kind).
+
+The schemas are the contract; this module only loads them once and applies them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from firmware_bridge.errors import PayloadError
+
+# topic kind (see sensing.wire.topics) -> schema file
+SCHEMA_FILES: dict[str, str] = {
+    "obs": "obs.schema.json",
+    "node_status": "node_status.schema.json",
+    "door_events": "door_events.schema.json",
+    "floor_events": "floor_events.schema.json",
+    "occupancy": "occupancy.schema.json",
+    "zone_stats": "zone_stats.schema.json",
+    "footfall": "footfall.schema.json",
+    "aggregator_status": "aggregator_status.schema.json",
+}
+
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema (as a dict) of payloads of topic ``kind``."""
+    s: dict[str, Any] = json.loads(
+        resources.files("sensing.wire.schemas").joinpath(SCHEMA_FILES[kind]).read_text()
+    )
+    return s
+
+
+@cache
+def _validator(kind: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    s = schema(kind)
+    Draft202012Validator.check_schema(s)
+    return Draft202012Validator(s)
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as published."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(kind: str, raw: bytes) -> dict[str, Any]:
+    """Parse and validate a payload of topic ``kind``.
+
+    Raises
+    ------
+    PayloadError
+        with ``reason`` one of ``too_large``, ``not_utf8``, ``not_json``,
+        ``schema`` (the message names the failing field; a key given twice in
+        one object is a ``schema`` error too).
+    """
+    return decode_with_text(kind, raw)[0]
+
+
+def decode_with_text(kind: str, raw: bytes) -> tuple[dict[str, Any], str]:
+    """:func:`decode`, also returning the payload's text (for a consumer that hands
+    the validated text itself to another JSON reader, such as SQLite's)."""
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}", "too_large")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PayloadError(f"payload is not UTF-8: {e}", "not_utf8") from e
+    try:
+        obj = json.loads(text, object_pairs_hook=_unique_keys)
+    except PayloadError:
+        raise
+    except ValueError as e:
+        raise PayloadError(f"payload is not JSON: {e}", "not_json") from e
+    if kind not in SCHEMA_FILES:
+        raise PayloadError(f"no schema for topic kind {kind!r}", "unknown_kind")
+    if kind == "obs":
+        check_obs(obj)
+    else:
+        validate(kind, obj)
+    return obj, text
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON readers disagree on which of two equal keys wins (Python: the last,
+    # SQLite: the first), so a payload that has one could be validated as one
+    # thing and stored as another: it is refused.
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise PayloadError(f"payload invalid: key {k!r} given twice", "schema")
+            seen.add(k)
+    return d
+
+
+def validate(kind: str, obj: Any) -> None:
+    """Validate a parsed payload with the full JSON Schema of ``kind``."""
+    err = next(iter(_validator(kind).iter_errors(obj)), None)
+    if err is not None:
+        where = "/".join(str(p) for p in err.absolute_path) or "(root)"
+        raise PayloadError(f"{kind} payload invalid at {where}: {err.message}", "schema")
+
+
+# ------------------------------------------------------------------ obs fast path
+# The obs batch is the hot path of ingest (every observation of every node).
+# jsonschema takes ~45 ms for a 500-row batch here (bench/ingest.py), so this
+# hand-written check implements obs.schema.json exactly; tests/test_payloads.py
+# compares the two on generated valid and invalid payloads.
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PID = re.compile(r"[0-9a-f]{16}")
+_SIG = re.compile(r"[0-9a-f]{8}")
+_BANDS = frozenset({"wifi24", "wifi5", "wifi6", "ble"})
+_OBS_KEYS = frozenset({"v", "node", "seq", "t0", "epoch", "obs"})
+_MAX_INT = 9007199254740991
+
+
+def _bad(where: str, what: str) -> PayloadError:
+    return PayloadError(f"obs payload invalid at {where}: {what}", "schema")
+
+
+def _int(v: Any, lo: int, hi: int) -> bool:
+    return type(v) is int and lo <= v <= hi
+
+
+def check_obs(obj: Any) -> None:
+    """Raise PayloadError unless ``obj`` satisfies obs.schema.json."""
+    if type(obj) is not dict:
+        raise _bad("(root)", "not an object")
+    for k in ("v", "node", "seq", "t0", "obs"):
+        if k not in obj:
+            raise _bad("(root)", f"{k!r} is a required property")
+    extra = obj.keys() - _OBS_KEYS
+    if extra:
+        raise _bad("(root)", f"additional properties not allowed: {sorted(extra)}")
+    if obj["v"] != 1 or type(obj["v"]) is not int:
+        raise _bad("v", "must be 1")
+    if type(obj["node"]) is not str or not _ID.fullmatch(obj["node"]):
+        raise _bad("node", "must match [A-Za-z0-9_-]{1,64}")
+    if not _int(obj["seq"], 0, _MAX_INT):
+        raise _bad("seq", "must be an integer >= 0")
+    if not _int(obj["t0"], 0, _MAX_INT):
+        raise _bad("t0", "must be an integer >= 0")
+    if "epoch" in obj and not _int(obj["epoch"], 0, _MAX_INT):
+        raise _bad("epoch", "must be an integer >= 0")
+    rows = obj["obs"]
+    if type(rows) is not list:
+        raise _bad("obs", "must be an array")
+    if len(rows) > 20000:
+        raise _bad("obs", "more than 20000 items")
+    pid_ok, sig_ok = _PID.fullmatch, _SIG.fullmatch
+    for i, r in enumerate(rows):
+        if type(r) is not list or not 5 <= len(r) <= 6:
+            raise _bad(f"obs/{i}", "must be an array of 5 or 6 items")
+        dt, pid, rssi, band, flags = r[0], r[1], r[2], r[3], r[4]
+        if type(dt) is not int or not 0 <= dt <= 3600000:
+            raise _bad(f"obs/{i}/0", "dt_ms must be an integer within 0..3600000")
+        if type(pid) is not str or not pid_ok(pid):
+            raise _bad(f"obs/{i}/1", "pid must be 16 lowercase hex characters")
+        if type(rssi) is not int or not -127 <= rssi <= 20:
+            raise _bad(f"obs/{i}/2", "rssi must be an integer within -127..20 dBm")
+        if type(band) is not str or band not in _BANDS:
+            raise _bad(f"obs/{i}/3", f"band must be one of {sorted(_BANDS)}")
+        if type(flags) is not int or not 0 <= flags <= 65535:
+            raise _bad(f"obs/{i}/4", "flags must be an integer within 0..65535")
+        if len(r) == 6 and (type(r[5]) is not str or not sig_ok(r[5])):
+            raise _bad(f"obs/{i}/5", "sig must be 8 lowercase hex characters")
