@@ -1,5 +1,5 @@
 """The topic tree and its schemas are complete, and the committed topic reference
-(deploy/mqtt-topics.md) is exactly what sensing.wire.topic_reference generates."""
+(docs/mqtt.md) is exactly what sensing.wire.topic_reference generates."""
 
 from __future__ import annotations
 
@@ -10,19 +10,18 @@ from jsonschema import Draft202012Validator
 
 from sensing.wire import payloads, topic_reference, topics
 
-DOC = Path(__file__).resolve().parents[1] / "deploy" / "mqtt-topics.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "mqtt.md"
 
 
 def test_committed_reference_is_the_generated_one() -> None:
     assert DOC.read_text(encoding="utf-8") == topic_reference.render(), (
-        "deploy/mqtt-topics.md is stale: python -m sensing.wire.topic_reference --write "
-        "deploy/mqtt-topics.md"
+        "docs/mqtt.md is stale: python -m sensing.wire.topic_reference --write docs/mqtt.md"
     )
     assert topic_reference.main(["--check", str(DOC)]) == 0
 
 
 def test_check_flags_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stale = tmp_path / "mqtt-topics.md"
+    stale = tmp_path / "mqtt.md"
     stale.write_text(topic_reference.render().replace("QoS 1", "QoS 0", 1))
     assert topic_reference.main(["--check", str(stale)]) == 1
     assert "out of date" in capsys.readouterr().out

@@ -129,7 +129,7 @@ def parse(topic: str) -> Topic:
 
 # ------------------------------------------------------------------ topic reference
 # What each kind is for, who publishes it and how: the data the generated topic
-# reference (deploy/mqtt-topics.md, sensing/wire/topic_reference.py) is made from.
+# reference (docs/mqtt.md, sensing/wire/topic_reference.py) is made from.
 
 ENTITY_NAMES: dict[str, str] = {
     "obs": "node",
