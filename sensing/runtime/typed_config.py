@@ -82,12 +82,28 @@ def describe(e: ValidationError, model: type[BaseModel]) -> str:
         tail = f" (did you mean '{hint[0]}'?)" if hint else ""
         if not hint and known:
             tail = f" (valid keys: {', '.join(sorted(known))})"
+        if isinstance(err.get("input"), dict):  # a [table] nobody reads
+            return f"[{path}]: unknown table{tail}"
         return f"{path}: unknown key{tail}"
+    if err["type"] == "missing" and field_names_at(model, loc):
+        return f"[{path}]: missing table (required)"
+    if err["type"] in _PLAIN:
+        return f"{path}: {_PLAIN[err['type']]}, not {type(err.get('input')).__name__}"
+    if err["type"] == "missing":
+        return f"{path}: is required"
     msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
     return f"{path}: {msg}" if path else msg
+
+
+_PLAIN = {
+    "model_type": "must be a table",
+    "dict_type": "must be a table",
+    "list_type": "must be an array",
+}
+"""pydantic's structural type errors in the words of a TOML file"""
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:
