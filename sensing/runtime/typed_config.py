@@ -22,6 +22,7 @@ firmware_bridge.errors.ConfigError: door.toml: beam_gap: unknown key (did you me
 from __future__ import annotations
 
 import difflib
+import json
 import tomllib
 import typing
 from pathlib import Path
@@ -64,16 +65,20 @@ def load_toml(path: Path, model: type[M], what: str = "file") -> M:
 
 
 def validate(doc: Any, model: type[M], source: str) -> M:
-    """Validate a parsed document; the first error becomes a ConfigError naming its key."""
+    """Validate a parsed document; the first error becomes a ConfigError naming its key.
+
+    The message starts with ``source`` (the file's name), unless it is ``""``.
+    """
     try:
         return model.model_validate(doc)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {describe(e, model)}") from None
+        msg = describe(e, model)
+        raise ConfigError(f"{source}: {msg}" if source else msg) from None
 
 
 def describe(e: ValidationError, model: type[BaseModel]) -> str:
     """The first of pydantic's errors as ``path: message``, with a nearest-name hint."""
-    err = e.errors(include_url=False)[0]
+    err = _first(e.errors(include_url=False))
     loc = tuple(err["loc"])
     path = format_loc(loc)
     if err["type"] == "extra_forbidden":
@@ -96,6 +101,15 @@ def describe(e: ValidationError, model: type[BaseModel]) -> str:
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
     return f"{path}: {msg}" if path else msg
+
+
+def _first(errors: list[Any]) -> Any:
+    """The error to report: an unknown key beside a missing one (a renamed key) first."""
+    missing_in = {tuple(x["loc"][:-1]) for x in errors if x["type"] == "missing"}
+    for x in errors:
+        if x["type"] == "extra_forbidden" and tuple(x["loc"][:-1]) in missing_in:
+            return x
+    return errors[0]
 
 
 _PLAIN = {
@@ -168,3 +182,156 @@ def json_schema(model: type[BaseModel], title: str) -> dict[str, Any]:
     schema["title"] = title
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
+
+
+# ---------------------------------------------------------------- Markdown reference
+
+UNIT = "unit"
+"""The JSON Schema keyword of a key's unit: ``Field(json_schema_extra={UNIT: "m"})``."""
+
+
+def markdown_reference(
+    model: type[BaseModel], title: str, intro: str, *, example: str | None = None
+) -> str:
+    """A file kind's reference in Markdown, rendered from its JSON Schema.
+
+    ``# title``, then ``intro`` (Markdown), then one section per table (``[name]``)
+    and array of tables (``[[name]]``), each with the table's docstring and a row
+    per key: type (with its range), unit (the ``unit`` keyword), default, whether
+    it is required, and its description; then ``example`` (TOML) if given.
+    """
+    schema = json_schema(model, title)
+    defs: dict[str, Any] = schema.get("$defs", {})
+    out = [f"# {title}", "", intro.strip(), ""]
+    for heading, table in _tables(schema, defs, "", False, set()):
+        out += [f"## {heading}", ""]
+        if heading != "Top level" and table.get("description"):
+            out += [_cell(table["description"]), ""]
+        out += [
+            "| key | type | unit | default | required | description |",
+            "|---|---|---|---|---|---|",
+        ]
+        required = set(table.get("required", ()))
+        for key, prop in table.get("properties", {}).items():
+            row = (
+                f"`{key}`",
+                _type_text(prop, defs),
+                _cell(str(prop.get(UNIT, ""))),
+                _default_text(prop, key in required),
+                "yes" if key in required else "no",
+                _cell(prop.get("description", "")),
+            )
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+    if example:
+        out += ["## Example", "", "```toml", example.strip(), "```", ""]
+    return "\n".join(out)
+
+
+def _tables(
+    table: dict[str, Any], defs: dict[str, Any], name: str, array: bool, seen: set[str]
+) -> typing.Iterator[tuple[str, dict[str, Any]]]:
+    """(heading, schema) of ``table`` and, depth first, of the tables inside it."""
+    yield ((f"`[[{name}]]`" if array else f"`[{name}]`") if name else "Top level"), table
+    for key, prop in table.get("properties", {}).items():
+        sub, sub_array, ref = _table_of(prop, defs)
+        if sub is not None and ref not in seen:
+            yield from _tables(sub, defs, f"{name}.{key}" if name else key, sub_array, seen | {ref})
+
+
+def _deref(s: dict[str, Any], defs: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Through ``$ref`` and an ``anyOf`` with null (an optional key) to the schema."""
+    ref = ""
+    for _ in range(8):
+        if "$ref" in s:
+            ref = s["$ref"].rsplit("/", 1)[-1]
+            s = defs.get(ref, {})
+        elif "anyOf" in s:
+            alts = [a for a in s["anyOf"] if a.get("type") != "null"]
+            if len(alts) != 1:
+                return s, ref
+            s = alts[0]
+        else:
+            break
+    return s, ref
+
+
+def _table_of(prop: dict[str, Any], defs: dict[str, Any]) -> tuple[Any, bool, str]:
+    """(table schema, is an array of tables, its name in $defs) of a key, or (None, …)."""
+    s, ref = _deref(prop, defs)
+    if s.get("type") == "object" and "properties" in s:
+        return s, False, ref
+    if s.get("type") == "array" and isinstance(s.get("items"), dict):
+        item, ref = _deref(s["items"], defs)
+        if item.get("type") == "object" and "properties" in item:
+            return item, True, ref
+    return None, False, ""
+
+
+_TYPES = {"number": "float", "integer": "integer", "string": "string", "boolean": "boolean"}
+
+
+def _type_text(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    """``float (0 … 60)``, ``[float, float]``, ``array of tables``: a key's type, briefly."""
+    s, _ = _deref(prop, defs)
+    if _table_of(s, defs)[0] is not None:
+        return "array of tables" if s.get("type") == "array" else "table"
+    if "anyOf" in s or "oneOf" in s:
+        alts = [a for a in s.get("anyOf", s.get("oneOf", [])) if a.get("type") != "null"]
+        return " or ".join(_type_text(a, defs) for a in alts)
+    if "const" in s:
+        return f"`{_toml(s['const'])}`"
+    if "enum" in s:
+        return "one of " + ", ".join(f"`{_toml(v)}`" for v in s["enum"])
+    kind = s.get("type")
+    if kind == "array":
+        if "prefixItems" in s:
+            text = "[" + ", ".join(_type_text(i, defs) for i in s["prefixItems"]) + "]"
+        else:
+            item = s.get("items")
+            text = "array of " + (_type_text(item, defs) if isinstance(item, dict) else "any")
+            lo, hi = s.get("minItems"), s.get("maxItems")
+            if lo is not None and lo == hi:
+                text += f", exactly {lo}"
+            elif lo or hi is not None:
+                text += f", at least {lo}" if hi is None else f", {lo or 0} to {hi}"
+        return text
+    text = _TYPES.get(str(kind), str(kind) if kind else "any")
+    lo = s.get("minimum", s.get("exclusiveMinimum"))
+    hi = s.get("maximum", s.get("exclusiveMaximum"))
+    if lo is not None and hi is not None:
+        text += f" ({_num(lo)} … {_num(hi)})"
+    elif lo is not None:
+        text += f" ({'>' if 'exclusiveMinimum' in s else '≥'} {_num(lo)})"
+    elif hi is not None:
+        text += f" ({'<' if 'exclusiveMaximum' in s else '≤'} {_num(hi)})"
+    return text
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def _default_text(prop: dict[str, Any], required: bool) -> str:
+    if required or prop.get("default") is None:
+        return "—"
+    d = prop["default"]
+    if isinstance(d, dict):
+        return "its keys' defaults" if d else "`{}`"
+    return f"`{_toml(d)}`"
+
+
+def _toml(v: Any) -> str:
+    """A value as TOML writes it (``true``, ``"UTC"``, ``[1, 2]``)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return str(v)
+
+
+def _cell(text: str) -> str:
+    """Text fit for one Markdown table cell: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
