@@ -44,7 +44,8 @@ from heatmap.simulate import frames as air
 from sensing.capture.capture_file import CaptureReader
 from sensing.node.batcher import Batcher
 from sensing.node.pipeline import NodePipeline
-from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
+from sensing.privacy.key_file import KeyFile
+from sensing.privacy.pseudonym import Pseudonymizer
 
 T0_MS = 1_795_000_000_000
 

@@ -27,7 +27,8 @@ from heatmap.aggregator.broker import RunningBroker, free_port, start_mosquitto
 from heatmap.simulate import frames
 from sensing.capture.capture_file import CaptureReader
 from sensing.node.pipeline import NodePipeline
-from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
+from sensing.privacy.key_file import KeyFile
+from sensing.privacy.pseudonym import Pseudonymizer
 from sensing.provision import pki
 from sensing.provision.broker_acl import StoreLayout, acl_text
 from sensing.runtime.mqtt_link import BrokerAddress, TlsFiles

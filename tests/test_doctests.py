@@ -8,6 +8,7 @@ import pytest
 MODULES = [
     "sensing.wire.topics",
     "sensing.privacy.pseudonym",
+    "sensing.privacy.key_memory",
     "firmware_bridge.protocol",
     "firmware_bridge.decoder",
     "firmware_bridge.door_direction",

@@ -21,7 +21,8 @@ soon reuses freed blocks; so white-box tests pin the properties that make the
 erasure hold by construction: every keyed HMAC gets the ``bytearray`` itself,
 the ratchet's digests and every old key are zeroed in place, and the key file's
 text never reaches ``json`` with the key in it. (Each of those was checked to
-fail when the corresponding line of ``sensing/privacy/pseudonym.py`` is broken.)
+fail when the corresponding line of ``sensing/privacy/pseudonym.py``,
+``key_memory.py`` or ``key_file.py`` is broken.)
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def _replay(keyfile: Path, capture: Path, out: Path) -> tuple[int, int, int]:
     from sensing.capture.capture_file import read_records
     from sensing.node.batcher import Batcher
     from sensing.node.pipeline import NodeFilters, NodePipeline
-    from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
+    from sensing.privacy.key_file import KeyFile
+    from sensing.privacy.pseudonym import Pseudonymizer
     from sensing.wire import payloads
 
     kf = KeyFile(keyfile)
@@ -181,7 +183,7 @@ def _scan_memory(pid: int, keys: list[bytes]) -> tuple[dict[tuple[int, str], int
 def test_old_key_is_nowhere_after_a_roll(
     tmp_path: Path, capture: Path, start: date, roll_hour: int, tz: str
 ) -> None:
-    from sensing.privacy.pseudonym import KeyFile
+    from sensing.privacy.key_file import KeyFile
 
     keydir, out = tmp_path / "keys", tmp_path / "node"
     out.mkdir()
@@ -282,6 +284,8 @@ def test_keys_are_only_ever_used_as_bytearrays(
     """Every HMAC keyed by a node key gets the ``bytearray`` itself, never a copy,
     and the padded key blocks of the per-frame hash are bytearrays zeroed after use;
     the key file's text is blanked before JSON sees it, and written without it."""
+    import sensing.privacy.key_file as kf_mod
+    import sensing.privacy.key_memory as km
     import sensing.privacy.pseudonym as ps
 
     kinds: list[type] = []
@@ -309,9 +313,9 @@ def test_keys_are_only_ever_used_as_bytearrays(
 
     monkeypatch.setattr(ps.hmac, "digest", digest)
     monkeypatch.setattr(ps.hashlib, "sha256", sha256)
-    monkeypatch.setattr(ps.json, "loads", loads)
-    monkeypatch.setattr(ps.json, "dumps", dumps)
-    kf = ps.KeyFile.provision(tmp_path / "store.key", date(2026, 1, 1), 4, "UTC")
+    monkeypatch.setattr(kf_mod.json, "loads", loads)
+    monkeypatch.setattr(km.json, "dumps", dumps)
+    kf = kf_mod.KeyFile.provision(tmp_path / "store.key", date(2026, 1, 1), 4, "UTC")
     ring, sched = kf.load()
     k0 = ring.key_bytes_for_store()
     p = ps.Pseudonymizer(ring, sched, keyfile=kf)
@@ -327,7 +331,7 @@ def test_keys_are_only_ever_used_as_bytearrays(
 
 def test_group_or_world_readable_key_file_is_refused(tmp_path: Path) -> None:
     from firmware_bridge.errors import ConfigError
-    from sensing.privacy.pseudonym import KeyFile
+    from sensing.privacy.key_file import KeyFile
 
     kf = KeyFile.provision(tmp_path / "store.key", date(2026, 1, 1), 4, "UTC")
     kf.path.chmod(0o644)

@@ -13,8 +13,9 @@ import pytest
 from sensing.capture.capture_file import Record, read_records
 from sensing.capture.decoded import BleAddrType, BleAdvert
 from sensing.node.pipeline import NodeFilters, NodePipeline
+from sensing.privacy.key_file import KeyFile
 from sensing.privacy.optout import ListKey, OptOutList
-from sensing.privacy.pseudonym import EpochSchedule, KeyFile, KeyRing, Pseudonymizer
+from sensing.privacy.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
 from sensing.wire.observation import DeviceKind, Observation
 
 DATA = Path(

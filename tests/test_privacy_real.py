@@ -37,8 +37,9 @@ from sensing.capture.live_wifi import MonitorSource, ReplaySocket
 from sensing.cli.main import main
 from sensing.node.batcher import Batcher
 from sensing.node.pipeline import NodeFilters, NodePipeline
+from sensing.privacy.key_file import KeyFile
 from sensing.privacy.optout import format_address
-from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
+from sensing.privacy.pseudonym import Pseudonymizer
 from sensing.wire import payloads
 from sensing.wire.observation import Observation
 

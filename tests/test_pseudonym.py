@@ -9,7 +9,8 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sensing.privacy.pseudonym import RATCHET_INFO, EpochSchedule, KeyFile, KeyRing, Pseudonymizer
+from sensing.privacy.key_file import KeyFile
+from sensing.privacy.pseudonym import RATCHET_INFO, EpochSchedule, KeyRing, Pseudonymizer
 
 K0 = bytes(range(32))
 ADDR = bytes.fromhex("5a1b2c3d4e5f")

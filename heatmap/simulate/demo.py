@@ -27,7 +27,7 @@ from heatmap.simulate.scenario import Scenario
 from heatmap.simulate.store_day import SimResult, simulate
 from heatmap.spatial.floorplan import FloorPlan, load_default
 from sensing.node.replay import ReplayResult, replay_node
-from sensing.privacy.pseudonym import KeyFile
+from sensing.privacy.key_file import KeyFile
 from sensing.runtime.mqtt_link import BrokerAddress, Publisher, connect, make_client
 from sensing.runtime.progress import NoProgress, Progress
 

@@ -56,8 +56,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from firmware_bridge.errors import ConfigError
+from sensing.privacy.key_file import write_private_file
 from sensing.privacy.optout import TAG_BYTES, ListKey, parse_address
-from sensing.privacy.pseudonym import write_private_file
 
 __all__ = ["CONFIGURED", "HOUR_MS", "LEARNED", "InfrastructureFilter"]
 

@@ -12,7 +12,7 @@ from firmware_bridge.errors import FootfallError
 def cmd_keygen(a: argparse.Namespace) -> int:
     from datetime import date
 
-    from sensing.privacy.pseudonym import KeyFile
+    from sensing.privacy.key_file import KeyFile
 
     path = Path(a.out)
     if path.exists() and not a.force:

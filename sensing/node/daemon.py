@@ -59,7 +59,8 @@ from sensing.node.sources import (
     pin_factory,
 )
 from sensing.node.spool import Spool, SpoolError
-from sensing.privacy.pseudonym import KeyFile, Pseudonymizer
+from sensing.privacy.key_file import KeyFile
+from sensing.privacy.pseudonym import Pseudonymizer
 from sensing.runtime.mqtt_link import LinkEvent, MqttLink
 from sensing.runtime.process_memory import peak_rss_mib
 from sensing.runtime.systemd_notify import Notifier

@@ -31,7 +31,7 @@ from firmware_bridge.errors import BrokerError, FootfallError
 from sensing.capture.channel_plan import parse_phy_info, unsupported
 from sensing.node.clock_sync import ClockProbe, KernelClock
 from sensing.node.config import NodeConfig
-from sensing.privacy.pseudonym import KeyFile
+from sensing.privacy.key_file import KeyFile
 from sensing.provision import broker_acl
 from sensing.runtime.mqtt_link import connect, make_client, probe_publish
 

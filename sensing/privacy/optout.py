@@ -57,15 +57,9 @@ from datetime import date
 from pathlib import Path
 
 from firmware_bridge.errors import ConfigError
-from sensing.privacy.pseudonym import (
-    KEY_BYTES,
-    KeyedHash,
-    json_with_key,
-    random_key,
-    read_private_file,
-    take_hex_key,
-    write_private_file,
-)
+from sensing.privacy.key_file import read_private_file, write_private_file
+from sensing.privacy.key_memory import KEY_BYTES, json_with_key, random_key, take_hex_key
+from sensing.privacy.pseudonym import KeyedHash
 
 __all__ = [
     "DEFAULT_STATE_DIR",

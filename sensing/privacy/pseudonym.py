@@ -1,4 +1,5 @@
-"""Keyed, rotating pseudonyms (DESIGN.md "Pseudonyms").
+"""Keyed, rotating pseudonyms (DESIGN.md "Pseudonyms"): the ratchet, the key ring,
+the epoch schedule and the pseudonymizer.
 
 ``pid = HMAC-SHA256(K_epoch, addr)[:8]`` as hex. Keys come from a forward-secure
 ratchet ``K_{e+1} = HMAC-SHA256(K_e, "footfall/ratchet/v1")``: every node of a
@@ -18,13 +19,15 @@ place when it is replaced, and nothing else is allowed to hold a copy:
   cleanses when they are freed, at the roll;
 * the one ``bytes`` object a ratchet step cannot avoid (the digest HMAC returns)
   is copied into the new ``bytearray`` and then overwritten in place
-  (:func:`wipe_bytes`, CPython only);
-* the key file is read with ``readinto`` into a ``bytearray``, the hex digits are
-  decoded by hand and blanked before the rest is parsed as JSON, and it is
-  written from a ``bytearray`` with ``os.write`` (no ``str`` or ``bytes`` copy of
-  the key, no buffered-I/O copy);
+  (:func:`~sensing.privacy.key_memory.wipe_bytes`, CPython only);
+* the key file (:class:`~sensing.privacy.key_file.KeyFile`) is read with
+  ``readinto`` into a ``bytearray``, the hex digits are decoded by hand and
+  blanked before the rest is parsed as JSON, and it is written from a
+  ``bytearray`` with ``os.write`` (no ``str`` or ``bytes`` copy of the key, no
+  buffered-I/O copy; :mod:`sensing.privacy.key_memory`);
 * a save writes a new 0600 file, fsyncs it, atomically replaces the old path,
-  fsyncs the directory, then overwrites the *old inode* (still open) with zeros.
+  fsyncs the directory, then overwrites the *old inode* (still open) with zeros
+  (:func:`~sensing.privacy.key_file.write_private_file`).
 
 Limits, said plainly: zeroing a file in place overwrites its blocks on ext4 and
 similar file systems, not on copy-on-write file systems (btrfs, ZFS) nor below
@@ -41,64 +44,31 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import os
-import re
-import stat
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from firmware_bridge.errors import ConfigError
+from sensing.privacy.key_memory import KEY_BYTES, wipe_bytes
+
+if TYPE_CHECKING:
+    from sensing.privacy.key_file import KeyFile
 
 __all__ = [
     "IE_SIG_INFO",
-    "KEY_BYTES",
     "RATCHET_INFO",
     "EpochSchedule",
-    "KeyFile",
     "KeyRing",
     "KeyedHash",
     "Pseudonymizer",
-    "json_with_key",
     "next_key",
-    "random_key",
-    "read_private_file",
-    "take_hex_key",
-    "wipe_bytes",
-    "write_private_file",
 ]
 
 RATCHET_INFO = b"footfall/ratchet/v1"
 IE_SIG_INFO = b"footfall/ie-layout/v1"
-KEY_BYTES = 32
 _ZEROS = bytes(KEY_BYTES)
-_HEX_DIGITS = b"0123456789abcdef"
-_HEX_VALUE = {c: i for i, c in enumerate(b"0123456789abcdef")} | {
-    c: 10 + i for i, c in enumerate(b"ABCDEF")
-}
-_PLACEHOLDER = "@" * (2 * KEY_BYTES)
-_MAX_KEY_FILE = 1 << 16
-
-
-def wipe_bytes(b: bytes) -> None:
-    """Overwrite the buffer of an immutable ``bytes`` object with zeros, in place.
-
-    For the one unavoidable ``bytes`` copy of secret material: the digest that
-    ``hmac.digest`` returns. Only on CPython (whose ``bytes`` keep their data at a
-    fixed offset after the object header); a no-op elsewhere and for objects that
-    may be shared (empty and one-byte ``bytes`` are cached singletons).
-    """
-    if type(b) is not bytes or len(b) < 2 or sys.implementation.name != "cpython":
-        return
-    import ctypes
-
-    header = sys.getsizeof(b) - len(b) - 1  # PyBytesObject header, data, trailing NUL
-    ctypes.memset(id(b) + header, 0, len(b))
 
 
 def next_key(key: bytes | bytearray) -> bytearray:
@@ -106,21 +76,6 @@ def next_key(key: bytes | bytearray) -> bytearray:
     d = hmac.digest(key, RATCHET_INFO, "sha256")
     out = bytearray(d)
     wipe_bytes(d)
-    return out
-
-
-def random_key() -> bytearray:
-    """32 random bytes read straight into a ``bytearray`` (no ``bytes`` copy)."""
-    out = bytearray(KEY_BYTES)
-    try:
-        with open("/dev/urandom", "rb", buffering=0) as f:
-            if f.readinto(out) == KEY_BYTES:
-                return out
-    except OSError:
-        pass
-    r = os.urandom(KEY_BYTES)  # platforms without /dev/urandom
-    out[:] = r
-    wipe_bytes(r)
     return out
 
 
@@ -250,198 +205,12 @@ class KeyRing:
     def key_bytes_for_store(self) -> bytes:
         """A ``bytes`` copy of the current key.
 
-        Kept for callers and tests that compare keys; :class:`KeyFile` does not use
-        it, because an immutable copy cannot be erased: call :func:`wipe_bytes` on
-        the result when done.
+        Kept for callers and tests that compare keys;
+        :class:`~sensing.privacy.key_file.KeyFile` does not use it, because an
+        immutable copy cannot be erased: call
+        :func:`~sensing.privacy.key_memory.wipe_bytes` on the result when done.
         """
         return bytes(self._key)
-
-
-@dataclass(frozen=True)
-class KeyFile:
-    """On-disk node key: JSON with the current key and the schedule, mode 0600.
-
-    ``{"v": 1, "epoch": e, "key": "<64 hex>", "start_date": "YYYY-MM-DD",
-    "roll_hour": h, "timezone": "Area/City"}``. Replaced atomically at every roll;
-    the previous file's blocks are overwritten with zeros (see module doc). A key
-    file readable by group or others is refused.
-    """
-
-    path: Path
-
-    @staticmethod
-    def provision(
-        path: Path,
-        start_date: date,
-        roll_hour: int,
-        timezone: str,
-        key: bytes | bytearray | None = None,
-    ) -> KeyFile:
-        """Write a new store key (random K_0 unless given)."""
-        sched = EpochSchedule(start_date, roll_hour, timezone)
-        kf = KeyFile(Path(path))
-        ring = KeyRing(bytearray(key) if key is not None else random_key(), 0)
-        try:
-            kf.save(ring, sched)
-        finally:
-            ring.erase()
-        return kf
-
-    def load(self) -> tuple[KeyRing, EpochSchedule]:
-        """Read the key and schedule; the key goes straight into a ``bytearray``."""
-        try:
-            buf = read_private_file(self.path)
-        except FileNotFoundError as e:
-            raise ConfigError(f"{self.path}: no key file (run `footfall keygen`)") from e
-        key = bytearray()
-        try:
-            key = take_hex_key(buf)
-            d = json.loads(buf.decode())
-            sched = EpochSchedule(
-                date.fromisoformat(d["start_date"]), int(d["roll_hour"]), str(d["timezone"])
-            )
-            ring = KeyRing(key, int(d["epoch"]))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            key[:] = bytes(len(key))
-            raise ConfigError(f"{self.path}: invalid key file: {e}") from e
-        finally:
-            buf[:] = bytes(len(buf))
-        return ring, sched
-
-    def save(self, ring: KeyRing, sched: EpochSchedule) -> None:
-        """Atomically replace the key file with ``ring``'s current key."""
-        doc: dict[str, object] = {
-            "v": 1,
-            "epoch": ring.epoch,
-            "start_date": sched.start_date.isoformat(),
-            "roll_hour": sched.roll_hour,
-            "timezone": sched.timezone,
-        }
-        buf = json_with_key(doc, ring._key)
-        try:
-            write_private_file(self.path, buf)
-        finally:
-            buf[:] = bytes(len(buf))
-
-
-def read_private_file(path: Path, what: str = "key file") -> bytearray:
-    """Read a small secret file with ``readinto`` into a ``bytearray`` (no copies).
-
-    Refuses a file readable or writable by group or others, as ssh does
-    (:class:`ConfigError`); ``FileNotFoundError`` passes through.
-    """
-    try:
-        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read {what}: {e}") from e
-    with f:
-        st = os.fstat(f.fileno())
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"{path}: {what} is accessible to others (mode {mode:04o}); run chmod 600"
-            )
-        if st.st_size > _MAX_KEY_FILE:
-            raise ConfigError(f"{path}: invalid {what}: {st.st_size} bytes")
-        buf = bytearray(st.st_size)
-        n = 0
-        while n < len(buf):
-            with memoryview(buf) as mv:
-                got = f.readinto(mv[n:])
-            if not got:
-                break
-            n += got
-        del buf[n:]
-        return buf
-
-
-def take_hex_key(buf: bytearray, field: str = "key") -> bytearray:
-    """Decode the 64-hex-digit JSON string ``field`` of ``buf`` into a 32-byte
-    ``bytearray`` and blank its digits in ``buf`` (so the rest can be parsed as
-    JSON without making a copy of the key). Raises ``ValueError`` if absent."""
-    m = re.search(rb'"' + field.encode() + rb'"\s*:\s*"([0-9A-Fa-f]{64})"', buf)
-    if m is None:
-        raise ValueError(f"no 64-hex-digit {field!r}")
-    s, e = m.span(1)
-    key = bytearray(KEY_BYTES)
-    hv = _HEX_VALUE
-    for i in range(KEY_BYTES):
-        key[i] = hv[buf[s + 2 * i]] << 4 | hv[buf[s + 2 * i + 1]]
-    buf[s:e] = b"0" * (e - s)
-    return key
-
-
-def hex_into(key: bytearray, buf: bytearray, at: int) -> None:
-    """Write ``key`` as lowercase hex digits into ``buf[at:]`` (no ``str`` copy)."""
-    for i, b in enumerate(key):
-        buf[at + 2 * i] = _HEX_DIGITS[b >> 4]
-        buf[at + 2 * i + 1] = _HEX_DIGITS[b & 15]
-
-
-def json_with_key(doc: dict[str, object], key: bytearray, field: str = "key") -> bytearray:
-    """``doc`` as JSON bytes with ``key`` (hex) in ``field``, built in a ``bytearray``.
-
-    The caller zeroes the result after writing it."""
-    text = json.dumps({**doc, field: _PLACEHOLDER})
-    buf = bytearray(text.encode())
-    hex_into(key, buf, buf.index(b'"' + _PLACEHOLDER.encode() + b'"') + 1)
-    return buf
-
-
-def write_private_file(path: Path, data: bytearray | bytes, prefix: str = ".key-") -> None:
-    """Atomically replace ``path`` with ``data`` (mode 0600), then overwrite the
-    previous file's inode with zeros.
-
-    Order: write a temporary file in the same directory, fsync, ``os.replace``,
-    fsync the directory, then zero and fsync the old inode (held open), so a
-    crash at any point leaves either the old or the new file at ``path``.
-    """
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        old = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        old = -1
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix)
-        try:
-            os.fchmod(fd, 0o600)
-            with memoryview(data) as mv:
-                off = 0
-                while off < len(mv):
-                    off += os.write(fd, mv[off:])
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(directory)
-        if old >= 0:  # the previous file's inode, now unlinked: overwrite its blocks
-            size = os.fstat(old).st_size
-            os.pwrite(old, bytes(size), 0)
-            os.fsync(old)
-    finally:
-        if old >= 0:
-            os.close(old)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 class Pseudonymizer:
