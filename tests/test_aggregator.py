@@ -144,7 +144,7 @@ def test_shipped_example_parses(tmp_path: Path) -> None:
             "aggregator.floor_plan",
         ),
         ('[aggregator]\nstore = "demo"\ndb = "s.db"\n[mqtt]\nhost = "x"\n', "[mqtt]"),
-        ("[aggregator\n", "not valid TOML"),
+        ("[aggregator\n", "invalid TOML"),
         ("", "[aggregator]"),
     ],
 )

@@ -46,7 +46,10 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
         ("[broker]\nport = 70000\n", "broker.port: must be within 1..65535"),
         ("[wifi]\npcap = 'a'\ninterface = 'wlan1'\n", "wifi: give interface or pcap"),
         ("[wifi]\ninterface = 'wlan1'\nchannels = [1, 15]\n", "15 is not a 2.4 or 5 GHz"),
-        ("[wifi]\npcap = 'a'\n[batch]\nmax_itmes = 3\n", "batch: unknown key(s) max_itmes"),
+        (
+            "[wifi]\npcap = 'a'\n[batch]\nmax_itmes = 3\n",
+            "batch.max_itmes: unknown key (did you mean 'max_items'?)",
+        ),
         ("[wifi]\npcap = 'a'\n[[boards]]\nport = '/dev/ttyUSB0'\n", "give door or floor"),
         ("[wifi]\npcap = 'a'\n[[boards]]\nport = '/dev/x'\ndoor = 'm'\n", "mixes live"),
         ("[broker]\ncert = 'c.crt'\n[wifi]\npcap = 'a'\n", "give both cert and key"),

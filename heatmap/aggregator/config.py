@@ -1,9 +1,11 @@
 """The aggregator's configuration file (``store.toml``), loaded and validated.
 
-Every error names the file and the field, e.g. ``store.toml: broker.port: must
-be an integer in 1..65535``; unknown keys are errors too (a typo must not
-silently fall back to a default). Relative paths are resolved against the
-file's directory. A complete file::
+The file's schema (keys, units, defaults, ranges) is
+:class:`heatmap.aggregator.config_model.StoreFile`. Every error names the file
+and the key, e.g. ``store.toml: broker.port: must be within 1..65535, not
+70000``; unknown keys are errors too (a typo must not silently fall back to a
+default). Relative paths are resolved against the file's directory. A
+complete file::
 
     [aggregator]
     store = "demo"                       # store id, as in the topics
@@ -34,36 +36,16 @@ Only ``aggregator.store`` and ``aggregator.db`` are required.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.errors import ConfigError, TopicError
+from firmware_bridge.errors import ConfigError
+from heatmap.aggregator.config_model import StoreFile
 from heatmap.aggregator.pid_class import ClassRule
-from heatmap.aggregator.retention import MAX_RETENTION_HOURS, RetentionPolicy
+from heatmap.aggregator.retention import RetentionPolicy
 from sensing.runtime.mqtt_link import BrokerAddress, TlsFiles
-from sensing.wire.topics import check_id
-
-_KEYS = {
-    "aggregator": {
-        "store",
-        "db",
-        "floor_plan",
-        "k",
-        "status_interval_s",
-        "offline_after_s",
-        "client_id",
-    },
-    "retention": {
-        "retention_hours",
-        "aggregate_after_s",
-        "ble_min_rssi_dbm",
-        "wifi_min_rssi_dbm",
-        "visitor_min_span_s",
-    },
-    "broker": {"host", "port", "ca", "cert", "key", "username", "password"},
-}
+from sensing.runtime.typed_config import read_toml, validate
 
 
 @dataclass(frozen=True)
@@ -82,90 +64,34 @@ class AggregatorConfig:
     source: str = "<memory>"
 
 
-class _Fields:
-    """Typed getters that name the file and field in every error."""
-
-    def __init__(self, source: str, section: str, data: dict[str, Any], base: Path) -> None:
-        self.source, self.section, self.data, self.base = source, section, data, base
-        unknown = sorted(set(data) - _KEYS[section])
-        if unknown:
-            known = ", ".join(sorted(_KEYS[section]))
-            raise self.error(unknown[0], f"unknown key (known: {known})")
-
-    def error(self, key: str, what: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {self.section}.{key}: {what}")
-
-    def string(self, key: str, default: str | None = None) -> str | None:
-        v = self.data.get(key, default)
-        if v is not None and (not isinstance(v, str) or not v):
-            raise self.error(key, "must be a non-empty string")
-        return v
-
-    def required(self, key: str) -> str:
-        if key not in self.data:
-            raise self.error(key, "missing (required)")
-        v = self.string(key)
-        assert v is not None
-        return v
-
-    def path(self, key: str) -> Path | None:
-        v = self.string(key)
-        if v is None:
-            return None
-        p = Path(v).expanduser()
-        return p if p.is_absolute() else (self.base / p)
-
-    def number(self, key: str, default: float, lo: float, hi: float, integer: bool = False) -> Any:
-        v = self.data.get(key, default)
-        kind = "an integer" if integer else "a number"
-        ok_type = type(v) is int if integer else type(v) in (int, float)
-        if not ok_type or not lo <= v <= hi:
-            raise self.error(key, f"must be {kind} in {lo:g}..{hi:g}, got {v!r}")
-        return v
-
-
 def load(path: str | Path) -> AggregatorConfig:
     """Load and validate ``path``; ConfigError naming the field on any problem."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ConfigError(f"{p}: no such configuration file") from e
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from e
-    return parse(data, source=str(p), base=p.resolve().parent)
+    return parse(read_toml(p, "config file"), source=str(p), base=p.resolve().parent)
 
 
 def parse(
     data: dict[str, Any], source: str = "<memory>", base: Path | None = None
 ) -> AggregatorConfig:
-    """Validate a parsed ``store.toml``; relative paths against ``base``."""
+    """Validate a parsed ``store.toml``; relative paths against ``base``.
+
+    The schema's rules are :class:`StoreFile`'s; here are the ones about other
+    files: the floor plan loads and is this store's, the TLS files exist.
+    """
+    f = validate(data, StoreFile, source)
     base = base or Path.cwd()
-    for section in data:
-        if section not in _KEYS:
-            raise ConfigError(
-                f"{source}: [{section}]: unknown section (known: aggregator, retention, broker)"
-            )
-        if not isinstance(data[section], dict):
-            raise ConfigError(f"{source}: {section}: must be a table")
-    if "aggregator" not in data:
-        raise ConfigError(f"{source}: [aggregator]: missing (required)")
-    a = _Fields(source, "aggregator", data["aggregator"], base)
-    r = _Fields(source, "retention", data.get("retention", {}), base)
-    b = _Fields(source, "broker", data.get("broker", {}), base)
 
-    store = a.required("store")
-    try:
-        check_id(store, "store")
-    except TopicError as e:
-        raise a.error("store", str(e)) from None
-    db = a.path("db") if "db" in a.data else None
-    if db is None:
-        raise a.error("db", "missing (required)")
-    client_id = a.string("client_id", f"footfall-aggregator-{store}")
-    assert client_id is not None
+    def path(v: str | None) -> Path | None:
+        if v is None:
+            return None
+        p = Path(v).expanduser()
+        return p if p.is_absolute() else base / p
 
-    plan_path = a.path("floor_plan")
+    def error(key: str, what: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}: {what}")
+
+    a, r, b = f.aggregator, f.retention, f.broker
+    plan_path = path(a.floor_plan)
     plan_nodes: tuple[str, ...] = ()
     tz = "UTC"
     if plan_path is not None:
@@ -174,57 +100,45 @@ def parse(
         try:
             plan = floorplan.load(plan_path)
         except ConfigError as e:
-            raise a.error("floor_plan", str(e)) from None
-        if plan.store_id != store:
-            raise a.error(
-                "floor_plan", f"{plan_path} is the plan of store {plan.store_id!r}, not {store!r}"
+            raise error("aggregator.floor_plan", str(e)) from None
+        if plan.store_id != a.store:
+            raise error(
+                "aggregator.floor_plan",
+                f"{plan_path} is the plan of store {plan.store_id!r}, not {a.store!r}",
             )
         plan_nodes = tuple(n.id for n in plan.nodes)
         tz = plan.timezone
 
-    k = a.number("k", 5, 2, 1000, integer=True)
+    tls_files = {"ca": path(b.ca), "cert": path(b.cert), "key": path(b.key)}
+    for name, file in tls_files.items():
+        if file is not None and not file.is_file():
+            raise error(f"broker.{name}", f"{file}: no such file")
+    ca, cert, key = tls_files.values()
+    tls = TlsFiles(ca, cert, key) if ca is not None else None
+    port = b.port if b.port is not None else (8883 if tls else 1883)
+
     rule = ClassRule(
-        ble_min_rssi_dbm=r.number("ble_min_rssi_dbm", -80, -127, 20, integer=True),
-        wifi_min_rssi_dbm=r.number("wifi_min_rssi_dbm", -70, -127, 20, integer=True),
-        min_span_s=float(r.number("visitor_min_span_s", 60, 1, 3600)),
+        ble_min_rssi_dbm=r.ble_min_rssi_dbm,
+        wifi_min_rssi_dbm=r.wifi_min_rssi_dbm,
+        min_span_s=r.visitor_min_span_s,
     )
     policy = RetentionPolicy(
-        retention_hours=float(r.number("retention_hours", 24, 1, MAX_RETENTION_HOURS)),
-        aggregate_after_s=float(r.number("aggregate_after_s", 300, 0, 3600)),
+        retention_hours=r.retention_hours,
+        aggregate_after_s=r.aggregate_after_s,
         rule=rule,
-        k=k,
+        k=a.k,
         tz=tz,
     )
     return AggregatorConfig(
-        store=store,
-        db=db,
-        broker=_broker(b),
-        client_id=client_id,
+        store=a.store,
+        db=path(a.db),  # type: ignore[arg-type]
+        broker=BrokerAddress(b.host, port, tls, b.username, b.password),
+        client_id=a.client_id or f"footfall-aggregator-{a.store}",
         retention=policy,
-        k=k,
+        k=a.k,
         floor_plan=plan_path,
         plan_nodes=plan_nodes,
-        status_interval_s=float(a.number("status_interval_s", 10, 0.1, 3600)),
-        offline_after_s=float(a.number("offline_after_s", 300, 1, 86400)),
+        status_interval_s=a.status_interval_s,
+        offline_after_s=a.offline_after_s,
         source=source,
     )
-
-
-def _broker(b: _Fields) -> BrokerAddress:
-    host = b.string("host", "127.0.0.1")
-    assert host is not None
-    ca, cert, key = b.path("ca"), b.path("cert"), b.path("key")
-    if (cert is None) != (key is None):
-        raise b.error("key" if key is None else "cert", "a client certificate needs cert and key")
-    if cert is not None and ca is None:
-        raise b.error("ca", "missing: TLS with a client certificate needs the CA too")
-    for name, f in (("ca", ca), ("cert", cert), ("key", key)):
-        if f is not None and not f.is_file():
-            raise b.error(name, f"{f}: no such file")
-    tls = TlsFiles(ca, cert, key) if ca is not None else None
-    port = b.number("port", 8883 if tls else 1883, 1, 65535, integer=True)
-    username = b.string("username")
-    password = b.string("password")
-    if password is not None and username is None:
-        raise b.error("password", "given without username")
-    return BrokerAddress(host, port, tls, username, password)

@@ -1,0 +1,96 @@
+"""The schema of ``store.toml``: what each key means, its unit, default and range.
+
+:class:`StoreFile` is the whole file; :func:`heatmap.aggregator.config.load`
+validates a file against it, then checks what a schema cannot (the floor plan
+and the TLS files exist, the plan is this store's) and builds the
+:class:`~heatmap.aggregator.config.AggregatorConfig`. Unknown keys and tables
+are errors that name the path and the nearest valid name
+(``aggregator.retention_hour: unknown key (did you mean 'retention_hours'?)``).
+Paths stay strings here; the loader resolves them against the file's directory.
+``docs/schemas/store.schema.json`` is this model's JSON Schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from heatmap.aggregator.retention import MAX_RETENTION_HOURS
+from sensing.runtime.config_fields import BrokerTls, PathText, Text, TopicId, Within
+from sensing.runtime.typed_config import StrictModel
+
+
+class AggregatorSection(StrictModel):
+    """``[aggregator]``: the store, its database and its floor plan."""
+
+    store: TopicId = Field(description="store id, as in the topics and the floor plan")
+    db: PathText = Field(description="the store database (SQLite), e.g. /var/lib/footfall/store.db")
+    floor_plan: PathText | None = Field(
+        None,
+        description="the store's floor plan (TOML): its nodes are expected online, its time "
+        "zone is the aggregates'",
+    )
+    k: Annotated[int, Within(2, 1000)] = Field(
+        5, description="k-anonymity of every aggregate: fewer visitors are not published"
+    )
+    status_interval_s: Annotated[float, Within(0.1, 3600)] = Field(
+        10.0, description="retained aggregator status published every, s"
+    )
+    offline_after_s: Annotated[float, Within(1, 86400)] = Field(
+        300.0, description="a node silent this long is offline, s"
+    )
+    client_id: Text | None = Field(
+        None,
+        description="MQTT client id (persistent session); default footfall-aggregator-{store}",
+    )
+
+
+class RetentionSection(StrictModel):
+    """``[retention]``: how long visitors' rows live, and who is a visitor."""
+
+    retention_hours: Annotated[float, Within(1, MAX_RETENTION_HOURS)] = Field(
+        24.0,
+        description=f"visitors' pseudonymous rows are kept this long, h (at most "
+        f"{MAX_RETENTION_HOURS:g})",
+    )
+    aggregate_after_s: Annotated[float, Within(0, 3600)] = Field(
+        300.0, description="grace for late batches before an hour is aggregated, s"
+    )
+    ble_min_rssi_dbm: Annotated[int, Within(-127, 20)] = Field(
+        -80, description="a BLE observation at least this strong is strong, dBm"
+    )
+    wifi_min_rssi_dbm: Annotated[int, Within(-127, 20)] = Field(
+        -70, description="a Wi-Fi observation at least this strong is strong, dBm"
+    )
+    visitor_min_span_s: Annotated[float, Within(1, 3600)] = Field(
+        60.0, description="strong observations spanning at least this long make a visitor, s"
+    )
+
+
+class BrokerSection(BrokerTls):
+    """``[broker]``: the store's MQTT broker."""
+
+    host: Text = Field("127.0.0.1", description="broker host")
+    port: Annotated[int, Within(1, 65535)] | None = Field(
+        None, description="broker TCP port; default 8883 with TLS (ca given), 1883 without"
+    )
+    username: Text | None = Field(None, description="MQTT user name")
+    password: Text | None = Field(None, description="MQTT password (goes with username)")
+
+    @field_validator("password")
+    @classmethod
+    def _with_username(cls, password: str | None, info: ValidationInfo) -> str | None:
+        if password is not None and info.data.get("username") is None:
+            raise ValueError("given without username")
+        return password
+
+
+class StoreFile(StrictModel):
+    """``store.toml``: the store aggregator's configuration (``footfall aggregator --config``)."""
+
+    aggregator: AggregatorSection = Field(description="the store, its database and floor plan")
+    retention: RetentionSection = Field(
+        default_factory=RetentionSection, description="retention and the visitor rule"
+    )
+    broker: BrokerSection = Field(default_factory=BrokerSection, description="the MQTT broker")
