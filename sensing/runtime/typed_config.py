@@ -89,11 +89,16 @@ def describe(e: ValidationError, model: type[BaseModel]) -> str:
             tail = f" (valid keys: {', '.join(sorted(known))})"
         if isinstance(err.get("input"), dict):  # a [table] nobody reads
             return f"[{path}]: unknown table{tail}"
+        if _is_tables(err.get("input")):  # an [[array of tables]] nobody reads
+            return f"[[{path}]]: unknown array of tables{tail}"
         return f"{path}: unknown key{tail}"
     if err["type"] == "missing" and field_names_at(model, loc):
+        if _array_at(model, loc):
+            return f"[[{path}]]: missing array of tables (required)"
         return f"[{path}]: missing table (required)"
     if err["type"] in _PLAIN:
-        return f"{path}: {_PLAIN[err['type']]}, not {type(err.get('input')).__name__}"
+        what = f"{path}: " if path else "the file "
+        return f"{what}{_PLAIN[err['type']]}, not {type(err.get('input')).__name__}"
     if err["type"] == "missing":
         return f"{path}: is required"
     msg = str(err["msg"])
@@ -116,8 +121,40 @@ _PLAIN = {
     "model_type": "must be a table",
     "dict_type": "must be a table",
     "list_type": "must be an array",
+    "tuple_type": "must be an array",
 }
 """pydantic's structural type errors in the words of a TOML file"""
+
+
+def _is_tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _array_at(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
+    """Whether the key at ``loc`` holds an array (of tables), not one table."""
+    if not loc or isinstance(loc[-1], int):
+        return False
+
+    def is_model(t: Any) -> bool:
+        return isinstance(t, type) and issubclass(t, BaseModel)
+
+    parent: Any = model
+    for part in loc[:-1]:
+        if not isinstance(part, int) and is_model(parent):
+            f = _field(parent, str(part))
+            parent = _unwrap(f.annotation) if f is not None else None
+    if not is_model(parent):
+        return False
+    f = _field(parent, str(loc[-1]))
+    t = f.annotation if f is not None else None
+    for _ in range(4):  # through Annotated and Optional
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        if typing.get_origin(t) in (list, tuple):
+            return True
+        if typing.get_origin(t) is None or not args:
+            return False
+        t = args[0]
+    return False
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:
