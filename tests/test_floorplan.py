@@ -58,8 +58,8 @@ def _broken(edit: Any) -> dict[str, Any]:
             r"zones\[0\] 'entrance'.points: zone overlaps (wall|zone)",
         ),
         (lambda d: d["zones"][1].update(id="entrance"), r"zones\[1\]\.id: duplicate id 'entrance'"),
-        (lambda d: d["nodes"][0].pop("x"), r"nodes\[0\]\.x: missing"),
-        (lambda d: d["nodes"][0].update(x="five"), r"nodes\[0\]\.x: expected float, got str"),
+        (lambda d: d["nodes"][0].pop("x"), r"nodes\[0\]\.x: is required"),
+        (lambda d: d["nodes"][0].update(x="five"), r"nodes\[0\]\.x: must be a number, not str"),
         (
             lambda d: d["doors"][0].update(points=[[14, 5], [16, 5]]),
             r"doors\[0\] 'main_w'.points: a door is one segment on the outline",
