@@ -13,7 +13,7 @@ What is measured (medians of ``--runs`` runs, the machine is shared):
 * **paced**: the same capture at a busy store's rate (``--rate`` frames/s, real
   time) for ``--paced-s`` seconds: the daemon's CPU share of one core and RSS.
 
-Goals (shared/GOALS.md): node end-to-end ≥ 20,000 frames/s on one core; node
+Goals (docs/accuracy.md): node end-to-end ≥ 20,000 frames/s on one core; node
 daemon RSS ≤ 80 MB.
 
 Usage::

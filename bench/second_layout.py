@@ -1,6 +1,6 @@
 """The accuracy figures on a second, unseen layout.
 
-GOALS.md holds its accuracy goals on "the simulated store with ground truth, and
+The accuracy goals (docs/accuracy.md) hold on "the simulated store with ground truth, and
 a second unseen layout". The second is ``bench/layouts/corner_grocer.toml``: drawn
 once, before any figure was measured on it, and not tuned since. It differs from
 the bundled store wherever that could matter (L-shaped with a bakery annex behind

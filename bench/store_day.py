@@ -1,6 +1,6 @@
 """Busy store-day: localization + analytics time and memory (GOALS: ≤ 60 s, ≤ 400 MB).
 
-The workload GOALS.md names: one store-day with 20 ceiling nodes, 3,000
+The workload the goals name (docs/accuracy.md): one store-day with 20 ceiling nodes, 3,000
 visitors and 1 s windows. The store is the bundled 30 × 20 m plan with its six
 nodes replaced by a 5 × 4 grid (6 m × 5 m pitch, the density GOALS assumes
 for its CRB figures). The day (12 h, 08:00–20:00) is drawn by the simulator's

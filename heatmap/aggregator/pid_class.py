@@ -1,6 +1,6 @@
 """Visitor or passerby: the class of each pseudonym in each hour, for retention.
 
-DESIGN.md ("Storage and retention") keeps a passerby's pseudonymous rows only
+docs/architecture.md ("Storage and retention") keeps a passerby's pseudonymous rows only
 until the hour's aggregates are written, a visitor's for ``retention_hours``.
 So every pseudonym seen in an hour gets a class for that hour, stored in
 ``pid_class(hour_ms, pid, class, source)``.

@@ -1,6 +1,6 @@
 """Retention: which pseudonymous rows are due for deletion, and deleting them.
 
-DESIGN.md, "Storage and retention": a passerby's pseudonymous rows go as soon as
+docs/architecture.md, "Storage and retention": a passerby's pseudonymous rows go as soon as
 the hour's aggregates are written; a visitor's live ``retention_hours`` (default
 24) and then go; only k-anonymous aggregates are kept.
 
@@ -52,7 +52,7 @@ from heatmap.aggregator.pid_class import HOUR_MS, ClassRule
 
 DEFAULT_RETENTION_HOURS = 24.0
 MAX_RETENTION_HOURS = 48.0
-"""one key epoch (a day) plus a margin: DESIGN.md caps visitors' rows at about a day"""
+"""one key epoch (a day) plus a margin: the design caps visitors' rows at about a day"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Radio-model calibration: node-to-node links, the phone population, a beacon walk.
 
-Four sources, each fitting what it can see (DESIGN.md, "Spatial model"):
+Four sources, each fitting what it can see (docs/architecture.md, "The spatial model"):
 
 1. **Node-to-node links** (automatic, every analysis period). Every node also
    advertises on BLE (a non-connectable Eddystone-UID advert from a fixed

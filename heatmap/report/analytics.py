@@ -1,7 +1,7 @@
 """Store metrics from the database: door footfall and occupancy, RF tracks,
 visitors vs passersby, dwell, zone person-seconds.
 
-Fusion rules (DESIGN.md): door beams give the true footfall; RF gives where
+Fusion rules (docs/architecture.md): door beams give the true footfall; RF gives where
 people went. RF person-seconds are scaled by the people each device inside
 stands for, fitted against the door-derived occupancy over time (:func:`fuse`),
 with the devices that are inside whatever the door says (staff) held apart.

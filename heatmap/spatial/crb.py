@@ -1,7 +1,7 @@
 """Cramér–Rao bound of RSSI localization for a node layout.
 
 The physical limit of any unbiased position estimate from one window of RSSI
-(GOALS.md: σ_d ≥ (ln 10 / 10)(σ/n) d per range; Patwari et al., "Relative
+(σ_d ≥ (ln 10 / 10)(σ/n) d per range; Patwari et al., "Relative
 location estimation in wireless sensor networks", IEEE Trans. Signal Process.
 51(8), 2003). Here per window of ``frames`` frames, for the model of
 :mod:`heatmap.spatial.radio_model`:

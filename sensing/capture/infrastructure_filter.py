@@ -13,7 +13,7 @@ The installer lists the store's equipment in the node configuration, in clear:
 1-5 bytes, or ``"tag:<32 hex>"`` for an address already hashed with the list key.
 Addresses in clear are acceptable there because they are the store's own
 devices, read off their labels by the installer, not people; the raw-identifier
-contract (DESIGN.md) is about what a node *hears*, and that is never written.
+contract (docs/architecture.md) is about what a node *hears*, and that is never written.
 Full addresses are hashed with the list key when the filter is built and only
 their tags are kept in memory. A vendor prefix drops every device of that
 vendor, shoppers' included, so it is only for prefixes that only the store's

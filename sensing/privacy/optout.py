@@ -1,9 +1,9 @@
 """Opt-out: a node-side list of opted-out addresses, kept only as keyed hashes.
 
-DESIGN.md: "a node-side list of opted-out addresses, kept only as keyed hashes,
-drops matching frames before anything else happens". A frame whose transmitter
-address is on the list is dropped right after decoding, before the
-infrastructure filter, the RSSI filter and pseudonymization; only a count
+The design (docs/architecture.md): "a node-side list of opted-out addresses, kept
+only as keyed hashes, drops matching frames before anything else happens". A frame
+whose transmitter address is on the list is dropped right after decoding, before
+the infrastructure filter, the RSSI filter and pseudonymization; only a count
 (``opted_out``) remains.
 
 Keys

@@ -1,5 +1,5 @@
-"""Keyed, rotating pseudonyms (DESIGN.md "Pseudonyms"): the ratchet, the key ring,
-the epoch schedule and the pseudonymizer.
+"""Keyed, rotating pseudonyms: the ratchet, the key ring, the epoch schedule and the
+pseudonymizer (docs/architecture.md, "Pseudonyms and the ratchet").
 
 ``pid = HMAC-SHA256(K_epoch, addr)[:8]`` as hex. Keys come from a forward-secure
 ratchet ``K_{e+1} = HMAC-SHA256(K_e, "footfall/ratchet/v1")``: every node of a
@@ -9,8 +9,8 @@ roll daily at a configured local hour (DST-aware).
 
 Erasure
 -------
-The old key must be unrecoverable from the node once it has rolled (GOALS.md,
-"key rotation"). So a key only ever lives in one ``bytearray`` that is zeroed in
+The old key must be unrecoverable from the node once it has rolled (the project
+goal "key rotation"). So a key only ever lives in one ``bytearray`` that is zeroed in
 place when it is replaced, and nothing else is allowed to hold a copy:
 
 * ``hmac.digest`` and ``hashlib`` take the ``bytearray`` itself (buffer

@@ -144,7 +144,7 @@ ENTITY_NAMES: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """How a topic kind is published (DESIGN.md, "MQTT topic tree")."""
+    """How a topic kind is published (docs/architecture.md, "The v1 MQTT topic tree")."""
 
     kind: str
     direction: str
