@@ -14,13 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from sensing.capture.ble_decode import (
-    CHANNEL_UNKNOWN,
-    BleDecoder,
-    ble_crc24,
-    device_kind,
-    rf_to_channel_index,
-)
+from sensing.capture.ble_crc import ble_crc24
+from sensing.capture.ble_decode import BleDecoder
+from sensing.capture.ble_device_kind import device_kind
+from sensing.capture.ble_link_layer import CHANNEL_UNKNOWN, rf_to_channel_index
 from sensing.capture.capture_file import read_records
 from sensing.capture.decoded import BleAddrType, BleAdvert
 from sensing.wire.observation import DeviceKind

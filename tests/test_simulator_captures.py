@@ -21,7 +21,7 @@ from heatmap.simulate.node_beacons import node_address
 from heatmap.simulate.scenario import Scenario
 from heatmap.simulate.store_day import SimResult, simulate
 from heatmap.spatial.floorplan import load_default
-from sensing.capture.ble_decode import ble_crc24
+from sensing.capture.ble_crc import ble_crc24
 
 
 @pytest.fixture(scope="module")

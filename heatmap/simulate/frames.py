@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from sensing.capture.ble_decode import ble_crc24
+from sensing.capture.ble_crc import ble_crc24
 from sensing.capture.decoded import freq_of_channel
 
 # radiotap: present = Flags(1) | Channel(3) | dBm_AntSignal(5) | Antenna(11)

@@ -19,15 +19,15 @@ address type
     BlueZ's ``AddressType`` property (``"public"`` / ``"random"``, in
     ``AdvertisementData.platform_data[1]`` or ``BLEDevice.details["props"]``);
     a random address's two top bits give static / resolvable / non-resolvable,
-    as in :mod:`sensing.capture.ble_decode`. Without the property the address is taken
-    as public and counted (``addr_type_unknown``).
+    as in :func:`sensing.capture.ble_link_layer.address_type`. Without the property the
+    address is taken as public and counted (``addr_type_unknown``).
 RSSI
     ``AdvertisementData.rssi``, dBm; bleak's "no value" (-127) and values outside
     ``rssi_range`` become ``None`` (``rssi_missing`` / ``rssi_implausible``), and the
     pipeline then drops the advert as ``no_rssi``.
 kind
-    :func:`sensing.capture.ble_decode.device_kind` over AD structures rebuilt from the
-    manufacturer data, 16-bit service data and service UUIDs (same rules as the
+    :func:`sensing.capture.ble_device_kind.device_kind` over AD structures rebuilt from
+    the manufacturer data, 16-bit service data and service UUIDs (same rules as the
     decoders; the local name and payloads are not kept).
 channel, PDU type
     not reported by the OS: ``CHANNEL_UNKNOWN`` (-1) and ``PDU_UNKNOWN`` (-1), so
@@ -56,7 +56,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from firmware_bridge.errors import CaptureError
-from sensing.capture.ble_decode import CHANNEL_UNKNOWN, device_kind
+from sensing.capture.ble_device_kind import device_kind
+from sensing.capture.ble_link_layer import CHANNEL_UNKNOWN
 from sensing.capture.decoded import BleAddrType, BleAdvert
 
 __all__ = ["PDU_UNKNOWN", "BleScanSource", "ad_structures", "advert_from_bleak", "replay_backend"]
@@ -87,8 +88,8 @@ def ad_structures(
     service_uuids: list[str],
 ) -> bytes:
     """AD structures (Core spec Vol 3 Part C 11) rebuilt from bleak's parsed fields,
-    enough for :func:`~sensing.capture.ble_decode.device_kind`: manufacturer specific data
-    (0xFF, company id little-endian, then the first bytes of the data), 16-bit
+    enough for :func:`~sensing.capture.ble_device_kind.device_kind`: manufacturer specific
+    data (0xFF, company id little-endian, then the first bytes of the data), 16-bit
     service data (0x16), complete 16-bit (0x03) and 128-bit (0x07) UUID lists."""
     out = bytearray()
     for company, data in manufacturer_data.items():
