@@ -17,11 +17,17 @@ from typing import Annotated
 from pydantic import Field, ValidationInfo, field_validator
 
 from heatmap.aggregator.retention import MAX_RETENTION_HOURS
-from sensing.runtime.config_fields import BrokerTls, PathText, Text, TopicId, Within
-from sensing.runtime.typed_config import StrictModel
+from sensing.runtime.config_fields import (
+    BrokerTls,
+    PathText,
+    Text,
+    TomlTable,
+    TopicId,
+    Within,
+)
 
 
-class AggregatorSection(StrictModel):
+class AggregatorSection(TomlTable):
     """``[aggregator]``: the store, its database and its floor plan."""
 
     store: TopicId = Field(description="store id, as in the topics and the floor plan")
@@ -46,7 +52,7 @@ class AggregatorSection(StrictModel):
     )
 
 
-class RetentionSection(StrictModel):
+class RetentionSection(TomlTable):
     """``[retention]``: how long visitors' rows live, and who is a visitor."""
 
     retention_hours: Annotated[float, Within(1, MAX_RETENTION_HOURS)] = Field(
@@ -86,7 +92,7 @@ class BrokerSection(BrokerTls):
         return password
 
 
-class StoreFile(StrictModel):
+class StoreFile(TomlTable):
     """``store.toml``: the store aggregator's configuration (``footfall aggregator --config``)."""
 
     aggregator: AggregatorSection = Field(description="the store, its database and floor plan")

@@ -24,11 +24,11 @@ from sensing.runtime.config_fields import (
     IntOrText,
     PathText,
     Text,
+    TomlTable,
     TopicId,
     Within,
     one_of,
 )
-from sensing.runtime.typed_config import StrictModel
 
 DEFAULT_STATE_DIR = "/var/lib/footfall"
 DEFAULT_CHANNELS = (1, 6, 11, 36, 40, 44, 48, 149, 153, 157, 161)
@@ -52,7 +52,7 @@ Channel = Annotated[
 Dwell = Annotated[int, Within(MIN_DWELL_MS, 60_000)]
 
 
-class NodeSection(StrictModel):
+class NodeSection(TomlTable):
     """``[node]``: who this node is."""
 
     store: TopicId = Field(description="store id, as in the floor plan and the topics")
@@ -79,7 +79,7 @@ class BrokerSection(BrokerTls):
     )
 
 
-class BatchSection(StrictModel):
+class BatchSection(TomlTable):
     """``[batch]``: how observations are grouped into published batches."""
 
     max_items: Annotated[int, Within(1, 20_000)] = Field(
@@ -90,7 +90,7 @@ class BatchSection(StrictModel):
     )
 
 
-class SpoolSection(StrictModel):
+class SpoolSection(TomlTable):
     """``[spool]``: the offline spool (batches the broker has not acknowledged yet)."""
 
     max_mb: Annotated[float, Within(0.001, 1_000_000)] = Field(
@@ -101,7 +101,7 @@ class SpoolSection(StrictModel):
     )
 
 
-class ClockSection(StrictModel):
+class ClockSection(TomlTable):
     """``[clock]``: the node's clock must be synchronized for its timestamps to count."""
 
     require_sync: Bool = Field(
@@ -112,7 +112,7 @@ class ClockSection(StrictModel):
     )
 
 
-class StatusSection(StrictModel):
+class StatusSection(TomlTable):
     """``[status]``: the node's retained status message."""
 
     interval_s: Annotated[float, Within(0.1, 3600)] = Field(
@@ -120,7 +120,7 @@ class StatusSection(StrictModel):
     )
 
 
-class FiltersSection(StrictModel):
+class FiltersSection(TomlTable):
     """``[filters]``: what the node drops besides undecodable frames (all of it counted)."""
 
     min_rssi_dbm: Annotated[int, Within(-127, 20)] = Field(
@@ -143,7 +143,7 @@ class FiltersSection(StrictModel):
     )
 
 
-class WifiSection(StrictModel):
+class WifiSection(TomlTable):
     """``[wifi]``: the Wi-Fi monitor radio, or a capture file instead."""
 
     interface: Text | None = Field(
@@ -151,7 +151,7 @@ class WifiSection(StrictModel):
     )
     pcap: PathText | None = Field(None, description="a capture file instead of a radio")
     channels: list[Channel] = Field(
-        default_factory=lambda: list(DEFAULT_CHANNELS),
+        list(DEFAULT_CHANNELS),
         json_schema_extra={"minItems": 1},
         description="channels hopped in this order, the cycle repeats",
     )
@@ -188,7 +188,7 @@ class WifiSection(StrictModel):
         return self
 
 
-class BleSection(StrictModel):
+class BleSection(TomlTable):
     """``[ble]``: the Bluetooth LE adapter, or a capture file instead."""
 
     adapter: Text | None = Field(None, description="HCI adapter (live capture), e.g. hci0")
@@ -203,7 +203,7 @@ class BleSection(StrictModel):
         return self
 
 
-class BoardSection(StrictModel):
+class BoardSection(TomlTable):
     """``[[boards]]``: one serial link to sensor boards (or a recorded byte stream of one)."""
 
     port: Text | None = Field(None, description="serial device, e.g. /dev/ttyUSB0")
@@ -232,7 +232,7 @@ class BoardSection(StrictModel):
         return f"door/{self.door}" if self.door else f"floor/{self.floor}"
 
 
-class BeamSection(StrictModel):
+class BeamSection(TomlTable):
     """``[[beams]]``: a beam pair wired straight to the node's GPIO."""
 
     door: TopicId = Field(description="door id the pair's crossings are published for")
@@ -244,7 +244,7 @@ class BeamSection(StrictModel):
     ] = Field("default", description="gpiozero pin factory: default (lgpio on a Pi) or mock")
 
 
-class ReplaySection(StrictModel):
+class ReplaySection(TomlTable):
     """``[replay]``: how capture files are played (only with capture files)."""
 
     realtime: Bool = Field(
@@ -262,7 +262,7 @@ class ReplaySection(StrictModel):
     )
 
 
-class NodeFile(StrictModel):
+class NodeFile(TomlTable):
     """``node.toml``: a ceiling node's configuration (``footfall node --config``)."""
 
     node: NodeSection = Field(description="who this node is")

@@ -9,6 +9,7 @@ keeps the type and the range, for editors)::
     broker.port: must be within 1..65535, not 70000
     clock.require_sync: must be true or false, not str 'yes'
 
+:class:`TomlTable` is a table (its JSON Schema says no null: TOML has none);
 :class:`BrokerTls` is the ``ca``/``cert``/``key`` trio of ``[broker]`` that
 ``node.toml`` and ``store.toml`` share.
 
@@ -30,6 +31,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     BeforeValidator,
+    ConfigDict,
     Field,
     GetCoreSchemaHandler,
     ValidationInfo,
@@ -142,7 +144,28 @@ IntOrText = Annotated[int | str, BeforeValidator(_int_or_text)]
 """a number or a name (a GPIO pin: 17, "GPIO17", "BOARD11")"""
 
 
-class BrokerTls(StrictModel):
+def _toml_schema(schema: dict[str, Any]) -> None:
+    """TOML has no null: an optional key is absent, so its schema has no null type or default."""
+    for prop in schema.get("properties", {}).values():
+        alts = prop.get("anyOf", [])
+        if any(a.get("type") == "null" for a in alts):
+            rest = [a for a in alts if a.get("type") != "null"]
+            del prop["anyOf"]
+            if len(rest) == 1:
+                prop.update(rest[0])
+            else:
+                prop["anyOf"] = rest
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
+class TomlTable(StrictModel):
+    """A table of a TOML file: a :class:`StrictModel` whose JSON Schema has no nulls."""
+
+    model_config = ConfigDict(json_schema_extra=_toml_schema)
+
+
+class BrokerTls(TomlTable):
     """``ca``, ``cert`` and ``key`` of a ``[broker]`` table: TLS and a client certificate."""
 
     ca: PathText | None = Field(
