@@ -20,7 +20,8 @@ from heatmap.aggregator.broker import free_port
 from sensing.node import config as node_config
 from sensing.node.clock_sync import FixedClock
 from sensing.node.config import BleConfig, BoardConfig, NodeConfig, WifiConfig
-from sensing.node.doctor import Check, Doctor, fit
+from sensing.node.doctor.check import Check, fit
+from sensing.node.doctor.runner import Doctor
 from sensing.runtime.mqtt_link import BrokerAddress
 
 from broker_fixtures import (

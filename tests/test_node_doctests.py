@@ -16,6 +16,7 @@ MODULES = [
     "sensing.node.status",
     "sensing.provision.broker_acl",
     "sensing.provision.pki",
+    "sensing.node.doctor.check",
 ]
 
 

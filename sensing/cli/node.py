@@ -30,7 +30,8 @@ def cmd_node(a: argparse.Namespace) -> int:
 
 def cmd_doctor(a: argparse.Namespace) -> int:
     from sensing.node import config as node_config
-    from sensing.node.doctor import Check, Doctor, fit
+    from sensing.node.doctor.check import Check, fit
+    from sensing.node.doctor.runner import Doctor
 
     try:
         cfg = node_config.load(a.config)
