@@ -54,8 +54,9 @@ import shapely
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from heatmap import calibration
-from heatmap.localizers import get, kolakowski
+from heatmap.localizers import get
 from heatmap.simulate import accuracy_harness as harness
+from heatmap.simulate import kolakowski_harness as kolakowski
 from heatmap.simulate.scenario import Scenario
 from heatmap.spatial import crb
 from heatmap.spatial.floorplan import FloorPlan, load_default
@@ -205,7 +206,7 @@ def print_store(summary: dict[str, Any], hours: float) -> None:
 
 
 def real_data(data: Path) -> dict[str, Any]:
-    """The Kolakowski protocol (:func:`heatmap.localizers.kolakowski.evaluate`)."""
+    """The Kolakowski protocol (:func:`heatmap.simulate.kolakowski_harness.evaluate`)."""
     return kolakowski.evaluate(data)
 
 

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from heatmap.localizers import kolakowski
+from heatmap.simulate import kolakowski_harness as kolakowski
 from heatmap.spatial.floorplan import load_default
 
 ROOT = Path(__file__).resolve().parents[1]

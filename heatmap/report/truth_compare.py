@@ -1,4 +1,9 @@
-"""Scoring against the simulator's ground truth (simulated stores only)."""
+"""Scoring against the simulator's ground truth (simulated stores only).
+
+The truth files are written by :mod:`heatmap.simulate.truth`; their format,
+:class:`Truth`, is defined here where it is read, so the report does not import the
+simulator.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,43 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from heatmap.report.flows import MIN_DWELL_S, FlowMatrix, flows_from_stays
-from heatmap.simulate.truth import Truth, zone_visits
+from heatmap.report.flows import MIN_DWELL_S, FlowMatrix, flows_from_stays, zone_index
 from heatmap.spatial.floorplan import FloorPlan
 from heatmap.spatial.walkable_grid import WalkableGrid
+
+
+@dataclass(frozen=True)
+class Truth:
+    t: NDArray[np.int64]
+    """seconds after the window start, one row per person-second"""
+    person: NDArray[np.int64]
+    xy: NDArray[np.float64]
+    inside: NDArray[np.bool_]
+    role: NDArray[np.str_]
+    """per row: shopper | passerby | staff"""
+
+    @classmethod
+    def load(cls, truth_dir: Path) -> Truth:
+        z = np.load(truth_dir / "positions.npz")
+        return cls(z["t"], z["person"], z["xy"], z["inside"], z["role"])
+
+
+def zone_visits(truth: Truth, plan: FloorPlan) -> list[tuple[int, str, int, int]]:
+    """(person, zone, first second, last second) of each contiguous stay in a zone."""
+    zi = zone_index(plan, truth.xy)
+    out = []
+    for k, z in enumerate(plan.zones):
+        idx = np.flatnonzero(zi == k)
+        if not len(idx):
+            continue
+        person, t = truth.person[idx], truth.t[idx]
+        brk = np.flatnonzero((np.diff(person) != 0) | (np.diff(t) != 1)) + 1
+        starts = np.concatenate([[0], brk])
+        ends = np.concatenate([brk - 1, [len(idx) - 1]])
+        out += [
+            (int(person[s]), z.id, int(t[s]), int(t[e])) for s, e in zip(starts, ends, strict=True)
+        ]
+    return sorted(out)
 
 
 @dataclass(frozen=True)

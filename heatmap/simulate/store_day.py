@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heatmap.report.truth_compare import zone_visits
 from heatmap.simulate import boards, capture_writer, node_beacons, phones, radio, truth
 from heatmap.simulate.people import populate
 from heatmap.simulate.scenario import Scenario
@@ -88,7 +89,7 @@ def simulate(
     step(1)
 
     tr = truth.sample_positions(people, plan, sc.duration_s)
-    visits = truth.zone_visits(tr, plan)
+    visits = zone_visits(tr, plan)
     step(1)
     roles = {r: sum(p.role == r for p in people) for r in ("shopper", "passerby", "staff")}
     meta = {

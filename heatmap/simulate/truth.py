@@ -2,41 +2,25 @@
 
 Holds people (by index), positions, door crossings and zone visits — never an
 address or SSID: the truth is for scoring, and is scanned for canaries like the
-rest of the outputs.
+rest of the outputs. The format (:class:`~heatmap.report.truth_compare.Truth`) is
+defined where it is read, in :mod:`heatmap.report.truth_compare`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import shapely
-from numpy.typing import NDArray
 
-from heatmap.report.flows import zone_index
+from heatmap.report.truth_compare import Truth
 from heatmap.simulate.boards import Crossing
 from heatmap.simulate.people import Person
 from heatmap.simulate.phones import Phone
 from heatmap.spatial.floorplan import FloorPlan
-
-
-@dataclass(frozen=True)
-class Truth:
-    t: NDArray[np.int64]
-    """seconds after the window start, one row per person-second"""
-    person: NDArray[np.int64]
-    xy: NDArray[np.float64]
-    inside: NDArray[np.bool_]
-    role: NDArray[np.str_]
-    """per row: shopper | passerby | staff"""
-
-    @classmethod
-    def load(cls, truth_dir: Path) -> Truth:
-        z = np.load(truth_dir / "positions.npz")
-        return cls(z["t"], z["person"], z["xy"], z["inside"], z["role"])
 
 
 def sample_positions(people: list[Person], plan: FloorPlan, duration_s: int) -> Truth:
@@ -53,24 +37,6 @@ def sample_positions(people: list[Person], plan: FloorPlan, duration_s: int) -> 
     xy = np.concatenate(xys)
     inside = shapely.contains(plan.outline_polygon, shapely.points(xy))
     return Truth(np.concatenate(ts), np.concatenate(ps), xy, inside, np.concatenate(roles))
-
-
-def zone_visits(truth: Truth, plan: FloorPlan) -> list[tuple[int, str, int, int]]:
-    """(person, zone, first second, last second) of each contiguous stay in a zone."""
-    zi = zone_index(plan, truth.xy)
-    out = []
-    for k, z in enumerate(plan.zones):
-        idx = np.flatnonzero(zi == k)
-        if not len(idx):
-            continue
-        person, t = truth.person[idx], truth.t[idx]
-        brk = np.flatnonzero((np.diff(person) != 0) | (np.diff(t) != 1)) + 1
-        starts = np.concatenate([[0], brk])
-        ends = np.concatenate([brk - 1, [len(idx) - 1]])
-        out += [
-            (int(person[s]), z.id, int(t[s]), int(t[e])) for s, e in zip(starts, ends, strict=True)
-        ]
-    return sorted(out)
 
 
 def write(

@@ -22,7 +22,7 @@ from firmware_bridge.errors import ConfigError
 def cmd_plan(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from heatmap.report import render
+    from heatmap.report import placement_map, render
     from heatmap.spatial import node_placement
     from heatmap.spatial.floorplan import load, load_default
     from heatmap.spatial.radio_model import RadioModel
@@ -67,7 +67,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
         "see bench/localize.py)"
     )
     if a.out:
-        fig = node_placement.figure(
+        fig = placement_map.figure(
             lay,
             lay.fim,
             suggested,
