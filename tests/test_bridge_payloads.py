@@ -8,7 +8,7 @@ import pytest
 from firmware_bridge.errors import PayloadError
 from firmware_bridge.events import BoardEvent, DoorEvent, TileEvent, payload_items
 from sensing.node.batcher import Batcher
-from sensing.node.daemon import EV_MAX_AGE_MS, EV_MAX_ITEMS
+from sensing.node.streams import EV_MAX_AGE_MS, EV_MAX_ITEMS
 from sensing.wire import payloads, topics
 
 T0 = 1_760_000_000_000

@@ -4,7 +4,8 @@ A thin composition root over the node's parts, with one rule for state: only the
 main loop touches it. Reader threads put what the sources produce on a bounded
 inbox; paho's network thread puts connection events and PUBACKs on the link's
 queue; the main loop takes both, so the pipeline, batchers, spool and counters
-need no locks.
+need no locks. What the sources produce becomes batches in the spool through the
+node's streams (:mod:`sensing.node.streams`).
 
 Delivery: a batch gets its ``seq`` and is written to the spool (fsync'd) when it
 closes, is handed to the link from the spool in order (:mod:`sensing.node.delivery`),
@@ -17,7 +18,8 @@ its last spooled batch instead of starting over.
 
 Time: frames are refused (dropped before they are even pseudonymized, counted
 ``clock_unsynced``) while the clock is not synchronized, unless ``[clock]
-require_sync = false``; a live node's key never rolls on an unsynchronized clock.
+require_sync = false``; a live node's key never rolls on an unsynchronized clock
+(:mod:`sensing.node.clock_gate`).
 
 Shutdown (SIGTERM/SIGINT): stop the sources, batch what was read, spool it,
 try to deliver for ``shutdown_grace_s``, publish ``offline``, exit; what was not
@@ -36,14 +38,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from firmware_bridge.errors import BrokerError, CaptureError, FootfallError
-from firmware_bridge.events import DoorEvent, TileEvent, payload_items
-from sensing.capture.capture_file import Record
 from sensing.capture.channel_plan import ChannelHopper, IwRadio, Radio
-from sensing.capture.decoded import BleAdvert
 from sensing.node import log as node_log
 from sensing.node import status as node_status
-from sensing.node.batcher import Batcher
-from sensing.node.clock_sync import ClockProbe, ClockState, KernelClock
+from sensing.node.clock_gate import ClockGate
+from sensing.node.clock_sync import ClockProbe, KernelClock
 from sensing.node.config import NodeConfig
 from sensing.node.delivery import Delivery
 from sensing.node.inbox import Inbox, SourceEnded
@@ -58,7 +57,8 @@ from sensing.node.sources import (
     UartReplaySource,
     pin_factory,
 )
-from sensing.node.spool import Spool, SpoolError
+from sensing.node.spool import Spool
+from sensing.node.streams import Streams
 from sensing.privacy.key_file import KeyFile
 from sensing.privacy.pseudonym import Pseudonymizer
 from sensing.runtime.mqtt_link import LinkEvent, MqttLink
@@ -66,8 +66,6 @@ from sensing.runtime.process_memory import peak_rss_mib
 from sensing.runtime.systemd_notify import Notifier
 from sensing.wire import payloads, topics
 
-EV_MAX_ITEMS, EV_MAX_AGE_MS = 200, 10_000
-"""door/floor batches: events and age at most"""
 TICK_S = 0.05
 TICK_PIPELINE_S = 5.0
 """how often a live node's pipeline does its housekeeping (key roll, opt-out reload)"""
@@ -93,19 +91,6 @@ class RunSummary:
     seconds: float = 0.0
     state: str = "stopped"
     """done (every file read and acknowledged), stopped (signal), failed"""
-
-
-@dataclass
-class _Stream:
-    name: str
-    topic: str
-    batcher: Batcher
-    source: Source | None = None
-    consumed: int = 0
-    """items taken from the source, including those skipped on resume"""
-    opened_at: float | None = None
-    epoch: int | None = None
-    events: int = 0
 
 
 class NodeDaemon:
@@ -137,22 +122,18 @@ class NodeDaemon:
     ) -> None:
         self.cfg = cfg
         self.log = node_log.get()
-        self.clock_probe = clock or KernelClock()
+        self.clock_gate = ClockGate(clock or KernelClock(), cfg.require_sync, self.log)
         self.notifier = notifier or Notifier()
         self._radio = radio
         self._given_sources = sources
         self._stop = threading.Event()
         self.inbox = Inbox(self._stop, self.log)
         self.delivery: Delivery | None = None
-        self._dropped: Counter[str] = Counter()
         self._started = time.monotonic()
-        self._clock_state: ClockState | None = None
-        self._refuse = False
         self._done_sources: set[int] = set()
         self._errors: list[str] = []
         self._connect_failures_logged = 0
         self.summary = RunSummary()
-        self.streams: dict[str, _Stream] = {}
         self.sources: list[Source] = []
         self.hopper: ChannelHopper | None = None
         self.spool: Spool | None = None
@@ -198,16 +179,14 @@ class NodeDaemon:
         else:
             self.pipe = NodePipeline(Pseudonymizer(ring, sched), cfg.filters)
         self.spool = Spool(cfg.spool_path, cfg.spool_max_batches, cfg.spool_max_bytes)
+        self.streams = Streams(
+            cfg, self.pipe, ring, self.spool, self.clock_gate, self.log, self.summary.batches
+        )
         self.status_topic = topics.node_status_topic(cfg.store, cfg.node)
-        self._check_clock()
+        self.clock_gate.check()
         self.sources = self._given_sources or self._build_sources()
-        obs_topic = topics.obs_topic(cfg.store, cfg.node)
         for src in self.sources:
-            if src.stream in self.streams:
-                if src.stream == "obs":
-                    continue  # several radios feed one obs stream
-                raise FootfallError(f"{src.stream} is fed by two sources")
-            self.streams[src.stream] = self._make_stream(src, obs_topic)
+            self.streams.add(src)
         self.link = MqttLink(
             cfg.broker.address(),
             f"footfall-node-{cfg.store}-{cfg.node}",
@@ -216,6 +195,7 @@ class NodeDaemon:
             reconnect_max_s=cfg.broker.reconnect_max_s,
         )
         self.delivery = Delivery(self.spool, self.link)
+        self.streams.delivery = self.delivery
         self.link.start()
         if cfg.wifi.interface:
             self.hopper = ChannelHopper(
@@ -224,8 +204,7 @@ class NodeDaemon:
             self.hopper.start()
         for i, src in enumerate(self.sources):
             skip = self.spool.cursor(src.name) if src.resumable else 0
-            if src.stream in self.streams and self.streams[src.stream].source is src:
-                self.streams[src.stream].consumed = skip
+            self.streams.resume(src, skip)
             self.inbox.start(i, src, skip)
         node_log.event(
             self.log,
@@ -236,29 +215,8 @@ class NodeDaemon:
             broker=str(cfg.broker.address()),
             sources=[s.name for s in self.sources],
             spool_depth=self.spool.depth,
-            clock_synced=bool(self._clock_state and self._clock_state.synced),
+            clock_synced=bool(self.clock_gate.state and self.clock_gate.state.synced),
         )
-
-    def _make_stream(self, src: Source, obs_topic: str) -> _Stream:
-        cfg = self.cfg
-        if src.stream == "obs":
-            b = Batcher(
-                "obs", header={"node": cfg.node}, max_items=cfg.max_items, max_age_ms=cfg.max_age_ms
-            )
-            return _Stream("obs", obs_topic, b, src if src.resumable else None)
-        kind, ident = src.stream.split("/", 1)
-        topic = (
-            topics.door_topic(cfg.store, ident)
-            if kind == "door"
-            else topics.floor_topic(cfg.store, ident)
-        )
-        b = Batcher(
-            "ev",
-            max_items=EV_MAX_ITEMS,
-            max_age_ms=min(cfg.max_age_ms, EV_MAX_AGE_MS),
-            extra=lambda: {"board": src.link_stats()},
-        )
-        return _Stream(src.stream, topic, b, src)
 
     def _build_sources(self) -> list[Source]:
         cfg = self.cfg
@@ -292,11 +250,11 @@ class NodeDaemon:
             self._link_events()
             self.delivery.pump()
             now = time.monotonic()
-            self._age_flush(now)
+            self.streams.age_flush(now)
             if now >= next_clock:
                 next_clock = now + self.cfg.clock_check_s
-                self._check_clock()
-            if live and now >= next_tick and not self._refuse:
+                self.clock_gate.check()
+            if live and now >= next_tick and not self.clock_gate.refuse:
                 # key roll at the roll hour, opt-out reloads, learner hours; never on an
                 # unsynchronized clock (a clock in the future would roll the key for good)
                 next_tick = now + TICK_PIPELINE_S
@@ -318,109 +276,7 @@ class NodeDaemon:
             if payload.error:
                 self._errors.append(f"{src.name}: {payload.error}")
             return
-        st = self.streams[src.stream]
-        if src.stream == "obs":
-            self._radio_records(st, src, payload)
-        else:
-            self._board_events(st, payload)
-
-    def _radio_records(self, st: _Stream, src: Source, records: list[Record | BleAdvert]) -> None:
-        pipe, batcher, ring = self.pipe, st.batcher, self.ring
-        counted = st.source is src
-        realtime = src.realtime
-        for rec in records:
-            before = st.consumed
-            if counted:
-                st.consumed += 1
-            if self._refuse:  # not even pseudonymized: a wrong clock could roll the key
-                self._dropped["clock_unsynced"] += 1
-                continue
-            o = pipe.process(rec) if isinstance(rec, Record) else pipe.process_advert(rec)
-            if o is None:
-                continue
-            if st.epoch != ring.epoch:
-                if len(batcher):
-                    self._close(st, batcher.flush(), before)
-                st.epoch = ring.epoch
-            row = (
-                [o.pid, o.rssi, o.band, o.flags]
-                if o.sig is None
-                else [o.pid, o.rssi, o.band, o.flags, o.sig]
-            )
-            done = batcher.add(o.t_ms, row)
-            if done is not None:
-                self._close(st, done, before)
-            if realtime and (done is not None or len(batcher) == 1):
-                st.opened_at = time.monotonic()
-
-    def _board_events(self, st: _Stream, events: list[DoorEvent | TileEvent]) -> None:
-        for e in events:
-            before = st.consumed
-            st.consumed += 1
-            st.events += 1
-            if self._refuse:
-                self._dropped["clock_unsynced"] += 1
-                continue
-            done = st.batcher.add(e.t_ms, payload_items(e))
-            if done is not None:
-                self._close(st, done, before)
-            if (
-                st.source is not None
-                and st.source.realtime
-                and (done is not None or len(st.batcher) == 1)
-            ):
-                st.opened_at = time.monotonic()
-
-    def _close(self, st: _Stream, payload: dict[str, Any] | None, cursor: int) -> None:
-        """Number and spool a closed batch (the batcher's own seq is not used)."""
-        if payload is None:
-            return
-        assert self.spool is not None
-        if st.name == "obs":
-            payload["epoch"] = st.epoch if st.epoch is not None else self.ring.epoch
-            n = len(payload["obs"])
-        else:
-            n = len(payload["ev"])
-        src = st.source
-        resumable = src is not None and src.resumable
-        before = self.spool.stats().dropped_batches
-        try:
-            self.spool.put(
-                st.name,
-                st.topic,
-                payload,
-                n,
-                cursor=(src.name, cursor) if src is not None and resumable else None,
-                inflight=self.delivery.inflight_ids() if self.delivery is not None else (),
-            )
-        except SpoolError as e:
-            if resumable:
-                raise  # a replay must not skip a batch: stop, and resume later
-            # live: losing this batch beats a restart loop (disk full, read-only card)
-            self._dropped["spool_write_failed"] += n
-            if self._dropped["spool_write_failed"] == n:
-                node_log.event(self.log, 40, "spool_write_failed", error=str(e))
-            return
-        self.summary.batches[st.name] = self.summary.batches.get(st.name, 0) + 1
-        dropped = self.spool.stats().dropped_batches - before
-        if dropped:
-            node_log.event(
-                self.log, 30, "spool_full_dropped_oldest", batches=dropped, depth=self.spool.depth
-            )
-
-    def _age_flush(self, now: float) -> None:
-        for st in self.streams.values():
-            if st.opened_at is None or not len(st.batcher):
-                continue
-            limit = st.batcher.max_age_ms / 1000
-            if now - st.opened_at >= limit:
-                self._close(st, st.batcher.flush(), st.consumed)
-                st.opened_at = None
-
-    def _flush_all(self) -> None:
-        for st in self.streams.values():
-            self._close(st, st.batcher.flush(), st.consumed)
-            st.opened_at = None
+        self.streams.take(src, payload)
 
     # ------------------------------------------------------------------ delivery
 
@@ -453,7 +309,7 @@ class NodeDaemon:
             state,
             time.monotonic() - self._started,
             self._counters(),
-            self._clock_state,
+            self.clock_gate.state,
             self.cfg.require_sync,
         )
         return self.link.publish(self.status_topic, payloads.encode(st), retain=True)
@@ -462,20 +318,10 @@ class NodeDaemon:
         assert self.spool is not None
         sp = self.spool.stats()
         dropped: Counter[str] = Counter(self.pipe.rejects())
-        dropped.update(self._dropped)
+        dropped.update(self.streams.dropped)
         dropped["source_overflow"] += self.inbox.overflow
         dropped["spool_overflow_batches"] += sp.dropped_batches
         dropped["spool_overflow_items"] += sp.dropped_items
-        boards = {}
-        for st in self.streams.values():
-            if st.name != "obs":
-                last = self.spool.last_seq(st.name)
-                link = st.source.link_stats() if st.source is not None else {}
-                boards[st.name] = {
-                    "last_seq": -1 if last is None else last,
-                    "events": st.events,
-                    **link,
-                }
         return node_status.NodeCounters(
             frames=self.pipe.frames,
             observations=self.pipe.emitted,
@@ -486,7 +332,7 @@ class NodeDaemon:
             spool_bytes=sp.bytes,
             dropped=dropped,
             radio=self.hopper.status() if self.hopper is not None else None,
-            boards=boards,
+            boards=self.streams.boards(),
         )
 
     def _wait_delivered(self, timeout_s: float, mid: int | None = None) -> bool:
@@ -494,22 +340,7 @@ class NodeDaemon:
         assert self.delivery is not None
         return self.delivery.wait(timeout_s, self._on_link_event, mid, self.notifier.watchdog)
 
-    # ------------------------------------------------------------------ clock
-
-    def _check_clock(self) -> None:
-        state = self.clock_probe.read()
-        was = self._clock_state
-        self._clock_state = state
-        self._refuse = self.cfg.require_sync and not state.synced
-        if was is None or was.synced != state.synced:
-            node_log.event(
-                self.log,
-                20 if state.synced else 30,
-                "clock_synced" if state.synced else "clock_unsynced",
-                refusing=self._refuse,
-                source=state.source,
-                offset_ms=state.offset_ms,
-            )
+    # ------------------------------------------------------------------ radio
 
     def _hop_error(self, channel: int, e: CaptureError) -> None:
         if self.hopper is not None and self.hopper.errors[channel] == 1:
@@ -528,7 +359,7 @@ class NodeDaemon:
     def _finish(self) -> None:
         """Capture files all read: flush, deliver everything, publish ``done``."""
         assert self.spool is not None
-        self._flush_all()
+        self.streams.flush_all()
         self.notifier.status("delivering spooled batches")
         if not self._wait_delivered(self.cfg.drain_timeout_s):
             raise BrokerError(
@@ -558,7 +389,7 @@ class NodeDaemon:
             if self.summary.state != "done":
                 self.inbox.drain(self._handle)
                 with contextlib.suppress(FootfallError):
-                    self._flush_all()
+                    self.streams.flush_all()
                 with contextlib.suppress(FootfallError):
                     self._wait_delivered(self.cfg.shutdown_grace_s)
                     mid = self._publish_status("offline")
@@ -587,7 +418,7 @@ class NodeDaemon:
         s = self.summary
         s.frames, s.observations = self.pipe.frames, self.pipe.emitted
         s.rejects = self.pipe.rejects()
-        s.last_seq = {name: self.spool.last_seq(name) for name in self.streams}
+        s.last_seq = {name: self.spool.last_seq(name) for name in self.streams.by_name}
         s.boards = {k: dict(v) for k, v in self._counters().boards.items()}
         s.spool_depth = self.spool.depth
         s.published = self.delivery.published if self.delivery is not None else 0
