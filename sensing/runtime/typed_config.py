@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -158,14 +159,21 @@ def _array_at(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:
-    """``('nodes', 2, 'x')`` → ``nodes[2].x``."""
+    """``('nodes', 2, 'x')`` → ``nodes[2].x``; a key TOML must quote is quoted (one line)."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            key = str(part)
+            if not _BARE_KEY.fullmatch(key):
+                key = json.dumps(key, ensure_ascii=False)
+            out += ("." if out else "") + key
     return out
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+"""a TOML key written without quotes"""
 
 
 def field_names_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
