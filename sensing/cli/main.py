@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "sensing.cli.keys",  # keygen
     "sensing.cli.node",  # node, doctor, provision
     "sensing.cli.optout",  # optout add|remove|list
+    "sensing.cli.schema",  # schema (JSON Schema / Markdown reference of a file kind)
 )
 
 
