@@ -396,3 +396,12 @@ def test_floorplan_command_on_a_bad_file_is_one_line(tmp_path: Path) -> None:
     assert (
         r.stderr == "footfall: error: doors[0].beam_gap: unknown key (did you mean 'beam_gap_m'?)\n"
     )
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from heatmap.spatial import floorplan_model
+
+    result = doctest.testmod(floorplan_model)
+    assert result.attempted > 0 and result.failed == 0

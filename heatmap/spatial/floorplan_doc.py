@@ -21,7 +21,8 @@ losses are in dB and levels in dBm. A point is `[x, y]`; a polygon is its
 corners in order, not closed (the first point is not repeated at the end).
 
 **Validate** a file before you deploy it. Every error is one line that names
-the key's path, the element's id and, for a typo, the nearest valid key:
+the key's path (for a geometric rule, the element's id too) and, for a typo,
+the nearest valid key:
 
 ```console
 $ footfall floorplan my_store.toml
@@ -36,7 +37,9 @@ footfall: error: doors[0].beam_gap: unknown key (did you mean 'beam_gap_m'?)
 VS Code's *Even Better TOML* read a `#:schema` directive on the file's first
 line, a path relative to the TOML file or a URL:
 
-```toml
+```console
+$ footfall schema floorplan > floorplan.schema.json    # next to my_store.toml
+$ head -1 my_store.toml
 #:schema ./floorplan.schema.json
 ```
 
