@@ -50,13 +50,18 @@ def _shown(v: Any) -> str:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def _number(v: Any) -> float:
     if not _is_number(v):
-        what = "a finite number" if isinstance(v, float) else "a number"
-        raise ValueError(f"must be {what}, not {_shown(v)}")
+        numeric = isinstance(v, int | float) and not isinstance(v, bool)
+        raise ValueError(f"must be {'a finite' if numeric else 'a'} number, not {_shown(v)}")
     return float(v)
 
 
@@ -330,7 +335,7 @@ class FloorPlanFile(StrictModel):
     doors: tuple[DoorSpec, ...] = Field((), description="doors with beam pairs ([[doors]])")
     tiles: tuple[TileSpec, ...] = Field((), description="pressure tile arrays ([[tiles]])")
 
-    doc_title: ClassVar[str] = "The floor plan file"
+    doc_title: ClassVar[str] = "Floor plan file"
     doc_intro: ClassVar[str] = INTRO
     doc_example: ClassVar[str] = EXAMPLE
 
