@@ -37,7 +37,7 @@ def test_parse_rejects_foreign_topics(bad: str) -> None:
         topics.parse(bad)
 
 
-@pytest.mark.parametrize("bad_id", ["a/b", "a+b", "#", "", "x" * 65, "é"])
+@pytest.mark.parametrize("bad_id", ["a/b", "a+b", "#", "", "x" * 65, "é", "n1\n"])
 def test_ids_limited_to_safe_characters(bad_id: str) -> None:
     with pytest.raises(TopicError):
         topics.build("obs", "s1", bad_id)

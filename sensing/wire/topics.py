@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from firmware_bridge.errors import TopicError
 
 ROOT = "footfall/v1"
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # kind -> (pattern after "footfall/v1/{store}/", entity level name or None)
 _KINDS: dict[str, tuple[str, ...]] = {
@@ -44,7 +44,7 @@ class Topic:
 
 def check_id(value: str, what: str = "id") -> str:
     """Return ``value`` if it is a valid topic-level id, else raise TopicError."""
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise TopicError(f"{what} {value!r} must match [A-Za-z0-9_-]{{1,64}}")
     return value
 
