@@ -25,6 +25,7 @@ from sensing.runtime.config_fields import (
     TopicId,
     Within,
 )
+from sensing.runtime.typed_config import UNIT
 
 
 class AggregatorSection(TomlTable):
@@ -41,10 +42,12 @@ class AggregatorSection(TomlTable):
         5, description="k-anonymity of every aggregate: fewer visitors are not published"
     )
     status_interval_s: Annotated[float, Within(0.1, 3600)] = Field(
-        10.0, description="retained aggregator status published every, s"
+        10.0,
+        description="retained aggregator status published every, s",
+        json_schema_extra={UNIT: "s"},
     )
     offline_after_s: Annotated[float, Within(1, 86400)] = Field(
-        300.0, description="a node silent this long is offline, s"
+        300.0, description="a node silent this long is offline, s", json_schema_extra={UNIT: "s"}
     )
     client_id: Text | None = Field(
         None,
@@ -59,18 +62,27 @@ class RetentionSection(TomlTable):
         24.0,
         description=f"visitors' pseudonymous rows are kept this long, h (at most "
         f"{MAX_RETENTION_HOURS:g})",
+        json_schema_extra={UNIT: "h"},
     )
     aggregate_after_s: Annotated[float, Within(0, 3600)] = Field(
-        300.0, description="grace for late batches before an hour is aggregated, s"
+        300.0,
+        description="grace for late batches before an hour is aggregated, s",
+        json_schema_extra={UNIT: "s"},
     )
     ble_min_rssi_dbm: Annotated[int, Within(-127, 20)] = Field(
-        -80, description="a BLE observation at least this strong is strong, dBm"
+        -80,
+        description="a BLE observation at least this strong is strong, dBm",
+        json_schema_extra={UNIT: "dBm"},
     )
     wifi_min_rssi_dbm: Annotated[int, Within(-127, 20)] = Field(
-        -70, description="a Wi-Fi observation at least this strong is strong, dBm"
+        -70,
+        description="a Wi-Fi observation at least this strong is strong, dBm",
+        json_schema_extra={UNIT: "dBm"},
     )
     visitor_min_span_s: Annotated[float, Within(1, 3600)] = Field(
-        60.0, description="strong observations spanning at least this long make a visitor, s"
+        60.0,
+        description="strong observations spanning at least this long make a visitor, s",
+        json_schema_extra={UNIT: "s"},
     )
 
 

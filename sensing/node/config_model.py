@@ -29,6 +29,7 @@ from sensing.runtime.config_fields import (
     Within,
     one_of,
 )
+from sensing.runtime.typed_config import UNIT
 
 DEFAULT_STATE_DIR = "/var/lib/footfall"
 DEFAULT_CHANNELS = (1, 6, 11, 36, 40, 44, 48, 149, 153, 157, 161)
@@ -71,11 +72,14 @@ class BrokerSection(BrokerTls):
 
     host: Text = Field("127.0.0.1", description="broker host: a name in its certificate")
     port: Annotated[int, Within(1, 65535)] = Field(8883, description="broker TCP port")
-    keepalive_s: Annotated[int, Within(5, 3600)] = Field(30, description="MQTT keepalive, s")
+    keepalive_s: Annotated[int, Within(5, 3600)] = Field(
+        30, description="MQTT keepalive, s", json_schema_extra={UNIT: "s"}
+    )
     reconnect_max_s: Annotated[float, Within(0.5, 3600)] = Field(
         30.0,
         description="longest wait between reconnection attempts, s (it starts at 0.5 s "
         "and doubles)",
+        json_schema_extra={UNIT: "s"},
     )
 
 
@@ -86,7 +90,9 @@ class BatchSection(TomlTable):
         500, description="observations per batch at most"
     )
     max_age_ms: Annotated[int, Within(10, 3_600_000)] = Field(
-        5000, description="a batch goes out when its oldest item is this old, ms"
+        5000,
+        description="a batch goes out when its oldest item is this old, ms",
+        json_schema_extra={UNIT: "ms"},
     )
 
 
@@ -94,7 +100,9 @@ class SpoolSection(TomlTable):
     """``[spool]``: the offline spool (batches the broker has not acknowledged yet)."""
 
     max_mb: Annotated[float, Within(0.001, 1_000_000)] = Field(
-        200.0, description="size bound of the spool, MiB; the oldest batches go first"
+        200.0,
+        description="size bound of the spool, MiB; the oldest batches go first",
+        json_schema_extra={UNIT: "MiB"},
     )
     max_batches: Annotated[int, Within(1, 10_000_000)] = Field(
         50_000, description="batches in the spool at most"
@@ -108,7 +116,7 @@ class ClockSection(TomlTable):
         True, description="refuse (drop and count) observations while the clock is not synced"
     )
     check_every_s: Annotated[float, Within(0.1, 3600)] = Field(
-        10.0, description="clock sync check period, s"
+        10.0, description="clock sync check period, s", json_schema_extra={UNIT: "s"}
     )
 
 
@@ -116,7 +124,7 @@ class StatusSection(TomlTable):
     """``[status]``: the node's retained status message."""
 
     interval_s: Annotated[float, Within(0.1, 3600)] = Field(
-        30.0, description="status published every, s"
+        30.0, description="status published every, s", json_schema_extra={UNIT: "s"}
     )
 
 
@@ -124,7 +132,9 @@ class FiltersSection(TomlTable):
     """``[filters]``: what the node drops besides undecodable frames (all of it counted)."""
 
     min_rssi_dbm: Annotated[int, Within(-127, 20)] = Field(
-        -95, description="frames weaker than this are dropped (counted as weak), dBm"
+        -95,
+        description="frames weaker than this are dropped (counted as weak), dBm",
+        json_schema_extra={UNIT: "dBm"},
     )
     infrastructure: list[Text] = Field(
         default_factory=list,
@@ -135,7 +145,7 @@ class FiltersSection(TomlTable):
         True, description="learn always-on (non-randomized) addresses as equipment"
     )
     learn_hours: Annotated[int, Within(1, 24 * 30)] = Field(
-        48, description="window of the learner, h"
+        48, description="window of the learner, h", json_schema_extra={UNIT: "h"}
     )
     learn_fraction: Annotated[float, Within(0.0, 1.0)] = Field(
         0.75,
@@ -155,10 +165,12 @@ class WifiSection(TomlTable):
         json_schema_extra={"minItems": 1},
         description="channels hopped in this order, the cycle repeats",
     )
-    dwell_ms: Dwell = Field(250, description="time on each channel, ms")
+    dwell_ms: Dwell = Field(
+        250, description="time on each channel, ms", json_schema_extra={UNIT: "ms"}
+    )
     dwell_by_channel: dict[str, Dwell] = Field(
         default_factory=dict,
-        json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}},
+        json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}, UNIT: "ms"},
         description="time on the channels named here instead of dwell_ms, ms "
         "(e.g. { 1 = 500, 6 = 500 })",
     )
@@ -215,7 +227,7 @@ class BoardSection(TomlTable):
         None, description="tile array id the link's tile changes are published for"
     )
     baudrate: Annotated[int, Within(300, 4_000_000)] = Field(
-        115200, description="serial speed, bit/s"
+        115200, description="serial speed, bit/s", json_schema_extra={UNIT: "bit/s"}
     )
 
     @model_validator(mode="after")
@@ -259,6 +271,7 @@ class ReplaySection(TomlTable):
     drain_timeout_s: Annotated[float, Within(0, 1e6)] = Field(
         120.0,
         description="how long a finished replay waits for the broker to acknowledge everything, s",
+        json_schema_extra={UNIT: "s"},
     )
 
 
@@ -286,7 +299,9 @@ class NodeFile(TomlTable):
         default_factory=ReplaySection, description="playing capture files"
     )
     shutdown_grace_s: Annotated[float, Within(0, 600)] = Field(
-        5.0, description="on SIGTERM, how long to try to deliver what is spooled, s"
+        5.0,
+        description="on SIGTERM, how long to try to deliver what is spooled, s",
+        json_schema_extra={UNIT: "s"},
     )
     log_level: Annotated[
         Literal["debug", "info", "warning", "error"], BeforeValidator(one_of(*LOG_LEVELS))

@@ -44,7 +44,8 @@ from sensing.runtime.typed_config import StrictModel
 
 TOPIC_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 """a store, node, door or tile array id: one level of an MQTT topic
-(the rule of :func:`sensing.wire.topics.check_id`)"""
+(the rule of :func:`sensing.wire.topics.check_id`), as a JSON Schema pattern"""
+_TOPIC_ID = re.compile(TOPIC_ID_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 def _shown(v: Any) -> str:
@@ -107,7 +108,7 @@ def _text(v: Any) -> Any:
 
 def _topic_id(v: Any) -> Any:
     _text(v)
-    if not re.match(TOPIC_ID_PATTERN, v):
+    if not _TOPIC_ID.fullmatch(v):  # not re.match: its $ takes a trailing newline
         raise ValueError(f"{v!r} must be 1 to 64 of A-Z a-z 0-9 _ - (an MQTT topic level)")
     return v
 
