@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from heatmap import calibration
-from heatmap.localizers import grid_posterior
+from heatmap.localizers import grid_posterior, single_scale, two_scale
 from heatmap.simulate import accuracy_harness as harness
 from heatmap.simulate.scenario import Scenario
 from heatmap.spatial.floorplan import FloorPlan, load_default
@@ -57,17 +57,20 @@ BLUR_SD_M = (0.3, 0.4, 0.5)
 def true_offsets(sw: harness.SimWindows) -> Iterator[None]:
     """Every likelihood the localizer computes uses the phone's true offset (oracle)."""
     key = {(p, t): b for p, t, b in zip(sw.windows.pid, sw.windows.t_ms, sw.offset_db, strict=True)}
-    real = grid_posterior._likelihoods
+    real = single_scale.likelihood_rows
+    passes = (single_scale, two_scale)  # where the localizer looks the likelihood up
 
     def known(lik_model: Any, win: Any, idx: Any, b_mean: Any, b_var: Any) -> Any:
         tb = np.array([key[(win.pid[i], win.t_ms[i])] for i in idx])
         return real(lik_model, win, idx, tb, np.full(len(idx), 0.05))
 
-    grid_posterior._likelihoods = known
+    for m in passes:
+        m.likelihood_rows = known
     try:
         yield
     finally:
-        grid_posterior._likelihoods = real
+        for m in passes:
+            m.likelihood_rows = real
 
 
 def run(plan: FloorPlan, sc: Scenario) -> list[tuple[str, float, float, str]]:

@@ -14,6 +14,7 @@ from heatmap.localizers.likelihood import GridLikelihood
 from heatmap.localizers.trilateration import nelder_mead_batch
 from heatmap.spatial.floorplan import FloorPlan, load_default, parse
 from heatmap.spatial.motion import MotionModel, MotionParams, generator
+from heatmap.spatial.motion_smoothing import log_evidence, smooth_batch
 from heatmap.spatial.radio_model import RadioModel
 from heatmap.spatial.walkable_grid import WalkableGrid
 
@@ -213,7 +214,7 @@ def test_forward_backward_matches_brute_force() -> None:
     rng = np.random.default_rng(0)
     lik = rng.random((3, c)) + 0.05
     t_ms = np.array([0, 2000, 5000])
-    post, p_dwell = mm.smooth_batch(lik, np.zeros(3, np.int64), t_ms)
+    post, p_dwell = smooth_batch(mm, lik, np.zeros(3, np.int64), t_ms)
     # explicit: states (cell, mode); move with the mode's heat kernel, then switch
     lap = mm.lap.toarray()
 
@@ -244,10 +245,10 @@ def test_forward_backward_matches_brute_force() -> None:
         assert p_dwell[i] == pytest.approx(g_[:c].sum(), abs=1e-4)
     # the forward pass alone gives the track's marginal likelihood, whatever the rows' scales
     one = np.zeros(3, np.int64)
-    ev = mm.log_evidence(lik, np.zeros(3), one, t_ms)
+    ev = log_evidence(mm, lik, np.zeros(3), one, t_ms)
     assert ev[0] == pytest.approx(np.log(alpha[-1].sum()), abs=1e-4)
     scale = np.array([1.0, -2.0, 3.0])
-    assert mm.log_evidence(lik * np.exp(-scale)[:, None], scale, one, t_ms)[0] == pytest.approx(
+    assert log_evidence(mm, lik * np.exp(-scale)[:, None], scale, one, t_ms)[0] == pytest.approx(
         ev[0], abs=1e-4
     )
 
@@ -315,7 +316,7 @@ def test_a_level_shift_of_the_radio_model_is_a_louder_phone(
 def test_marginal_offset_search_finds_the_peak() -> None:
     """The search ends where the track's marginal likelihood (every path summed
     out), scanned on a fine offset grid, peaks — starting 0.6 dB away."""
-    from heatmap.localizers.grid_posterior import marginal_offsets
+    from heatmap.localizers.phone_offsets import marginal_offsets
     from heatmap.simulate import accuracy_harness as harness
     from heatmap.simulate.scenario import RadioTruth
 
@@ -335,7 +336,7 @@ def test_marginal_offset_search_finds_the_peak() -> None:
         top = ll.max(axis=1)
         lik = np.exp(ll - top[:, None]).astype(np.float32)
         prior = -0.5 * b * b / model.offset_sigma_db**2
-        return float(mm.log_evidence(lik, top, dev, win.t_ms)[0]) + prior
+        return float(log_evidence(mm, lik, top, dev, win.t_ms)[0]) + prior
 
     scan = np.arange(0.5, 4.01, 0.05)
     peak = scan[np.argmax([log_marginal(b) for b in scan])]
@@ -347,7 +348,7 @@ def test_marginal_offset_search_finds_the_peak() -> None:
 def test_track_segments_cover_every_row_once_in_order() -> None:
     """The smoother keeps only segment cores: those must be every window once, in
     the original order (the caller takes them as they come)."""
-    from heatmap.localizers.grid_posterior import track_segments
+    from heatmap.localizers.track_segments import track_segments
 
     lengths = [1, 5, 300, 301, 302, 899, 2000, 7]
     dev = np.repeat(np.arange(len(lengths)), lengths)
@@ -368,8 +369,8 @@ def test_smoothing_gathered_rows_equals_smoothing_their_copy() -> None:
     rows = np.r_[np.arange(10, 30), np.arange(25, 40)]  # overlapping, as segments are
     dev = np.r_[np.zeros(20, np.int64), np.ones(15, np.int64)]
     t_ms = np.r_[np.arange(20), np.arange(15)] * 1000
-    a, pa = mm.smooth_batch(lik[rows], dev, t_ms)
-    b, pb = mm.smooth_batch(lik, dev, t_ms, rows=rows)
+    a, pa = smooth_batch(mm, lik[rows], dev, t_ms)
+    b, pb = smooth_batch(mm, lik, dev, t_ms, rows=rows)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(pa, pb)
 
@@ -402,7 +403,7 @@ def test_a_merged_block_is_its_windows_together_once_the_offset_is_known(
     the same evidence when the device's offset is known (a sharp prior): equal
     log-likelihoods up to a constant. (Profiling the offset again per window made
     the block up to 12 nats flatter than its windows.)"""
-    from heatmap.localizers.grid_posterior import _merge
+    from heatmap.localizers.two_scale import merge_blocks
 
     model = RadioModel.from_plan(plan)
     lik = GridLikelihood(model, grid.centers[np.flatnonzero(grid.walkable)], "ble")
@@ -421,7 +422,7 @@ def test_a_merged_block_is_its_windows_together_once_the_offset_is_known(
         frames,
         1000,
     )
-    block = _merge(win, np.array([0]), 10_000)
+    block = merge_blocks(win, np.array([0]), 10_000)
     for var in (0.05, 0.2, 0.5):
         each = lik(win.rssi, win.counts, win.frames, np.full(10, 2.5), np.full(10, var))
         merged = lik(block.rssi, block.counts, block.frames, np.array([2.5]), np.array([var]))[0]

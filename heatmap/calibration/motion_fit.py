@@ -8,7 +8,7 @@ too small, and it pins browsers who do move. Stores differ (a café's seated
 guests, a DIY store's aisles), so it is fitted per period, like the radio
 model: on a sample of long tracks, the coefficient with the largest marginal
 likelihood of the tracks (every position and mode sequence summed out,
-:func:`heatmap.localizers.grid_posterior.motion_log_evidence`) — found on a
+:func:`heatmap.localizers.motion_evidence.motion_log_evidence`) — found on a
 half-decade grid, then refined by a parabola in log D.
 
 Only the dwelling coefficient is fitted. Walking is ballistic (about 1 m/s in a
@@ -53,15 +53,16 @@ def calibrate_motion(
     unchanged. The summary gives the fitted coefficient, the sample, and the
     log-likelihood gained over ``base``'s coefficient.
     """
-    from heatmap.localizers import grid_posterior
+    from heatmap.localizers.motion_evidence import motion_log_evidence
+    from heatmap.localizers.two_scale import BLOCK_MS, TWO_SCALE_BELOW_MS
 
     base = base or MotionParams()
     rows = np.flatnonzero(win.band == band)
     summary: dict[str, float] = {"tracks": 0.0}
     if not len(rows):
         return base, summary
-    short = win.window_ms < grid_posterior.TWO_SCALE_BELOW_MS
-    step_ms = grid_posterior.BLOCK_MS if short else win.window_ms
+    short = win.window_ms < TWO_SCALE_BELOW_MS
+    step_ms = BLOCK_MS if short else win.window_ms
     pid = win.pid[rows]
     new_dev = np.r_[True, pid[1:] != pid[:-1]]
     dev = np.cumsum(new_dev) - 1
@@ -78,7 +79,7 @@ def calibrate_motion(
     take = long_[: max(int(np.searchsorted(np.cumsum(n_steps[long_]), max_steps)) + 1, 1)]
     idx = np.sort(np.concatenate([rows[starts[k] : ends[k]] for k in take]))
     cand = [dataclasses.replace(base, dwell_diffusion_m2_s=d) for d in DWELL_D_GRID]
-    ev = grid_posterior.motion_log_evidence(win.take(idx), model, grid, [*cand, base], base)
+    ev = motion_log_evidence(win.take(idx), model, grid, [*cand, base], base)
     ev_base, ev = ev[-1], ev[:-1]
     d = _parabola_peak(np.log10(DWELL_D_GRID), ev)
     fitted = dataclasses.replace(base, dwell_diffusion_m2_s=float(10.0**d))
