@@ -187,7 +187,7 @@ class WifiSection(TomlTable):
     def _dwell_channels(cls, v: dict[str, int], info: ValidationInfo) -> dict[str, int]:
         channels = info.data.get("channels")
         for k in v:
-            if not k.isdigit():
+            if not (k.isascii() and k.isdigit()):
                 raise ValueError(f"{k!r}: keys are channel numbers")
             if channels is not None and int(k) not in channels:
                 raise ValueError(f"channel {k} is not in wifi.channels")
@@ -250,7 +250,11 @@ class BeamSection(TomlTable):
     door: TopicId = Field(description="door id the pair's crossings are published for")
     pin_a: IntOrText = Field(description='GPIO of the street-side beam: 17 or "GPIO17"')
     pin_b: IntOrText = Field(description="GPIO of the inside beam")
-    pull_up: Bool = Field(True, description="inputs pulled up (beam receivers pull down)")
+    pull_up: Bool = Field(
+        True,
+        description="true: internal pull-up, a blocked beam reads low; false: pull-down, "
+        "a blocked beam reads high",
+    )
     pin_factory: Annotated[
         Literal["default", "mock"], BeforeValidator(one_of("default", "mock"))
     ] = Field("default", description="gpiozero pin factory: default (lgpio on a Pi) or mock")
