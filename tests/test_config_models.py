@@ -5,7 +5,8 @@ that ends in anything but a config or one ConfigError.
 
 Regenerate the schemas after changing a model::
 
-    python3 tests/test_config_models.py --write
+    footfall schema node > docs/schemas/node.schema.json
+    footfall schema store > docs/schemas/store.schema.json
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from jsonschema import Draft202012Validator
 from firmware_bridge.errors import ConfigError, TopicError
 from heatmap.aggregator import config as aggregator_config
 from heatmap.aggregator.config_model import StoreFile
+from sensing.cli import schema as schema_command
 from sensing.node import config as node_config
 from sensing.node.config_model import NodeFile
 from sensing.runtime import config_fields
-from sensing.runtime.typed_config import json_schema, validate
+from sensing.runtime.typed_config import validate
 from sensing.wire import topics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,9 +43,9 @@ EXAMPLES = {kind: REPO / "deploy" / f"{kind}.example.toml" for kind in KINDS}
 
 
 def render(kind: str) -> str:
-    """The JSON Schema of ``{kind}.toml`` as committed in docs/schemas/."""
-    schema = json_schema(KINDS[kind], f"{kind}.toml")
-    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+    """The JSON Schema of ``{kind}.toml`` as committed in docs/schemas/ (``footfall schema``)."""
+    assert schema_command.model_of(kind) is KINDS[kind]
+    return schema_command.render(kind)
 
 
 def example(kind: str) -> dict[str, Any]:
@@ -67,8 +69,10 @@ def _write(tmp_path: Path, text: str, name: str = "bad.toml") -> Path:
 def test_committed_schema_is_the_models(kind: str) -> None:
     committed = (SCHEMAS / f"{kind}.schema.json").read_text(encoding="utf-8")
     assert committed == render(kind), (
-        f"docs/schemas/{kind}.schema.json is stale: python3 tests/test_config_models.py --write"
+        f"docs/schemas/{kind}.schema.json is stale: "
+        f"footfall schema {kind} > docs/schemas/{kind}.schema.json"
     )
+    assert json.loads(committed)["title"] == f"{kind}.toml"
     Draft202012Validator.check_schema(json.loads(committed))
 
 
@@ -328,11 +332,3 @@ def test_doctor_says_a_bad_config_as_its_one_failed_check(tmp_path: Path) -> Non
     assert r.returncode == 1 and len(lines) == 2, r.stdout + r.stderr
     assert re.match(rf"FAIL  config .*{re.escape(str(bad))}: node\.id: 'n/1' must be", lines[0])
     assert lines[1] == "footfall doctor: this node is NOT fit to run (1 problem)"
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python3 tests/test_config_models.py --write")
-    for name in KINDS:
-        (SCHEMAS / f"{name}.schema.json").write_text(render(name), encoding="utf-8")
-        print(f"wrote docs/schemas/{name}.schema.json")

@@ -12,7 +12,7 @@ Paths stay strings here; the loader resolves them against the file's directory.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -106,6 +106,9 @@ class BrokerSection(BrokerTls):
 
 class StoreFile(TomlTable):
     """``store.toml``: the store aggregator's configuration (``footfall aggregator --config``)."""
+
+    doc_title: ClassVar[str] = "store.toml"
+    """the schema's title (``footfall schema store``)"""
 
     aggregator: AggregatorSection = Field(description="the store, its database and floor plan")
     retention: RetentionSection = Field(

@@ -13,7 +13,7 @@ This module is on the node: it imports neither numpy nor anything of ``heatmap``
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
@@ -281,6 +281,9 @@ class ReplaySection(TomlTable):
 
 class NodeFile(TomlTable):
     """``node.toml``: a ceiling node's configuration (``footfall node --config``)."""
+
+    doc_title: ClassVar[str] = "node.toml"
+    """the schema's title (``footfall schema node``)"""
 
     node: NodeSection = Field(description="who this node is")
     broker: BrokerSection = Field(default_factory=BrokerSection, description="the MQTT broker")
