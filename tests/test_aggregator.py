@@ -22,7 +22,7 @@ from heatmap.aggregator import config as aggregator_config
 from heatmap.aggregator import status as aggregator_status
 from heatmap.aggregator.broker import RunningBroker
 from heatmap.aggregator.daemon import AggregatorDaemon
-from heatmap.aggregator.ingest import IngestStats, PublisherTrack
+from heatmap.aggregator.ingest_stats import IngestStats, PublisherTrack
 from heatmap.aggregator.pid_class import HOUR_MS
 from sensing.runtime.mqtt_link import connect, make_client
 from sensing.wire import payloads, topics

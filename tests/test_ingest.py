@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heatmap.aggregator.broker import RunningBroker
-from heatmap.aggregator.ingest import REJECT_REASONS, Ingestor
+from heatmap.aggregator.ingest import Ingestor
+from heatmap.aggregator.ingest_stats import REJECT_REASONS
 from sensing.runtime.mqtt_link import BrokerAddress
 from sensing.wire import payloads, topics
 

@@ -31,7 +31,8 @@ from heatmap.aggregator import db_migrations, retention
 from heatmap.aggregator import status as aggregator_status
 from heatmap.aggregator.config import AggregatorConfig
 from heatmap.aggregator.db_migrations import DatabaseError
-from heatmap.aggregator.ingest import Ingestor, IngestStats
+from heatmap.aggregator.ingest import Ingestor
+from heatmap.aggregator.ingest_stats import IngestStats
 from heatmap.aggregator.pid_class import HOUR_MS
 from heatmap.aggregator.retention import RetentionReport
 from sensing.runtime.mqtt_link import Publisher, connect, make_client

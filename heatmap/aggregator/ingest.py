@@ -22,6 +22,11 @@ A transaction is committed when the writer's queue runs empty, after
 :data:`COMMIT_EVERY_MSGS` messages or after :data:`COMMIT_EVERY_S`, whichever
 comes first: a quiet store commits every message at once, a busy one in large
 batches.
+
+This module is the MQTT side (subscriptions, reconnects, the queues and their
+threads, acknowledgements); validating, storing and counting are
+:class:`heatmap.aggregator.ingest_writer.IngestWriter`'s, the counters
+:mod:`heatmap.aggregator.ingest_stats`'.
 """
 
 from __future__ import annotations
@@ -33,18 +38,16 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 
-from firmware_bridge.errors import BrokerError, PayloadError, TopicError
-from heatmap.aggregator import store_db
-from heatmap.aggregator.store_db import Claim, StoreDB
+from firmware_bridge.errors import BrokerError
+from heatmap.aggregator.ingest_writer import IngestWriter
 from sensing.runtime.mqtt_link import BrokerAddress, connect, make_client
-from sensing.wire import payloads, topics
+from sensing.wire import topics
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
@@ -56,61 +59,7 @@ QUEUE_MAX = 1000
 """bound of each of the two queues (network → validator → writer), messages: at most
 about 2 × 1000 × 20 kB = 40 MB of 500-row batches in memory"""
 
-REJECT_REASONS = (
-    "too_large",
-    "not_utf8",
-    "not_json",
-    "schema",
-    "bad_topic",
-    "node_mismatch",
-    "seq_reused",
-    "unexpected_kind",
-)
-"""why a message is rejected: payload checks (:func:`sensing.wire.payloads.decode`), a topic
-that is not one of this store's inbound topics, an obs batch whose ``node`` differs
-from its topic's, a (publisher, seq) already stored with other content"""
-
 T = TypeVar("T")
-
-
-@dataclass
-class IngestStats:
-    """Counters since start (messages and observations, not bytes)."""
-
-    messages: int = 0
-    stored: int = 0
-    """batches stored (obs, door and floor)"""
-    duplicates: int = 0
-    """redelivered batches recognised and not stored again"""
-    observations: int = 0
-    """observations stored"""
-    expired: int = 0
-    """batches older than the retention horizon, not stored"""
-    committed_messages: int = 0
-    committed_observations: int = 0
-
-
-@dataclass
-class PublisherTrack:
-    """What the aggregator last heard from one publisher (node, door or floor array)."""
-
-    last_seen_ms: int = 0
-    """wall clock when its last message arrived, Unix ms"""
-    last_seq: int | None = None
-    """highest seq stored"""
-    batches: int = 0
-    lag_ms: int | None = None
-    """arrival time minus the time of the newest row of the last batch, ms"""
-    data_ms: int | None = None
-    """time of the newest row stored, Unix ms"""
-
-
-@dataclass(frozen=True)
-class IngestSnapshot:
-    stats: IngestStats
-    rejects: dict[str, int]
-    publishers: dict[tuple[str, str], PublisherTrack]
-    node_status: dict[str, dict[str, Any]]
 
 
 @dataclass
@@ -119,21 +68,10 @@ class _Job:
     future: cf.Future[Any] = field(default_factory=cf.Future)
 
 
-@dataclass(frozen=True, slots=True)
-class _Valid:
-    """A message that passed validation, ready to store."""
-
-    kind: str
-    entity: str
-    payload: dict[str, Any]
-    text: str
-    received_ms: int
-
-
 _STOP = object()
 
 
-class Ingestor:
+class Ingestor(IngestWriter):
     """Subscribes to one store's inbound topics and writes them to ``db_path``.
 
     Parameters
@@ -166,26 +104,12 @@ class Ingestor:
         clock: Callable[[], float] = time.time,
         queue_max: int = QUEUE_MAX,
     ) -> None:
-        self.store = topics.check_id(store, "store")
-        self.db_path = db_path
-        self.db = StoreDB(db_path)
+        super().__init__(store, db_path, expire_before=expire_before, clock=clock)
         self.broker = broker
-        self.stats = IngestStats()
-        self.rejects: Counter[str] = Counter()
-        """rejected messages by reason since start (see :data:`REJECT_REASONS`)"""
-        self.node_status: dict[str, dict[str, Any]] = {}
-        """last status payload of each node"""
-        self.publishers: dict[tuple[str, str], PublisherTrack] = {}
-        """(kind, id) → track, kind one of obs, door, floor, status"""
         self.error: BaseException | None = None
         """what stopped the pipeline, if anything did"""
-        self._expire_before = expire_before
-        self._clock = clock
-        self._unflushed: Counter[str] = Counter()
-        self._done = 0
         self._in: queue.Queue[Any] = queue.Queue(maxsize=queue_max)
         self._out: queue.Queue[Any] = queue.Queue(maxsize=queue_max)
-        self._lock = threading.Lock()
         self._gen = 1
         """connection generation: a PUBACK goes only to the connection that delivered"""
         self._stopping = threading.Event()
@@ -199,7 +123,6 @@ class Ingestor:
             target=self._validate_loop, name="ingest-validator", daemon=True
         )
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
-        self._reader: sqlite3.Connection | None = None
 
     # ---------------------------------------------------------------- life cycle
 
@@ -344,11 +267,7 @@ class Ingestor:
                     self._run_job(item)
                     continue
                 v, mid, qos, gen = item
-                if isinstance(v, _Valid):
-                    self.store_valid(v)
-                else:
-                    self._unflushed[v] += 1
-                self._done += 1
+                self.store_checked(v)
                 acks.append((mid, qos, gen))
                 if len(acks) >= COMMIT_EVERY_MSGS or time.monotonic() - first >= COMMIT_EVERY_S:
                     self._commit(acks)
@@ -382,151 +301,17 @@ class Ingestor:
         job.future.set_result(result)
 
     def _commit(self, acks: list[tuple[int, int, int]]) -> None:
-        if self._unflushed:
-            self.db.add_rejects(dict(self._unflushed))
-            self._unflushed.clear()
-        self.db.commit()
+        """Commit, then acknowledge ``acks`` (mid, qos, connection generation) that
+        came on the current connection."""
+        self.commit()
         with self._lock:
             gen = self._gen
-            self.stats.committed_messages = self._done
-            self.stats.committed_observations = self.stats.observations
         for mid, qos, g in acks:
             if qos and g == gen:  # a mid of an older connection may name another message now
                 self._client.ack(mid, qos)
         acks.clear()
 
-    # ---------------------------------------------------------------- one message
-
-    def handle(self, topic: str, raw: bytes) -> None:
-        """Validate and store one message (uncommitted); rejects are counted, never raised."""
-        v = self.validate(topic, raw)
-        if isinstance(v, _Valid):
-            self.store_valid(v)
-        else:
-            self._unflushed[v] += 1
-        self._done += 1
-
-    def validate(self, topic: str, raw: bytes) -> _Valid | str:
-        """The message ready to store, or the reason it is rejected (counted)."""
-        reason = self._check(topic, raw)
-        if isinstance(reason, str):
-            with self._lock:
-                self.stats.messages += 1
-                self.rejects[reason] += 1
-        else:
-            with self._lock:
-                self.stats.messages += 1
-        return reason
-
-    def _check(self, topic: str, raw: bytes) -> _Valid | str:
-        try:
-            t = topics.parse(topic)
-            if t.store != self.store:
-                raise TopicError(f"topic of another store: {topic}")
-            p, text = payloads.decode_with_text(t.kind, raw)
-        except TopicError:
-            return "bad_topic"
-        except PayloadError as e:
-            return e.reason
-        entity = t.entity or ""
-        kind = t.kind
-        if kind == "obs" and p["node"] != entity:
-            return "node_mismatch"
-        if kind not in ("obs", "door_events", "floor_events", "node_status"):
-            return "unexpected_kind"
-        return _Valid(kind, entity, p, text, int(self._clock() * 1000))
-
-    def store_valid(self, v: _Valid) -> None:
-        """Store a validated message (uncommitted)."""
-        kind, entity, p, now = v.kind, v.entity, v.payload, v.received_ms
-        if kind == "node_status":
-            self.db.set_status(entity, v.text, now)
-            with self._lock:
-                self.node_status[entity] = p
-                self.publishers.setdefault(("status", entity), PublisherTrack()).last_seen_ms = now
-            return
-        rows = p["obs"] if kind == "obs" else p["ev"]
-        t1 = p["t0"] + max((r[0] for r in rows), default=0)
-        if self._expire_before is not None and t1 < self._expire_before():
-            with self._lock:
-                self.stats.expired += 1
-            return
-        if kind == "obs":
-            claim = self.db.add_obs(entity, p, now, v.text)
-            short = "obs"
-        elif kind == "door_events":
-            claim, short = self.db.add_door(entity, p, now), "door"
-        else:
-            claim, short = self.db.add_floor(entity, p, now), "floor"
-        with self._lock:
-            self._track(short, entity, p["seq"], t1 if rows else None, now, claim)
-            if claim is Claim.NEW:
-                self.stats.stored += 1
-                if short == "obs":
-                    self.stats.observations += len(rows)
-            elif claim is Claim.DUPLICATE:
-                self.stats.duplicates += 1
-        if claim is Claim.CONFLICT:
-            self._reject_stored("seq_reused")
-
-    def _reject_stored(self, reason: str) -> None:
-        with self._lock:
-            self.rejects[reason] += 1
-        self._unflushed[reason] += 1
-
-    def _track(
-        self, kind: str, ident: str, seq: int, newest: int | None, now: int, claim: Claim
-    ) -> None:
-        tr = self.publishers.get((kind, ident))
-        if tr is None:
-            tr = self.publishers[(kind, ident)] = PublisherTrack()
-        tr.last_seen_ms = now
-        if claim is not Claim.NEW:
-            return
-        tr.batches += 1
-        if tr.last_seq is None or seq > tr.last_seq:
-            tr.last_seq = seq
-        if newest is not None:
-            tr.lag_ms = now - newest
-            if tr.data_ms is None or newest > tr.data_ms:
-                tr.data_ms = newest
-
-    def snapshot(self) -> IngestSnapshot:
-        """A consistent copy of the counters, rejects, tracks and node statuses (any thread)."""
-        with self._lock:
-            return IngestSnapshot(
-                IngestStats(**vars(self.stats)),
-                dict(self.rejects),
-                {k: PublisherTrack(**vars(v)) for k, v in self.publishers.items()},
-                dict(self.node_status),
-            )
-
     # ---------------------------------------------------------------- completeness
-
-    def _read_conn(self) -> sqlite3.Connection:
-        if self._reader is None:
-            self._reader = store_db.connect(self.db_path, readonly=True)
-        return self._reader
-
-    def complete(self) -> bool:
-        """True when every node reported ``done`` and all its batches are committed."""
-        with self._lock:
-            statuses = dict(self.node_status)
-        if not statuses:
-            return False
-        conn = self._read_conn()
-        for node, st in statuses.items():
-            if st.get("state") != "done":
-                return False
-            want = [("obs", node, st.get("last_seq"))]
-            for name, b in dict(st.get("boards") or {}).items():
-                kind, ident = name.split("/", 1)
-                want.append((kind, ident, b["last_seq"]))
-            for kind, pub, last in want:
-                n, _ = store_db.stored_seqs(conn, kind, pub)
-                if last is not None and last >= 0 and n < last + 1:
-                    return False
-        return True
 
     def wait_complete(self, nodes: set[str], timeout_s: float = 300.0) -> bool:
         """Wait (bounded) until :meth:`complete` with a status from each of ``nodes``."""

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from heatmap.aggregator.ingest import IngestStats, PublisherTrack
+from heatmap.aggregator.ingest_stats import IngestStats, PublisherTrack
 from heatmap.aggregator.retention import RetentionReport
 
 ONLINE, DONE, OFFLINE, NEVER_SEEN = "online", "done", "offline", "never_seen"
