@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from firmware_bridge.board_clock import BoardClock
 from firmware_bridge.decoder import LinkStats, StreamDecoder
 from firmware_bridge.events import BoardEvent, DoorEvent, TileEvent
-from firmware_bridge.protocol import BoardKind, DoorCrossing, Heartbeat, Hello, TileChange
+from firmware_bridge.protocol import (
+    BoardKind,
+    DoorCrossing,
+    Heartbeat,
+    Hello,
+    TileChange,
+    values_ok,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +101,11 @@ class BoardStream:
             t_ms = clock.to_epoch_ms(msg.tick_ms)
             if isinstance(msg, Heartbeat):
                 continue
-            if isinstance(msg, DoorCrossing):
-                if msg.direction not in (1, -1):
-                    self.stats.rejects["value"] += 1
-                    continue
+            if not values_ok(msg):
+                self.stats.rejects["value"] += 1
+            elif isinstance(msg, DoorCrossing):
                 out.append(DoorEvent(t_ms, msg.direction, board, msg.tick_ms))
             elif isinstance(msg, TileChange):
-                if msg.state not in (0, 1):
-                    self.stats.rejects["value"] += 1
-                    continue
                 out.append(TileEvent(t_ms, msg.tile, msg.state, board, msg.tick_ms))
         return out
 

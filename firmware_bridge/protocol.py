@@ -121,6 +121,22 @@ class FrameError(ValueError):
         self.reason = reason
 
 
+def values_ok(msg: Message) -> bool:
+    """The fields a CRC cannot vouch for are in range: a crossing's direction is +1
+    or -1, a tile's state 0 or 1. A frame that fails this is counted
+    (``rejects['value']``) and dropped by every reader, so it never reaches a batch
+    (whose schema would refuse the whole batch).
+
+    >>> values_ok(DoorCrossing(5, 1)), values_ok(DoorCrossing(5, 0)), values_ok(TileChange(5, 3, 2))
+    (True, False, False)
+    """
+    if isinstance(msg, DoorCrossing):
+        return msg.direction in (1, -1)
+    if isinstance(msg, TileChange):
+        return msg.state in (0, 1)
+    return True
+
+
 def crc16_ccitt(data: bytes, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE (check value for b"123456789" is 0x29B1)."""
     for byte in data:

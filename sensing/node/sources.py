@@ -31,7 +31,7 @@ from firmware_bridge.board_clock import BoardClock
 from firmware_bridge.decoder import StreamDecoder
 from firmware_bridge.errors import CaptureError, ConfigError
 from firmware_bridge.events import BoardEvent, DoorEvent, TileEvent
-from firmware_bridge.protocol import DoorCrossing, Hello, TileChange
+from firmware_bridge.protocol import DoorCrossing, Hello, TileChange, values_ok
 from sensing.capture.capture_file import CaptureReader, Record
 from sensing.capture.decoded import BleAdvert
 
@@ -130,7 +130,9 @@ class CaptureSource:
 
 def board_events(path: Path) -> tuple[list[BoardEvent], dict[str, int]]:
     """Decode a recorded UART byte stream (and its ``.json`` with ``tick0_epoch_ms``):
-    door crossings and tile changes in epoch ms, and the link's counters."""
+    door crossings and tile changes in epoch ms, and the link's counters. A CRC-good
+    frame whose direction or state is out of range is dropped and counted
+    (``reject_value``), as on a live link, so it never poisons a batch."""
     try:
         meta = json.loads(path.with_suffix(path.suffix + ".json").read_text())
         tick0 = int(meta["tick0_epoch_ms"])
@@ -150,7 +152,9 @@ def board_events(path: Path) -> tuple[list[BoardEvent], dict[str, int]]:
                 m = fr.msg
                 if isinstance(m, Hello):
                     continue
-                if isinstance(m, DoorCrossing):
+                if not values_ok(m):
+                    dec.stats.rejects["value"] += 1
+                elif isinstance(m, DoorCrossing):
                     t = clock.to_epoch_ms(m.tick_ms)
                     out.append(DoorEvent(t, m.direction, fr.board, m.tick_ms))
                 elif isinstance(m, TileChange):
