@@ -1,12 +1,20 @@
 """v1 MQTT payloads: encode to compact JSON, decode and validate against the
 JSON Schemas in ``sensing/wire/schemas/`` (one per topic kind).
 
-The schemas are the contract; this module only loads them once and applies them.
+The schemas are the contract; this module only loads them once and applies them,
+with JSON's meaning rather than Python's where the two differ: an ``integer`` is an
+int (not ``1.0``, not ``true``; ``const`` and ``enum`` compare the same way), a
+``number`` is finite (the tokens ``NaN`` and
+``Infinity`` and numbers beyond a double's range are not JSON), and a pattern's
+``$`` ends the string (Python's ``$`` also matches before a final newline). A
+hostile payload (nested 10,000 deep, a million-digit number, ...) is a
+:class:`PayloadError` with a reason, never another exception.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import cache
 from importlib import resources
@@ -27,6 +35,8 @@ SCHEMA_FILES: dict[str, str] = {
 }
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 16
+"""deepest nesting of arrays and objects a payload may have (the schemas need 4)"""
 
 
 def schema(kind: str) -> dict[str, Any]:
@@ -37,13 +47,76 @@ def schema(kind: str) -> dict[str, Any]:
     return s
 
 
+def _is_integer(_checker: Any, v: Any) -> bool:
+    return type(v) is int
+
+
+def _is_number(_checker: Any, v: Any) -> bool:
+    return type(v) is int or (type(v) is float and math.isfinite(v))
+
+
+@cache
+def _ecma_pattern(p: str) -> re.Pattern[str]:
+    # ECMA-262 (the schemas' dialect): a final "$" matches only at the end; Python's
+    # also matches before a trailing newline, so "n1\n" would pass "^...$".
+    if p.endswith("$") and not p.endswith("\\$"):
+        p = p[:-1] + r"\Z"
+    return re.compile(p)
+
+
+def _pattern(_v: Any, pattern: str, instance: Any, _schema: Any) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    if isinstance(instance, str) and not _ecma_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality with integers apart from floats (``1.0`` is not ``1``) and
+    booleans apart from numbers."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _const(_v: Any, const: Any, instance: Any, _schema: Any) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    if not _same(instance, const):
+        yield ValidationError(f"{const!r} was expected")
+
+
+def _enum(_v: Any, enums: Any, instance: Any, _schema: Any) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    if not any(_same(instance, e) for e in enums):
+        yield ValidationError(f"{instance!r} is not one of {enums!r}")
+
+
+@cache
+def _validator_class() -> Any:
+    from jsonschema import Draft202012Validator, validators
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}
+    )
+    return validators.extend(
+        Draft202012Validator,
+        validators={"pattern": _pattern, "const": _const, "enum": _enum},
+        type_checker=checker,
+    )
+
+
 @cache
 def _validator(kind: str) -> Any:
-    from jsonschema import Draft202012Validator
-
     s = schema(kind)
-    Draft202012Validator.check_schema(s)
-    return Draft202012Validator(s)
+    cls = _validator_class()
+    cls.check_schema(s)
+    return cls(s)
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -57,7 +130,9 @@ def decode(kind: str, raw: bytes) -> dict[str, Any]:
     Raises
     ------
     PayloadError
-        with ``reason`` one of ``too_large``, ``not_utf8``, ``not_json``,
+        with ``reason`` one of ``too_large`` (over :data:`MAX_PAYLOAD_BYTES`),
+        ``not_utf8``, ``not_json`` (also ``NaN``, ``Infinity`` and numbers out of
+        a double's range), ``too_deep`` (nested deeper than :data:`MAX_DEPTH`),
         ``schema`` (the message names the failing field; a key given twice in
         one object is a ``schema`` error too).
     """
@@ -73,19 +148,68 @@ def decode_with_text(kind: str, raw: bytes) -> tuple[dict[str, Any], str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise PayloadError(f"payload is not UTF-8: {e}", "not_utf8") from e
-    try:
-        obj = json.loads(text, object_pairs_hook=_unique_keys)
-    except PayloadError:
-        raise
-    except ValueError as e:
-        raise PayloadError(f"payload is not JSON: {e}", "not_json") from e
     if kind not in SCHEMA_FILES:
         raise PayloadError(f"no schema for topic kind {kind!r}", "unknown_kind")
+    obj = parse(text)
     if kind == "obs":
         check_obs(obj)
     else:
+        check_depth(obj)
         validate(kind, obj)
     return obj, text
+
+
+def parse(text: str) -> Any:
+    """Strict JSON: no ``NaN``/``Infinity``, no number beyond a double, no key given
+    twice in one object.
+
+    Raises
+    ------
+    PayloadError
+        ``not_json``, ``too_deep`` (deeper than the parser's recursion limit;
+        :func:`check_depth` bounds it tighter), ``too_large`` (out of memory), or
+        ``schema`` (a repeated key).
+    """
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+        )
+    except PayloadError:
+        raise
+    except RecursionError as e:
+        raise PayloadError("payload nested too deep to parse", "too_deep") from e
+    except MemoryError as e:
+        raise PayloadError("payload too large to parse", "too_large") from e
+    except ValueError as e:  # also a number of more than 4300 digits
+        raise PayloadError(f"payload is not JSON: {e}", "not_json") from e
+
+
+def _no_constant(name: str) -> Any:
+    raise PayloadError(f"payload is not JSON: {name} is not a JSON number", "not_json")
+
+
+def _finite_float(s: str) -> float:
+    f = float(s)
+    if not math.isfinite(f):
+        raise PayloadError(f"payload is not JSON: number {s[:20]!r} out of range", "not_json")
+    return f
+
+
+def check_depth(obj: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise PayloadError ``too_deep`` if arrays and objects nest deeper than ``limit``
+    (iterative: whatever the depth, no recursion)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        items = o.values() if type(o) is dict else o if type(o) is list else None
+        if items is None:
+            continue
+        if d > limit:
+            raise PayloadError(f"payload nested deeper than {limit}", "too_deep")
+        stack.extend((v, d + 1) for v in items if type(v) in (dict, list))
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -103,8 +227,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def validate(kind: str, obj: Any) -> None:
-    """Validate a parsed payload with the full JSON Schema of ``kind``."""
-    err = next(iter(_validator(kind).iter_errors(obj)), None)
+    """Validate a parsed payload with the full JSON Schema of ``kind`` (JSON's types
+    and ECMA patterns, see the module docstring).
+
+    Raises
+    ------
+    PayloadError
+        ``schema`` naming the failing field, or ``too_deep``.
+    """
+    try:
+        err = next(iter(_validator(kind).iter_errors(obj)), None)
+    except RecursionError as e:
+        raise PayloadError(f"{kind} payload nested too deep to validate", "too_deep") from e
     if err is not None:
         where = "/".join(str(p) for p in err.absolute_path) or "(root)"
         raise PayloadError(f"{kind} payload invalid at {where}: {err.message}", "schema")
