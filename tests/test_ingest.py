@@ -38,8 +38,8 @@ def test_invalid_payloads_rejected_and_counted_valid_flow(
             pub.publish(obs_t, raw)
         pub.publish(obs_t, obs(1, node="n2"))  # payload node differs from topic node
         pub.publish(f"footfall/v1/{store}/node/n1/bogus", obs(2))  # not subscribed: never seen
-        pub.publish(topics.door_topic(store, "main"), door(0, t0=5, ev=[[0, 1], [10, 1], [20, -1]]))
-        pub.publish(topics.door_topic(store, "main"), b'{"v":1,"seq":1,"t0":5,"ev":[[0,2]]}')
+        pub.publish(topics.door_topic(store, "main"), door(0, t0=T0, ev=[[0, 1], [10, 1], [20, -1]]))
+        pub.publish(topics.door_topic(store, "main"), b'{"v":1,"seq":1,"t0":1795000000000,"ev":[[0,2]]}')
         pub.publish(obs_t, obs(3))
         pub.drain()
     wait_until(lambda: ing.stats.committed_messages >= 8, what="8 messages stored")
@@ -78,6 +78,7 @@ def test_every_inbound_kind_rejects_every_reason_and_keeps_going(
             (topic, b"[]", "schema"),
             (topic, b'{"v":2}', "schema"),
             (topic, huge, "too_large"),
+            (topic, b"[" * 10_000 + b"]" * 10_000, "too_deep"),
         ]
     bad += [
         (
@@ -87,6 +88,9 @@ def test_every_inbound_kind_rejects_every_reason_and_keeps_going(
         ),
         (o, payloads.encode({**obs_payload(7), "extra": 1}), "schema"),
         (o, obs(8, node="n9"), "node_mismatch"),
+        (o, obs(9, t0=2**53 - 1 - 3_600_000), "time_future"),
+        (d, door(9, t0=5), "time_past"),
+        (f, floor(9, t0=0), "time_past"),
         (st_, status("sleeping"), "schema"),
         (st_, status("online", uptime_s=-1), "schema"),
         (d, door(5, ev=[[0, 0]]), "schema"),
@@ -114,7 +118,7 @@ def test_every_inbound_kind_rejects_every_reason_and_keeps_going(
     want: dict[str, int] = {}
     for _, _, reason in bad:
         want[reason] = want.get(reason, 0) + 1
-    assert set(want) == set(REJECT_REASONS) - {"unexpected_kind"}
+    assert set(want) == set(REJECT_REASONS) - {"unexpected_kind", "undecodable"}
     db = sqlite3.connect(tmp_path / "s.db")
     assert dict(db.execute("SELECT reason, n FROM rejects")) == want
     assert db.execute("SELECT COUNT(*) FROM obs").fetchone()[0] == 40

@@ -14,15 +14,31 @@ REJECT_REASONS = (
     "too_large",
     "not_utf8",
     "not_json",
+    "too_deep",
     "schema",
     "bad_topic",
     "node_mismatch",
+    "time_future",
+    "time_past",
     "seq_reused",
     "unexpected_kind",
+    "undecodable",
 )
 """why a message is rejected: payload checks (:func:`sensing.wire.payloads.decode`), a topic
 that is not one of this store's inbound topics, an obs batch whose ``node`` differs
-from its topic's, a (publisher, seq) already stored with other content"""
+from its topic's, a batch whose rows lie later than the aggregator's clock plus
+:data:`MAX_CLOCK_SKEW_MS` or before :data:`TIME_FLOOR_MS`, a (publisher, seq) already
+stored with other content, and ``undecodable``: the decoder failed in a way it does not
+name (a bug, logged; the message is still rejected, counted and acknowledged). Every
+name matches the status schema's ``rejects`` keys (``^[a-z][a-z0-9_]{0,31}$``)."""
+
+MAX_CLOCK_SKEW_MS = 10 * 60 * 1000
+"""a batch whose newest row is later than the aggregator's clock plus this is rejected
+(``time_future``), ms: nodes' clocks are NTP-synchronized, so more is a broken clock or
+a forged payload, whose rows retention could not age out by their times"""
+TIME_FLOOR_MS = 1_262_304_000_000
+"""2010-01-01 00:00 UTC, Unix ms: a batch starting earlier is rejected (``time_past``), a
+node's clock that was never set"""
 
 
 @dataclass

@@ -13,6 +13,7 @@ committed, is :class:`heatmap.aggregator.ingest.Ingestor`.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -23,9 +24,19 @@ from typing import Any
 
 from firmware_bridge.errors import PayloadError, TopicError
 from heatmap.aggregator import store_db
-from heatmap.aggregator.ingest_stats import IngestSnapshot, IngestStats, PublisherTrack
+from heatmap.aggregator.ingest_stats import (
+    MAX_CLOCK_SKEW_MS,
+    TIME_FLOOR_MS,
+    IngestSnapshot,
+    IngestStats,
+    PublisherTrack,
+)
 from heatmap.aggregator.store_db import Claim, StoreDB
 from sensing.wire import payloads, topics
+
+log = logging.getLogger(__name__)
+_LOG_UNDECODABLE = 10
+"""how many ``undecodable`` rejects are logged with their traceback (a flood logs no more)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +97,7 @@ class IngestWriter:
         """messages handled (stored or rejected), committed or not"""
         self._lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
+        self._undecodable_logged = 0
 
     # ---------------------------------------------------------------- one message
 
@@ -94,7 +106,11 @@ class IngestWriter:
         self.store_checked(self.validate(topic, raw))
 
     def validate(self, topic: str, raw: bytes) -> ValidMessage | str:
-        """The message ready to store, or the reason it is rejected (counted)."""
+        """The message ready to store, or the reason it is rejected (counted): bad
+        topic or payload (:func:`sensing.wire.payloads.decode`), a batch of another
+        node, rows later than now plus
+        :data:`~heatmap.aggregator.ingest_stats.MAX_CLOCK_SKEW_MS` (``time_future``) or
+        before :data:`~heatmap.aggregator.ingest_stats.TIME_FLOOR_MS` (``time_past``)."""
         reason = self._check(topic, raw)
         if isinstance(reason, str):
             with self._lock:
@@ -115,13 +131,25 @@ class IngestWriter:
             return "bad_topic"
         except PayloadError as e:
             return e.reason
+        except Exception as e:  # a message must never stop ingest: counted, logged, acked
+            if self._undecodable_logged < _LOG_UNDECODABLE:
+                self._undecodable_logged += 1
+                log.warning("undecodable message on %s rejected: %r", topic[:200], e, exc_info=e)
+            return "undecodable"
         entity = t.entity or ""
         kind = t.kind
         if kind == "obs" and p["node"] != entity:
             return "node_mismatch"
         if kind not in ("obs", "door_events", "floor_events", "node_status"):
             return "unexpected_kind"
-        return ValidMessage(kind, entity, p, text, int(self._clock() * 1000))
+        now = int(self._clock() * 1000)
+        if kind != "node_status":
+            rows = p["obs"] if kind == "obs" else p["ev"]
+            if p["t0"] < TIME_FLOOR_MS:
+                return "time_past"
+            if p["t0"] + max((r[0] for r in rows), default=0) > now + MAX_CLOCK_SKEW_MS:
+                return "time_future"
+        return ValidMessage(kind, entity, p, text, now)
 
     def store_checked(self, v: ValidMessage | str) -> None:
         """Store what :meth:`validate` returned, or count its reject for the next
