@@ -38,8 +38,9 @@ def test_invalid_payloads_rejected_and_counted_valid_flow(
             pub.publish(obs_t, raw)
         pub.publish(obs_t, obs(1, node="n2"))  # payload node differs from topic node
         pub.publish(f"footfall/v1/{store}/node/n1/bogus", obs(2))  # not subscribed: never seen
-        pub.publish(topics.door_topic(store, "main"), door(0, t0=T0, ev=[[0, 1], [10, 1], [20, -1]]))
-        pub.publish(topics.door_topic(store, "main"), b'{"v":1,"seq":1,"t0":1795000000000,"ev":[[0,2]]}')
+        door_t = topics.door_topic(store, "main")
+        pub.publish(door_t, door(0, ev=[[0, 1], [10, 1], [20, -1]]))
+        pub.publish(door_t, b'{"v":1,"seq":1,"t0":1795000000000,"ev":[[0,2]]}')
         pub.publish(obs_t, obs(3))
         pub.drain()
     wait_until(lambda: ing.stats.committed_messages >= 8, what="8 messages stored")
