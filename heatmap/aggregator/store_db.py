@@ -5,7 +5,8 @@ Tables (schema in :mod:`heatmap.aggregator.db_migrations`):
 ``obs(t_ms, node, pid, rssi, band, flags, sig)``
     pseudonymous radio observations (ms, dBm); deleted by :mod:`heatmap.aggregator.retention`.
 ``door_events(t_ms, door, dir)``, ``floor_events(t_ms, array_id, tile, state)``
-    sensor board events (no pseudonyms).
+    sensor board events (no pseudonyms), each stored once by its identity
+    (whatever batch or seq it comes in).
 ``batches(kind, publisher, seq, t0, n, received_ms, t1)``
     one row per stored inbound batch, written in the same transaction as its
     rows: a redelivered batch finds its (kind, publisher, seq) and is stored once;
@@ -53,13 +54,24 @@ _INSERT_BATCH = (
 )
 
 
+_INSERT_DOOR = (
+    "INSERT INTO door_events SELECT ?1, ?2, ?3 WHERE NOT EXISTS "
+    "(SELECT 1 FROM door_events WHERE t_ms = ?1 AND door = ?2 AND dir = ?3)"
+)
+_INSERT_FLOOR = (
+    "INSERT INTO floor_events SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM "
+    "floor_events WHERE t_ms = ?1 AND array_id = ?2 AND tile = ?3 AND state = ?4)"
+)
+
+
 class Claim(enum.Enum):
     """What storing an inbound batch came to."""
 
     NEW = "new"
     """stored"""
     DUPLICATE = "duplicate"
-    """the same (kind, publisher, seq, t0, n) was stored before: a redelivery"""
+    """the same (kind, publisher, seq, t0, n) was stored before: a redelivery (door
+    and floor batches: or every event in it was)"""
     CONFLICT = "conflict"
     """(kind, publisher, seq) was stored before with other content: a reused seq"""
 
@@ -176,25 +188,50 @@ class StoreDB:
         return ok
 
     def add_door(self, door: str, p: dict[str, Any], received_ms: int | None = None) -> Claim:
+        """Store a validated door batch; each crossing once (see :meth:`_add_events`)."""
         t0, rows = p["t0"], p["ev"]
-        t1 = t0 + max((r[0] for r in rows), default=0)
-        claim = self._claim("door", door, p["seq"], t0, t1, len(rows), received_ms or now_ms())
-        if claim is Claim.NEW:
-            self.conn.executemany(
-                "INSERT INTO door_events VALUES (?,?,?)", [(t0 + r[0], door, r[1]) for r in rows]
-            )
-        return claim
+        return self._add_events(
+            "door", door, p, received_ms, _INSERT_DOOR, [(t0 + r[0], door, r[1]) for r in rows]
+        )
 
     def add_floor(self, array: str, p: dict[str, Any], received_ms: int | None = None) -> Claim:
+        """Store a validated floor batch; each tile change once (see :meth:`_add_events`)."""
         t0, rows = p["t0"], p["ev"]
-        t1 = t0 + max((r[0] for r in rows), default=0)
-        claim = self._claim("floor", array, p["seq"], t0, t1, len(rows), received_ms or now_ms())
-        if claim is Claim.NEW:
-            self.conn.executemany(
-                "INSERT INTO floor_events VALUES (?,?,?,?)",
-                [(t0 + r[0], array, r[1], r[2]) for r in rows],
-            )
-        return claim
+        return self._add_events(
+            "floor",
+            array,
+            p,
+            received_ms,
+            _INSERT_FLOOR,
+            [(t0 + r[0], array, r[1], r[2]) for r in rows],
+        )
+
+    def _add_events(
+        self,
+        kind: str,
+        publisher: str,
+        p: dict[str, Any],
+        received_ms: int | None,
+        sql: str,
+        rows: list[tuple[Any, ...]],
+    ) -> Claim:
+        """Door and tile events are idempotent by identity, not only by (publisher, seq):
+        a crossing is (door, t_ms, dir), a tile change (array, t_ms, tile, state), and
+        one that is stored already is not stored again. So the same stream replayed
+        under other seqs (a second replay, a board fed twice) is stored once, and a
+        re-imaged node whose seq restarted is stored, not refused as a reused seq.
+        (Two crossings of one beam pair in the same direction within one ms are not
+        physically possible; two changes of one tile to the same state neither.)
+
+        :attr:`Claim.NEW` if any event was new, else :attr:`Claim.DUPLICATE`.
+        """
+        t0, ev = p["t0"], p["ev"]
+        t1 = t0 + max((r[0] for r in ev), default=0)
+        claim = self._claim(kind, publisher, p["seq"], t0, t1, len(ev), received_ms or now_ms())
+        if claim is Claim.DUPLICATE:
+            return claim
+        added = self.conn.executemany(sql, rows).rowcount
+        return Claim.NEW if added > 0 else Claim.DUPLICATE
 
     def set_status(self, node: str, payload: str, received_ms: int | None = None) -> None:
         self.conn.execute(
