@@ -14,9 +14,14 @@ from typing import Any
 
 
 def _fmt_ms(t: int | None) -> str:
+    """A Unix ms time as UTC, or the number itself when no calendar date fits it
+    (a database written before ingest checked times may hold any)."""
     if t is None:
         return "-"
-    return datetime.fromtimestamp(t / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(t / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):
+        return f"{t} ms (no calendar date)"
 
 
 def _mib(n: int) -> str:
