@@ -40,12 +40,16 @@ def obs(seq: int, node: str = "n1", **kw: Any) -> bytes:
     return payloads.encode(obs_payload(seq, node, **kw))
 
 
-def door(seq: int, t0: int = T0, ev: list[list[int]] | None = None) -> bytes:
-    return payloads.encode({"v": 1, "seq": seq, "t0": t0, "ev": ev or [[0, 1], [10, -1]]})
+def door(seq: int, t0: int | None = None, ev: list[list[int]] | None = None) -> bytes:
+    """Door batch ``seq``, by default 1 s after batch ``seq - 1`` (events are stored
+    once by identity, so batches of other seqs must hold other crossings)."""
+    t = T0 + 1000 * seq if t0 is None else t0
+    return payloads.encode({"v": 1, "seq": seq, "t0": t, "ev": ev or [[0, 1], [10, -1]]})
 
 
-def floor(seq: int, t0: int = T0) -> bytes:
-    return payloads.encode({"v": 1, "seq": seq, "t0": t0, "ev": [[0, 3, 1], [50, 3, 0]]})
+def floor(seq: int, t0: int | None = None) -> bytes:
+    t = T0 + 1000 * seq if t0 is None else t0
+    return payloads.encode({"v": 1, "seq": seq, "t0": t, "ev": [[0, 3, 1], [50, 3, 0]]})
 
 
 def status(state: str = "online", **kw: Any) -> bytes:
