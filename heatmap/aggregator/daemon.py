@@ -10,8 +10,11 @@ A thin composition root over :class:`heatmap.aggregator.ingest.Ingestor` (MQTT â
   (``aggregate_after_s`` past it, when the hour just ended is complete); its
   steps run on the ingest writer thread, between messages, so nothing competes
   for SQLite's write lock.
-* Status goes out retained on its own MQTT connection whose last will is
-  ``{"v":1,"state":"offline"}``; a clean stop publishes ``offline`` itself.
+* Status goes out retained on the ingest connection (one connection per
+  certificate: the broker binds the client id to it), whose last will is
+  ``{"v":1,"state":"offline"}``; a clean stop publishes ``offline`` itself. A
+  status the broker cannot take (away for 100 intervals) is dropped and counted,
+  never raised.
 * A storage failure stops the process with an error (crash-only: whatever was
   not committed was not acknowledged, and the broker redelivers it to the
   persistent session when the aggregator is back).
@@ -35,7 +38,7 @@ from heatmap.aggregator.ingest import Ingestor
 from heatmap.aggregator.ingest_stats import IngestStats
 from heatmap.aggregator.pid_class import HOUR_MS
 from heatmap.aggregator.retention import RetentionReport
-from sensing.runtime.mqtt_link import Publisher, connect, make_client
+from sensing.runtime.mqtt_link import Publisher
 from sensing.runtime.systemd_notify import Notifier
 from sensing.runtime.version import __version__
 from sensing.wire import payloads, topics
@@ -87,6 +90,7 @@ class AggregatorDaemon:
         self.clock = clock
         self.notifier = notifier or Notifier()
         self.started = time.monotonic()
+        self.status_topic = topics.aggregator_status_topic(cfg.store)
         self.ingest = Ingestor(
             cfg.store,
             str(cfg.db),
@@ -94,11 +98,11 @@ class AggregatorDaemon:
             cfg.client_id,
             expire_before=lambda: cfg.retention.horizon_ms(self.now_ms()),
             clock=clock,
+            will=(self.status_topic, OFFLINE),
         )
-        self.status_topic = topics.aggregator_status_topic(cfg.store)
-        self._status_client = make_client(
-            cfg.broker, f"{cfg.client_id}-status", will=(self.status_topic, OFFLINE)
-        )
+        # status goes out on the ingest connection: the broker replaces a client id by
+        # the certificate's name, so a second connection would take over the first
+        self._status_client = self.ingest.client
         # the loop never waits long on a broker that is away: a status that finds
         # the pending list full is dropped and counted (the next one supersedes it)
         self._pub = Publisher(self._status_client, max_pending=STATUS_PENDING_MAX, block_s=0.5)
@@ -116,7 +120,6 @@ class AggregatorDaemon:
     # ---------------------------------------------------------------- life cycle
 
     def start(self) -> None:
-        connect(self._status_client, self.cfg.broker)
         self.ingest.start()
         self.publish_status()
 
@@ -149,15 +152,11 @@ class AggregatorDaemon:
         if self._job is not None:
             self._job.join(timeout=JOB_STEP_TIMEOUT_S)
         try:
-            self.ingest.stop()
-        finally:
-            try:
-                self._pub.publish(self.status_topic, OFFLINE, retain=True)
-                self._pub.drain(10 if self._status_client.is_connected() else 1)
-            except FootfallError as e:  # the broker is away: its last will says offline
-                log.warning("could not publish the offline status: %s", e)
-            self._status_client.disconnect()
-            self._status_client.loop_stop()
+            self._pub.publish(self.status_topic, OFFLINE, retain=True)
+            self._pub.drain(10 if self._status_client.is_connected() else 1)
+        except FootfallError as e:  # the broker is away: its last will says offline
+            log.warning("could not publish the offline status: %s", e)
+        self.ingest.stop()  # stores and acknowledges what is queued, then disconnects
 
     # ---------------------------------------------------------------- retention
 

@@ -91,6 +91,10 @@ class Ingestor(IngestWriter):
         wall clock in seconds (injected by tests).
     queue_max
         bound of each of the two queues, messages.
+    will
+        (topic, payload) the broker publishes, retained, if this connection dies: the
+        aggregator's status goes out on this one connection (the broker binds the
+        client id to the certificate, so one certificate has one connection).
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class Ingestor(IngestWriter):
         expire_before: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.time,
         queue_max: int = QUEUE_MAX,
+        will: tuple[str, bytes] | None = None,
     ) -> None:
         super().__init__(store, db_path, expire_before=expire_before, clock=clock)
         self.broker = broker
@@ -113,7 +118,9 @@ class Ingestor(IngestWriter):
         self._gen = 1
         """connection generation: a PUBACK goes only to the connection that delivered"""
         self._stopping = threading.Event()
-        self._client = make_client(broker, client_id or f"footfall-aggregator-{store}", clean=False)
+        self._client = make_client(
+            broker, client_id or f"footfall-aggregator-{store}", clean=False, will=will
+        )
         self._client.manual_ack_set(True)
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
@@ -141,6 +148,11 @@ class Ingestor(IngestWriter):
             log.warning(
                 "broker did not acknowledge the subscriptions within %.0f s", subscribe_timeout_s
             )
+
+    @property
+    def client(self) -> mqtt.Client:
+        """The connection (for the aggregator's own publishing: status, aggregates)."""
+        return self._client
 
     @property
     def subscribed(self) -> bool:
