@@ -13,6 +13,11 @@ retention_hours``, hours being UTC hours ``[H, H + 1 h)``:
    (``H + 1 h <= horizon``), and the ``batches`` bookkeeping of batches whose
    newest row is older than the horizon (``t1 < horizon``; the aggregator
    refuses such batches at ingest, so dropping their dedup record loses nothing).
+   Rows also age by when they arrived, whatever their timestamps say: an obs
+   batch received before the horizon (``received_ms < horizon``) whose times
+   claim to be younger has its node's rows in ``[t0, t1]`` deleted with it
+   (ingest refuses times beyond its clock plus a skew allowance, so this only
+   meets rows stored before it did, or a clock that was wrong).
 2. **Aggregated** (:func:`hours_to_aggregate`, done by the daemon with
    :func:`heatmap.aggregator.hour_aggregates.aggregate_hour`). An hour with observations is
    aggregated once it has been over for ``aggregate_after_s`` (late batches
@@ -99,12 +104,25 @@ def expire(conn: sqlite3.Connection, now_ms: int, policy: RetentionPolicy) -> Ex
     """Step 1: delete what is older than the horizon. The caller commits."""
     h = policy.horizon_ms(now_ms)
     obs = conn.execute("DELETE FROM obs WHERE t_ms < ?", (h,)).rowcount
+    stale = conn.execute(
+        "SELECT publisher, t0, t1 FROM batches WHERE kind = 'obs' AND received_ms < ? AND t1 >= ?",
+        (h, h),
+    ).fetchall()
+    for node, t0, t1 in stale:
+        obs += conn.execute(
+            "DELETE FROM obs WHERE node = ? AND t_ms >= ? AND t_ms <= ?", (node, t0, t1)
+        ).rowcount
+    aged = conn.execute(
+        "DELETE FROM batches WHERE kind IN ('obs', 'door', 'floor') AND received_ms < ? "
+        "AND t1 >= ?",
+        (h, h),
+    ).rowcount
     classes = conn.execute("DELETE FROM pid_class WHERE hour_ms + ? <= ?", (HOUR_MS, h)).rowcount
     conn.execute("DELETE FROM hour_purges WHERE hour_ms + ? <= ?", (HOUR_MS, h))
     batches = conn.execute(
         "DELETE FROM batches WHERE kind IN ('obs', 'door', 'floor') AND t1 < ?", (h,)
     ).rowcount
-    return Expired(obs, classes, batches)
+    return Expired(obs, classes, batches + aged)
 
 
 def _obs_hours(conn: sqlite3.Connection, since_ms: int) -> list[int]:
