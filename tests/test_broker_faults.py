@@ -14,15 +14,26 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from sensing.runtime.mqtt_link import Publisher, connect, make_client
+from heatmap.aggregator.ingest import Ingestor
+from sensing.runtime.mqtt_link import BrokerAddress, Publisher, connect, make_client
+from sensing.wire import topics
 
-from broker_fixtures import plain_broker, wait_for
-from ingest_fixtures import start_aggregator, write_config
+from broker_fixtures import (
+    Broker,
+    StorePki,
+    make_pki,
+    plain_broker,
+    stored,
+    tls_broker,
+    wait_for,
+)
+from ingest_fixtures import obs, publisher, start_aggregator, write_config
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -135,3 +146,68 @@ def test_aggregator_stopped_while_the_broker_is_down_exits_cleanly(tmp_path: Pat
     out = log.read_text(errors="replace")
     assert "Traceback" not in out, out
     assert rc == 0, out
+
+
+# ------------------------------------------------------------------ client-id takeover
+
+
+@pytest.fixture
+def tls_store(tmp_path: Path) -> Iterator[tuple[StorePki, Broker]]:
+    p = make_pki(tmp_path / "pki")
+    b = tls_broker(tmp_path / "broker", p).start()
+    yield p, b
+    b.stop()
+
+
+def _as(b: Broker, p: StorePki, user: str) -> BrokerAddress:
+    return BrokerAddress("127.0.0.1", b.port, p.client(user))
+
+
+AGGREGATOR_ID = "footfall-aggregator-s1"
+
+
+def test_another_certificate_cannot_take_the_aggregators_session(
+    tls_store: tuple[StorePki, Broker], tmp_path: Path
+) -> None:
+    """Before: node-n2's certificate connecting with the aggregator's client id (clean
+    session) threw away the aggregator's persistent session and the 20 batches queued
+    in it (0 of 20 stored); with the client id bound to the certificate at the broker,
+    all 20 are stored, and the aggregator's live connection is not kicked either."""
+    p, b = tls_store
+    agg = _as(b, p, "aggregator-s1")
+    db = tmp_path / "store.db"
+    ing = Ingestor("s1", str(db), agg, AGGREGATOR_ID)
+    ing.start()
+    assert ing.subscribed
+    ing.stop()  # the session (and its subscriptions) stays at the broker
+    with publisher(_as(b, p, "node-n1"), "footfall-node-s1-n1") as pub:
+        for seq in range(20):
+            assert pub.publish(topics.obs_topic("s1", "n1"), obs(seq))
+        pub.drain(30)
+        assert pub.refused == 0
+    for user in ("node-n2", "bi-dash"):  # the takeover: same client id, clean session
+        thief = make_client(_as(b, p, user), AGGREGATOR_ID, clean=True)
+        connect(thief, _as(b, p, user))
+        thief.disconnect()
+        thief.loop_stop()
+    ing = Ingestor("s1", str(db), agg, AGGREGATOR_ID)
+    ing.start()
+    try:
+        wait_for(lambda: stored(db)[1] >= 20, 30, "the 20 queued batches stored")
+        # and while it runs, a thief connecting again does not kick it off
+        kicked = threading.Event()
+        ing.client.on_disconnect = lambda *_a: kicked.set()
+        for _ in range(5):
+            thief = make_client(_as(b, p, "node-n2"), AGGREGATOR_ID, clean=True)
+            connect(thief, _as(b, p, "node-n2"))
+            thief.disconnect()
+            thief.loop_stop()
+        with publisher(_as(b, p, "node-n1"), "footfall-node-s1-n1") as pub:
+            for seq in range(20, 50):
+                pub.publish(topics.obs_topic("s1", "n1"), obs(seq))
+            pub.drain(30)
+        wait_for(lambda: stored(db)[1] >= 50, 30, "all 50 batches stored")
+        assert not kicked.is_set()
+    finally:
+        ing.stop()
+    assert stored(db)[1:] == (50, 0)
