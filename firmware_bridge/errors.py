@@ -38,3 +38,9 @@ class CaptureError(FootfallError, OSError):
 
 class BrokerError(FootfallError, RuntimeError):
     """The MQTT broker could not be started or reached."""
+
+
+class AllDroppedError(FootfallError, RuntimeError):
+    """A run took frames or events and dropped every one of them for a reason that
+    drops everything (unsynchronized clock, stale or future key epoch): it did
+    nothing, and must not look as if it succeeded."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from firmware_bridge.errors import AllDroppedError
 from firmware_bridge.protocol import BoardKind, TileChange
 from firmware_bridge.pty_board import PtyBoard
 from heatmap.aggregator.broker import free_port
@@ -123,11 +124,13 @@ def test_unsynchronized_clock_refuses_observations_and_counts_them(
     key = store_key(tmp_path / "store.key")
     rec = recorder_factory(broker.address, f"footfall/v1/{STORE}/#")
     cfg = replace(_cfg(tmp_path, broker, cap.dir, key), require_sync=True)
-    Running(cfg, clock=FixedClock(synced=False, offset_ms=None)).join()
+    with pytest.raises(AllDroppedError, match="clock_unsynced"):  # a replay that did nothing
+        Running(cfg, clock=FixedClock(synced=False, offset_ms=None)).join()
     wait_for(lambda: _status(rec)["state"] == "done", 10, "done status")
     assert _obs(rec) == []
     st = _status(rec)
     assert st["dropped"]["clock_unsynced"] == cap.frames
+    assert st["healthy"] is False and st["problems"] == ["clock_unsynced"]
     assert st["clock"] == {"synced": False, "source": "fixed", "required": True}
     # configured otherwise, the same clock publishes (and says it is unsynchronized)
     rec2 = recorder_factory(broker.address, f"footfall/v1/{STORE}/#")

@@ -6,15 +6,35 @@ accepted; drops that drop everything are loud (status, doctor, exit code)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
+import pytest
 from test_bridge_payloads import event_batches
 
+from firmware_bridge.errors import AllDroppedError
 from firmware_bridge.events import DoorEvent
 from firmware_bridge.protocol import BoardKind, DoorCrossing, Heartbeat, Hello, TileChange, encode
 from heatmap.aggregator.store_db import Claim, StoreDB
+from sensing.node import config as node_config
+from sensing.node.clock_sync import FixedClock
+from sensing.node.daemon import NodeDaemon
+from sensing.node.doctor.runner import Doctor
 from sensing.node.sources import board_events
-from sensing.wire import payloads
+from sensing.wire import payloads, topics
+
+from broker_fixtures import (
+    STORE,
+    Broker,
+    footfall,
+    node_toml,
+    plain_broker,
+    store_key,
+    wait_for,
+    write_capture,
+)
 
 
 def _uart(path: Path, frames: bytes, tick0: int = 1_795_000_000_000) -> Path:
@@ -44,6 +64,8 @@ def test_uart_replay_rejects_an_impossible_direction_or_state(tmp_path: Path) ->
 
 
 T0 = 1_795_000_000_000
+T0_OLD = 1_759_300_000_000
+"""2025-10-01: before the test key's start (2026-11-01)"""
 
 
 def _door_batch(seq: int, rows: list[list[int]], t0: int = T0) -> dict[str, object]:
@@ -78,3 +100,120 @@ def test_a_reimaged_board_restarting_its_seq_is_stored_not_rejected(tmp_path: Pa
     assert claims == [Claim.NEW] * 3
     db.commit()
     assert db.count("door_events") == 150  # 75 + the re-imaged node's 75 crossings
+
+
+# ------------------------------------------------------------------ drops that drop everything
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = plain_broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+def _retained_status(brk: Broker, node: str = "n1") -> dict[str, Any]:
+    """The node's retained status, read by a fresh subscriber (bounded wait)."""
+    got: list[bytes] = []
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-silent-status")
+    c.on_message = lambda _c, _u, m: got.append(bytes(m.payload))
+    c.connect(brk.address.host, brk.address.port)
+    c.subscribe(topics.node_status_topic(STORE, node), qos=1)
+    c.loop_start()
+    try:
+        wait_for(lambda: got, 10, "retained status")
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    st = json.loads(got[-1])
+    payloads.validate("node_status", st)
+    return st
+
+
+def _run_node(toml: Path) -> tuple[int, str]:
+    p = footfall("node", "--config", str(toml))
+    _, err = p.communicate(timeout=90)
+    return p.returncode, err
+
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("footfall: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.timeout(120)
+def test_a_replay_that_refuses_every_frame_exits_non_zero_and_says_why(
+    tmp_path: Path, broker: Broker
+) -> None:
+    cap = write_capture(tmp_path / "cap", frames_per_s=20, seconds=10)
+    key = store_key(tmp_path / "store.key")
+    # require_sync on a clock that is not synchronized (this host's, in a test
+    # container, or a fixed one): every frame refused
+    cfg = node_toml(
+        tmp_path / "node.toml",
+        broker.address,
+        tmp_path / "state",
+        key,
+        wifi={"pcap": str(cap.dir / "wifi.pcap")},
+        ble={"pcap": str(cap.dir / "ble.pcap")},
+        clock={"require_sync": True},
+    )
+    d = NodeDaemon(node_config.load(cfg), clock=FixedClock(synced=False, offset_ms=None))
+    with pytest.raises(AllDroppedError, match="clock_unsynced"):
+        d.run(install_signals=False)
+    assert d.summary.problems == ("clock_unsynced",)
+    st = _retained_status(broker)
+    assert st["state"] == "done" and st["healthy"] is False
+    assert st["problems"] == ["clock_unsynced"]
+    assert st["dropped"]["clock_unsynced"] == cap.frames
+    doc = Doctor(node_config.load(cfg), clock=FixedClock(synced=False), broker_timeout_s=2)
+    clock = {c.name: c for c in doc.run()}["clock"]
+    assert clock.level == "FAIL" and "clock_unsynced" in clock.message, clock
+
+
+@pytest.mark.timeout(120)
+def test_a_capture_older_than_the_key_exits_non_zero_and_doctor_fails(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # the store key starts on 2026-11-01; this capture is from a month before
+    cap = write_capture(tmp_path / "cap", frames_per_s=20, seconds=10, t0_ms=T0_OLD)
+    key = store_key(tmp_path / "store.key")
+    cfg = node_toml(
+        tmp_path / "node.toml",
+        broker.address,
+        tmp_path / "state",
+        key,
+        wifi={"pcap": str(cap.dir / "wifi.pcap")},
+        ble={"pcap": str(cap.dir / "ble.pcap")},
+    )
+    rc, err = _run_node(cfg)
+    assert rc == 1
+    line = _one_error_line(err)
+    assert f"every one of {cap.frames} frames" in line and "stale_epoch" in line, line
+    st = _retained_status(broker)
+    assert st["healthy"] is False and st["problems"] == ["stale_epoch"]
+    checks = {c.name: c for c in Doctor(node_config.load(cfg), broker_timeout_s=2).run()}
+    assert checks["key file"].level == "FAIL", checks["key file"]
+    assert "stale_epoch" in checks["key file"].message
+
+
+@pytest.mark.timeout(120)
+def test_a_healthy_replay_says_healthy(tmp_path: Path, broker: Broker) -> None:
+    cap = write_capture(tmp_path / "cap", frames_per_s=20, seconds=10)
+    key = store_key(tmp_path / "store.key")
+    cfg = node_toml(
+        tmp_path / "node.toml",
+        broker.address,
+        tmp_path / "state",
+        key,
+        wifi={"pcap": str(cap.dir / "wifi.pcap")},
+        ble={"pcap": str(cap.dir / "ble.pcap")},
+    )
+    rc, err = _run_node(cfg)
+    assert rc == 0, err
+    st = _retained_status(broker)
+    assert st["healthy"] is True and "problems" not in st
+    checks = {c.name: c for c in Doctor(node_config.load(cfg), broker_timeout_s=2).run()}
+    assert checks["key file"].level == "ok", checks["key file"]

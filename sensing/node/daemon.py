@@ -37,7 +37,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from firmware_bridge.errors import BrokerError, CaptureError, FootfallError
+from firmware_bridge.errors import AllDroppedError, BrokerError, CaptureError, FootfallError
 from sensing.capture.channel_plan import ChannelHopper, IwRadio, Radio
 from sensing.node import log as node_log
 from sensing.node import status as node_status
@@ -59,6 +59,7 @@ from sensing.node.sources import (
 )
 from sensing.node.spool import Spool
 from sensing.node.streams import Streams
+from sensing.node.total_loss import TotalLoss, explain, problems
 from sensing.privacy.key_file import KeyFile
 from sensing.privacy.pseudonym import Pseudonymizer
 from sensing.runtime.mqtt_link import LinkEvent, MqttLink
@@ -91,6 +92,8 @@ class RunSummary:
     seconds: float = 0.0
     state: str = "stopped"
     """done (every file read and acknowledged), stopped (signal), failed"""
+    problems: tuple[str, ...] = ()
+    """reasons that dropped everything the run took (:mod:`sensing.node.total_loss`)"""
 
 
 class NodeDaemon:
@@ -134,6 +137,9 @@ class NodeDaemon:
         self._errors: list[str] = []
         self._connect_failures_logged = 0
         self.summary = RunSummary()
+        self.total_loss = TotalLoss()
+        self._all_dropped: str | None = None
+        """why a finished replay dropped everything it took (it then fails)"""
         self.sources: list[Source] = []
         self.hopper: ChannelHopper | None = None
         self.spool: Spool | None = None
@@ -161,6 +167,8 @@ class NodeDaemon:
             self._shutdown()
         if self._errors:
             raise CaptureError("; ".join(self._errors))
+        if self._all_dropped is not None:
+            raise AllDroppedError(self._all_dropped)
         return self.summary
 
     # ------------------------------------------------------------------ setup
@@ -305,14 +313,34 @@ class NodeDaemon:
     def _publish_status(self, state: str) -> int | None:
         if self.link is None or not self.link.connected:
             return None
+        counters = self._counters()
         st = node_status.build(
             state,
             time.monotonic() - self._started,
-            self._counters(),
+            counters,
             self.clock_gate.state,
             self.cfg.require_sync,
+            self._problems(state, counters),
         )
         return self.link.publish(self.status_topic, payloads.encode(st), retain=True)
+
+    def _problems(self, state: str, c: node_status.NodeCounters) -> tuple[str, ...]:
+        """Drops that drop everything: over the interval since the last status, or,
+        for a finished replay's ``done``, over the whole run (logged when they change)."""
+        taken, kept = self.streams.taken, self.streams.kept
+        before = self.total_loss.problems
+        now = self.total_loss.update(taken, kept, c.dropped)
+        if state == "done":
+            now = self.summary.problems = problems(taken, kept, c.dropped)
+            if now:
+                self._all_dropped = explain(c.dropped, taken)
+        if now != before:
+            if now:
+                node_log.event(self.log, 40, "dropping_everything", reasons=list(now),
+                               detail=explain(c.dropped, taken))  # fmt: skip
+            else:
+                node_log.event(self.log, 20, "dropping_everything_ended", reasons=list(before))
+        return now
 
     def _counters(self) -> node_status.NodeCounters:
         assert self.spool is not None

@@ -47,8 +47,11 @@ def build(
     c: NodeCounters,
     clock: ClockState | None,
     clock_required: bool = True,
+    problems: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The status payload (``state``: online, offline or done)."""
+    """The status payload (``state``: online, offline or done); ``problems``: the
+    reasons that drop everything (:mod:`sensing.node.total_loss`), which make it
+    ``healthy: false``."""
     st: dict[str, Any] = {
         "v": 1,
         "state": state,
@@ -61,7 +64,10 @@ def build(
         "observations": c.observations,
         "published": c.published,
         "dropped": {k: int(v) for k, v in sorted(c.dropped.items()) if v},
+        "healthy": not problems,
     }
+    if problems:
+        st["problems"] = list(problems)
     if c.key_epoch is not None:
         st["key_epoch"] = c.key_epoch
     clk = clock.as_status() if clock is not None else {"synced": False, "source": "unknown"}

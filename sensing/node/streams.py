@@ -104,6 +104,10 @@ class Streams:
         self.by_name: dict[str, Stream] = {}
         self.dropped: Counter[str] = Counter()
         """frames and events refused (``clock_unsynced``) or lost (``spool_write_failed``)"""
+        self.taken = 0
+        """radio records and board events offered to the streams, refused ones included"""
+        self.kept = 0
+        """observations made and board events batched (:mod:`sensing.node.total_loss`)"""
         self.delivery: Delivery | None = None
         """set once the link exists: a full spool must not drop what is in flight"""
 
@@ -160,6 +164,7 @@ class Streams:
         realtime = src.realtime
         for rec in records:
             before = st.consumed
+            self.taken += 1
             if counted:
                 st.consumed += 1
             if self.clock_gate.refuse:  # not even pseudonymized: a wrong clock could roll the key
@@ -168,6 +173,7 @@ class Streams:
             o = pipe.process(rec) if isinstance(rec, Record) else pipe.process_advert(rec)
             if o is None:
                 continue
+            self.kept += 1
             if st.epoch != ring.epoch:
                 if len(batcher):
                     self._close(st, batcher.flush(), before)
@@ -188,9 +194,11 @@ class Streams:
             before = st.consumed
             st.consumed += 1
             st.events += 1
+            self.taken += 1
             if self.clock_gate.refuse:
                 self.dropped["clock_unsynced"] += 1
                 continue
+            self.kept += 1
             done = st.batcher.add(e.t_ms, payload_items(e))
             if done is not None:
                 self._close(st, done, before)

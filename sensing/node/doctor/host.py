@@ -8,6 +8,7 @@ import shutil
 import stat
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from firmware_bridge.errors import FootfallError
 from sensing.node.clock_sync import ClockProbe, KernelClock
@@ -23,7 +24,8 @@ SPOOL_MARGIN_BYTES = 50 << 20
 
 def key_file(cfg: NodeConfig) -> Iterator[Check]:
     """The store key: present, mode 0600, readable, its directory writable, its epoch
-    not ahead of today, owned by this user."""
+    not ahead of today (a live node) nor of the capture files' frames (a replay:
+    else every frame is dropped as ``stale_epoch``), owned by this user."""
     path = cfg.keyfile
     try:
         st = path.stat()
@@ -50,6 +52,7 @@ def key_file(cfg: NodeConfig) -> Iterator[Check]:
         yield Check("key file", "FAIL", str(e), "copy the store key again from provisioning")
         return
     today = sched.epoch_of(int(time.time() * 1000))
+    epoch = ring.epoch
     ring.erase()
     if not os.access(path.parent, os.W_OK):
         yield Check(
@@ -60,12 +63,34 @@ def key_file(cfg: NodeConfig) -> Iterator[Check]:
             f"chown the directory to the node's user (or move the key to {cfg.state_dir})",
         )
         return
-    if ring.epoch > today:
+    span = _capture_span(cfg.file_sources)
+    if span is not None:
+        first, last = sched.epoch_of(span[0]), sched.epoch_of(span[1])
+        if last < epoch:
+            yield Check(
+                "key file",
+                "FAIL",
+                f"{path}: key epoch {epoch} is later than every frame of the capture files "
+                f"(epochs {first}..{last}): all would be dropped as stale_epoch",
+                "replay with the store key provisioned before the capture (its start "
+                "date at or before the capture's first day)",
+            )
+            return
+        if first < epoch:
+            yield Check(
+                "key file",
+                "warn",
+                f"{path}: key epoch {epoch} is later than the capture's start (epoch "
+                f"{first}): its frames before epoch {epoch} are dropped as stale_epoch",
+                "replay with the store key provisioned before the capture",
+            )
+            return
+    elif cfg.live and epoch > today:
         yield Check(
             "key file",
-            "warn",
-            f"{path}: key epoch {ring.epoch} is ahead of "
-            f"today's {today}: frames until then are dropped",
+            "FAIL",
+            f"{path}: key epoch {epoch} is ahead of today's {today}: every frame until "
+            "then is dropped as stale_epoch",
             "check the clock; re-provision the key if the clock is right",
         )
         return
@@ -77,11 +102,29 @@ def key_file(cfg: NodeConfig) -> Iterator[Check]:
             f"chown footfall {path} (the service's user)",
         )
         return
-    yield Check("key file", "ok", f"{path}: epoch {ring.epoch}, mode {mode:04o}")
+    yield Check("key file", "ok", f"{path}: epoch {epoch}, mode {mode:04o}")
+
+
+def _capture_span(paths: list[Path]) -> tuple[int, int] | None:
+    """(first, last) frame time of the capture files, Unix ms; None without files or
+    if they cannot be read (the radio checks say why). Reads every record."""
+    from sensing.capture.capture_file import CaptureReader
+
+    lo = hi = None
+    try:
+        for p in paths:
+            for rec in CaptureReader(p):
+                t = rec.t_ns // 1_000_000
+                lo = t if lo is None or t < lo else lo
+                hi = t if hi is None or t > hi else hi
+    except (FootfallError, OSError):
+        return None
+    return None if lo is None or hi is None else (lo, hi)
 
 
 def clock_sync(cfg: NodeConfig, clock: ClockProbe | None) -> Iterator[Check]:
-    """The clock is synchronized (a live node that requires it refuses frames otherwise)."""
+    """The clock is synchronized: a node that requires it (``[clock] require_sync``)
+    refuses every frame and event otherwise, so that is a failure, live or replay."""
     state = (clock or KernelClock()).read()
     if state.synced:
         extra = []
@@ -99,19 +142,22 @@ def clock_sync(cfg: NodeConfig, clock: ClockProbe | None) -> Iterator[Check]:
         "enable time sync: sudo timedatectl set-ntp true (or install chrony), then "
         "`timedatectl timesync-status`; every node must reach the same NTP server"
     )
-    if cfg.require_sync and cfg.live:
+    if cfg.require_sync:
         yield Check(
             "clock",
             "FAIL",
-            f"not synchronized ({state.source}): the node will refuse to publish observations",
-            fix,
+            f"not synchronized ({state.source}) and [clock] require_sync is on: every "
+            "frame and event is refused (clock_unsynced)",
+            fix
+            if cfg.live
+            else "capture files carry their own time: set [clock] require_sync = false",
         )
     else:
         yield Check(
             "clock",
             "warn",
             f"not synchronized ({state.source}); "
-            "[clock] require_sync is off or the sources are files",
+            "[clock] require_sync is off, so frames are taken at its time",
             fix,
         )
 
