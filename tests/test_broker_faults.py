@@ -21,7 +21,16 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from heatmap.aggregator.ingest import Ingestor
-from sensing.runtime.mqtt_link import BrokerAddress, Publisher, connect, make_client
+from sensing.node.delivery import Delivery
+from sensing.node.spool import Spool
+from sensing.runtime.mqtt_link import (
+    BrokerAddress,
+    LinkEvent,
+    MqttLink,
+    Publisher,
+    connect,
+    make_client,
+)
 from sensing.wire import topics
 
 from broker_fixtures import (
@@ -33,7 +42,7 @@ from broker_fixtures import (
     tls_broker,
     wait_for,
 )
-from ingest_fixtures import obs, publisher, start_aggregator, write_config
+from ingest_fixtures import T0, obs, publisher, start_aggregator, write_config
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -211,3 +220,57 @@ def test_another_certificate_cannot_take_the_aggregators_session(
     finally:
         ing.stop()
     assert stored(db)[1:] == (50, 0)
+
+
+# ------------------------------------------------------------------ refused publishes
+
+
+def test_a_publish_the_acl_refuses_is_counted_as_refused_not_published(
+    tls_store: tuple[StorePki, Broker], tmp_path: Path
+) -> None:
+    """Before: MQTT 3.1.1 acknowledges a refused publish like an accepted one, so a
+    door the ACL does not grant (322 batches in the issue) was counted as published
+    and deleted from the spool. Now the link speaks MQTT 5 and reads the PUBACK's
+    reason code: the refused batches are counted, stay spooled, and the wait for
+    delivery fails (a finite replay exits non-zero)."""
+    p, b = tls_store
+    link = MqttLink(_as(b, p, "node-n1"), "footfall-node-s1-n1")
+    link.start()
+    others: list[LinkEvent] = []
+    with Spool(tmp_path / "spool.db") as spool:
+        try:
+            assert link.wait_connected(10)
+            d = Delivery(spool, link)
+            own = topics.door_topic("s1", "main")  # in node-n1's ACL
+            stray = topics.door_topic("s1", "side")  # a door the ACL was not made for
+            for _ in range(3):
+                spool.put("door/main", own, {"v": 1, "t0": T0, "ev": [[0, 1]]}, 1)
+                spool.put("door/side", stray, {"v": 1, "t0": T0, "ev": [[0, 1]]}, 1)
+            assert d.wait(10, others.append) is False  # at once: only refused ones left
+            assert d.published == 3 and d.refused == 3 and link.refused == 3
+            assert spool.depth == 3  # the refused batches stay spooled
+            assert stray in d.last_refusal and "authorized" in d.last_refusal.lower()
+            assert [e.kind for e in others] == ["connected", "refused", "refused", "refused"]
+        finally:
+            link.stop()
+
+
+def test_the_status_publisher_counts_refusals_on_mqtt5(
+    tls_store: tuple[StorePki, Broker],
+) -> None:
+    """The aggregator-side :class:`Publisher` on an MQTT 5 connection: a topic outside
+    the ACL is refused and counted, the granted one acknowledged."""
+    p, b = tls_store
+    addr = _as(b, p, "aggregator-s1")
+    c = make_client(addr, "footfall-aggregator-s1-probe", v5=True)
+    connect(c, addr)
+    pub = Publisher(c)
+    try:
+        assert pub.publish(topics.aggregator_status_topic("s1"), b'{"v":1,"state":"offline"}')
+        assert pub.publish(topics.obs_topic("s1", "n1"), b"{}")  # a node's topic
+        pub.drain(10)
+        assert (pub.acked, pub.refused) == (1, 1)
+        assert "node/n1/obs" in pub.last_refusal
+    finally:
+        c.disconnect()
+        c.loop_stop()

@@ -7,6 +7,12 @@ reconnect paho resends what it was handed and not acknowledged (in order), and a
 restarted node starts again from the spool's oldest row, so every batch goes out
 at least once; the aggregator keeps one copy per ``(publisher, seq)``.
 
+A batch the broker refuses (MQTT 5 PUBACK reason code >= 0x80: its topic is not in
+the ACL, e.g. a door the ACL was not regenerated for) is not published: it is
+counted in :attr:`Delivery.refused`, stays in the spool (a fixed ACL and a restart
+send it), and :meth:`Delivery.wait` returns False once only refused batches are left
+(a finite replay then fails).
+
 Only the daemon's main thread calls this (the spool's SQLite connection and the
 in-flight map are not shared); PUBACKs come through the link's event queue.
 """
@@ -32,14 +38,20 @@ class Delivery:
         self.window = window
         self.published = 0
         """batches acknowledged (and deleted from the spool) since start"""
-        self._inflight: dict[int, int] = {}
-        """message id → spool row id"""
+        self.refused = 0
+        """batches (and statuses) the broker refused since start: not published"""
+        self.last_refusal = ""
+        """topic and reason of the last refusal"""
+        self._inflight: dict[int, tuple[int, str]] = {}
+        """message id → (spool row id, topic)"""
+        self._refused_rows: set[int] = set()
+        """spool rows the broker refused: kept, not handed over again before a restart"""
         self._last_handed = 0
         self._awaited: int | None = None
 
     def inflight_ids(self) -> set[int]:
         """spool rows handed over and not yet acknowledged (the bound must not drop them)"""
-        return set(self._inflight.values())
+        return {rid for rid, _ in self._inflight.values()}
 
     def pump(self) -> None:
         """Hand over the next spooled batches while connected and the window has room."""
@@ -50,7 +62,7 @@ class Delivery:
             return  # window full, or everything spooled was handed over
         for b in self.spool.after(self._last_handed, room):
             mid = self.link.publish(b.topic, b.payload)
-            self._inflight[mid] = b.id
+            self._inflight[mid] = (b.id, b.topic)
             self._last_handed = b.id
 
     def events(self, on_event: Callable[[LinkEvent], None], block_s: float = 0.0) -> None:
@@ -65,11 +77,22 @@ class Delivery:
                 break
             wait = 0.0
             if ev.kind == "acked":
-                rid = self._inflight.pop(ev.mid, None)
-                if rid is not None:
-                    acked.append(rid)
+                entry = self._inflight.pop(ev.mid, None)
+                if entry is not None:
+                    acked.append(entry[0])
                 elif ev.mid == self._awaited:
                     self._awaited = None
+            elif ev.kind == "refused":
+                entry = self._inflight.pop(ev.mid, None)
+                self.refused += 1
+                if entry is not None:
+                    self._refused_rows.add(entry[0])
+                    self.last_refusal = f"{entry[1]}: {ev.detail}"
+                else:
+                    self.last_refusal = f"message {ev.mid}: {ev.detail}"
+                    if ev.mid == self._awaited:
+                        self._awaited = None
+                on_event(ev)
             else:
                 on_event(ev)
         if acked:
@@ -84,16 +107,16 @@ class Delivery:
         tick_s: float = 0.05,
     ) -> bool:
         """Deliver until the spool is empty and message ``mid`` (e.g. a status) is
-        acknowledged; False if ``timeout_s`` passed first. ``each`` runs every turn
-        (the watchdog)."""
+        acknowledged; False if ``timeout_s`` passed first, or at once when only
+        batches the broker refused are left. ``each`` runs every turn (the watchdog)."""
         import time
 
         self._awaited = mid
         deadline = time.monotonic() + timeout_s
         while True:
             self.pump()
-            if self.spool.depth == 0 and self._awaited is None:
-                return True
+            if self.spool.depth <= len(self._refused_rows) and self._awaited is None:
+                return not self._refused_rows
             if time.monotonic() >= deadline:
                 return False
             self.events(on_event, tick_s)

@@ -125,9 +125,9 @@ class Publisher:
     PUBACK: when the list is full :meth:`publish` waits up to ``block_s`` for room (a
     reconnect), then drops the message and counts it in :attr:`dropped` (not handed
     to paho: a long outage cannot grow memory without bound). A daemon's loop passes
-    a short ``block_s``; a bulk publisher keeps the long default. On an MQTT 5 connection a PUBACK with a reason code >= 0x80 (e.g. ``Not
-    authorized``: the ACL refused the topic) is counted in :attr:`refused`, not in
-    :attr:`acked`.
+    a short ``block_s``; a bulk publisher keeps the long default. On an MQTT 5
+    connection a PUBACK with a reason code >= 0x80 (e.g. ``Not authorized``: the ACL
+    refused the topic) is counted in :attr:`refused`, not in :attr:`acked`.
     """
 
     def __init__(self, client: mqtt.Client, max_pending: int = 2000, block_s: float = 60.0) -> None:
@@ -252,9 +252,9 @@ def probe_publish(
 class LinkEvent:
     """What happened on the connection, for the daemon's main loop."""
 
-    kind: Literal["connected", "disconnected", "acked", "connect_failed"]
+    kind: Literal["connected", "disconnected", "acked", "refused", "connect_failed"]
     mid: int = 0
-    """message id (``acked``)"""
+    """message id (``acked``, ``refused``)"""
     detail: str = ""
     """reason of a disconnect or refusal (never contains payload data)"""
 
@@ -266,12 +266,19 @@ class MqttLink:
     unacknowledged ones, in order, after a reconnect; the caller bounds how many
     it hands over (the node's spool holds the rest on disk).
 
+    The link speaks MQTT 5, so the broker's PUBACK says whether it took a message: a
+    reason code >= 0x80 (``Not authorized``: a topic the ACL does not grant) comes as
+    a ``refused`` event, never as ``acked`` (MQTT 3.1.1 acknowledges a refused
+    publish like an accepted one: the node counted it as published).
+
     Parameters
     ----------
     addr
         broker address (TLS files in it when the broker wants a client certificate).
     client_id
-        MQTT client id (clean session: a node subscribes to nothing).
+        MQTT client id (clean session: a node subscribes to nothing). A broker that
+        binds client ids to certificates (``deploy/mosquitto/footfall.conf``) replaces
+        it by the certificate's common name.
     will
         (topic, payload) the broker publishes, retained, if the link dies.
     reconnect_max_s
@@ -292,8 +299,10 @@ class MqttLink:
         self.events: queue.SimpleQueue[LinkEvent] = queue.SimpleQueue()
         self.connects = 0
         self.failures = 0
+        self.refused = 0
+        """messages the broker refused (PUBACK reason code >= 0x80) since start"""
         self._connected = threading.Event()
-        self.client = make_client(addr, client_id, clean=True, will=will)
+        self.client = make_client(addr, client_id, will=will, v5=True)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(reconnect_max_s)))
         self.client.on_connect = self._on_connect
@@ -359,5 +368,9 @@ class MqttLink:
         self.failures += 1
         self.events.put(LinkEvent("connect_failed", detail="cannot reach broker"))
 
-    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, _rc: Any, _p: object) -> None:
-        self.events.put(LinkEvent("acked", mid))
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: Any, _p: object) -> None:
+        if getattr(rc, "is_failure", False):  # MQTT 5 PUBACK reason code >= 0x80
+            self.refused += 1
+            self.events.put(LinkEvent("refused", mid, detail=str(rc)))
+        else:
+            self.events.put(LinkEvent("acked", mid))
