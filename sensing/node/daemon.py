@@ -57,7 +57,7 @@ from sensing.node.sources import (
     UartReplaySource,
     pin_factory,
 )
-from sensing.node.spool import Spool
+from sensing.node.spool import Spool, time_seq_base
 from sensing.node.streams import Streams
 from sensing.node.total_loss import TotalLoss, explain, problems
 from sensing.privacy.key_file import KeyFile
@@ -186,7 +186,14 @@ class NodeDaemon:
             self.pipe = NodePipeline.for_node(pseudo, cfg.filters, cfg.state_dir)
         else:
             self.pipe = NodePipeline(Pseudonymizer(ring, sched), cfg.filters)
-        self.spool = Spool(cfg.spool_path, cfg.spool_max_batches, cfg.spool_max_bytes)
+        # a live node's fresh spool numbers from the time: a re-imaged node's batches
+        # are a new seq namespace, not reused seqs (sensing.node.spool)
+        self.spool = Spool(
+            cfg.spool_path,
+            cfg.spool_max_batches,
+            cfg.spool_max_bytes,
+            seq_base=time_seq_base if cfg.live else None,
+        )
         self.streams = Streams(
             cfg, self.pipe, ring, self.spool, self.clock_gate, self.log, self.summary.batches
         )

@@ -7,6 +7,16 @@ survives a broker restart, a network outage, a ``kill -9`` and a power cut:
 * ``seq`` comes from a persisted per-stream counter, advanced in the same
   transaction that stores the batch, so it is monotonic across restarts and the
   aggregator can deduplicate redeliveries by ``(publisher, seq)``.
+* Where a stream's counter starts is its *seq namespace*. A replay's starts at 0
+  (the same files make the same batches, which the aggregator then stores once).
+  A live node's starts at :func:`time_seq_base` of its first batch, the time in
+  ms × 2^10: a re-imaged node (a new, empty spool) numbers above everything its
+  old spool numbered, in a range no earlier spool reaches (that would take 1,024
+  batches per ms of the time between them), so its batches are new to the
+  aggregator, not reused seqs, while a redelivery of an old batch keeps its seq
+  and is dropped as a duplicate. (A live node batches only on a synchronized
+  clock unless ``[clock] require_sync = false``; with a clock set back, the
+  namespaces stay disjoint but the new one may number below the old one.)
 * The file runs in WAL mode with ``synchronous=FULL``: a committed batch is on
   disk when :meth:`Spool.put` returns (SQLite's atomic commit survives power loss).
 * When the bound (batches or bytes) is hit the *oldest* batches not currently in
@@ -29,7 +39,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +55,22 @@ CREATE TABLE IF NOT EXISTS batches (
     stream TEXT NOT NULL, seq INTEGER NOT NULL, topic TEXT NOT NULL,
     payload BLOB NOT NULL, items INTEGER NOT NULL, created_ms INTEGER NOT NULL);
 """
+
+
+SEQ_BASE_SHIFT = 10
+"""a live stream's first seq is its first batch's Unix ms shifted by this (the
+namespace of one spool holds 2^10 batches per ms before reaching a later one's;
+the last first seq below the v1 contract's 2^53 is in the year 2248)"""
+
+
+def time_seq_base(now_ms: int | None = None) -> int:
+    """The first seq of a live node's stream in a fresh spool: Unix ms × 2^10.
+
+    >>> time_seq_base(1_795_000_000_000)
+    1838080000000000
+    """
+    t = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    return int(t) << SEQ_BASE_SHIFT
 
 
 class SpoolError(FootfallError, OSError):
@@ -88,9 +114,18 @@ class Spool:
     max_batches, max_bytes
         the bound: when a new batch would exceed either, the oldest batches not
         in flight are dropped and counted.
+    seq_base
+        where a stream's seq starts when the spool has no counter for it yet,
+        asked at its first batch (a live node: :func:`time_seq_base`); None: 0.
     """
 
-    def __init__(self, path: Path, max_batches: int = 50_000, max_bytes: int = 200 << 20) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_batches: int = 50_000,
+        max_bytes: int = 200 << 20,
+        seq_base: Callable[[], int] | None = None,
+    ) -> None:
         if max_batches < 1 or max_bytes < 1:
             raise ValueError("spool bounds must be positive")
         self.path = Path(path)
@@ -111,6 +146,7 @@ class Spool:
         except sqlite3.Error as e:
             raise SpoolError(f"cannot open spool {self.path}: {e}") from e
         self._next_seq: dict[str, int] = {}
+        self._seq_base = seq_base
 
     # ------------------------------------------------------------------ writing
 
@@ -232,15 +268,20 @@ class Spool:
         return [SpooledBatch(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
 
     def next_seq(self, stream: str) -> int:
-        """The seq the next batch of ``stream`` will get."""
+        """The seq the next batch of ``stream`` will get (for a stream with no batch
+        yet, its namespace's start as of now: see the module doc)."""
         if stream not in self._next_seq:
-            self._next_seq[stream] = self._meta_get(f"seq:{stream}", 0)
+            n = self._meta_get(f"seq:{stream}", -1)
+            if n < 0:
+                return self._seq_base() if self._seq_base is not None else 0
+            self._next_seq[stream] = n
         return self._next_seq[stream]
 
     def last_seq(self, stream: str) -> int | None:
         """seq of the last batch of ``stream`` ever spooled (None if none)."""
-        n = self.next_seq(stream)
-        return n - 1 if n else None
+        if stream not in self._next_seq and self._meta_get(f"seq:{stream}", -1) < 0:
+            return None
+        return self.next_seq(stream) - 1
 
     def cursor(self, source: str) -> int:
         """Records of ``source`` consumed into spooled batches (0 if never set)."""
