@@ -290,3 +290,35 @@ def test_a_reimaged_live_node_starts_a_new_seq_namespace(tmp_path: Path, broker:
     db = sqlite3.connect(tmp_path / "store.db")
     seqs = [s for (s,) in db.execute("SELECT seq FROM batches WHERE kind='obs' ORDER BY seq")]
     assert len(seqs) == len(set(seqs)) and seqs[0] > 0  # two disjoint namespaces, time-based
+
+
+@pytest.mark.timeout(120)
+def test_a_live_node_refusing_every_frame_says_unhealthy(tmp_path: Path, broker: Broker) -> None:
+    key = store_key(tmp_path / "store.key")
+    now = time.time_ns() // 1_000_000
+    cap = write_capture(tmp_path / "cap", frames_per_s=40, seconds=3, t0_ms=now - 5000)
+    records = list(read_records(cap.dir / "wifi.pcap"))
+    cfg = NodeConfig(
+        store=STORE,
+        node="n1",
+        keyfile=key,
+        state_dir=tmp_path / "state",
+        broker=node_config.BrokerConfig("127.0.0.1", broker.port),
+        status_interval_s=0.3,
+        require_sync=True,
+        wifi=node_config.WifiConfig(interface="wlan9"),
+    )
+    src = LiveWifiSource("wlan9", open_socket=lambda _iface: ReplaySocket(records))
+    d = NodeDaemon(cfg, clock=FixedClock(False), radio=_NoRadio(), sources=[src])
+    t = threading.Thread(target=d.run, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: getattr(d, "streams", None) and d.streams.taken >= len(records), 20,
+                 "every frame taken")  # fmt: skip
+        wait_for(lambda: _retained_status(broker).get("healthy") is False, 10, "unhealthy")
+    finally:
+        d.request_stop()
+        t.join(30)
+    st = _retained_status(broker)
+    assert st["state"] == "offline" and st["healthy"] is False
+    assert st["problems"] == ["clock_unsynced"] and st["dropped"]["clock_unsynced"] == len(records)
