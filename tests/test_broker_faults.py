@@ -11,6 +11,7 @@ against a real Mosquitto on loopback:
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -20,6 +21,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from firmware_bridge.errors import BrokerError
+from heatmap.aggregator import config as aggregator_config
+from heatmap.aggregator.daemon import AggregatorDaemon
 from heatmap.aggregator.ingest import Ingestor
 from sensing.node.delivery import Delivery
 from sensing.node.spool import Spool
@@ -274,3 +278,21 @@ def test_the_status_publisher_counts_refusals_on_mqtt5(
     finally:
         c.disconnect()
         c.loop_stop()
+
+
+def test_an_aggregator_with_a_node_certificate_fails_at_start(
+    tls_store: tuple[StorePki, Broker], tmp_path: Path
+) -> None:
+    """An aggregator given a node's certificate. Before, its refused status publishes
+    were acknowledged like accepted ones (MQTT 3.1.1), and Mosquitto's acl_file grants
+    every subscription (reads are checked at delivery): it ran "healthy" and ingested
+    nothing. Now its connection speaks MQTT 5, the refused status is read from the
+    PUBACK, and start() fails with one line."""
+    p, b = tls_store
+    addr = _as(b, p, "node-n1")
+    cfg = aggregator_config.load(write_config(tmp_path / "store.toml", "s1", addr))
+    cfg = dataclasses.replace(cfg, db=tmp_path / "store.db", broker=addr)
+    daemon = AggregatorDaemon(cfg)
+    with pytest.raises(BrokerError, match="refused the aggregator's status"):
+        daemon.start()
+    assert daemon._pub.refused == 1 and daemon._pub.acked == 0

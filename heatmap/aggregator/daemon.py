@@ -22,6 +22,7 @@ A thin composition root over :class:`heatmap.aggregator.ingest.Ingestor` (MQTT â
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.errors import FootfallError
+from firmware_bridge.errors import BrokerError, FootfallError
 from heatmap.aggregator import db_migrations, retention
 from heatmap.aggregator import status as aggregator_status
 from heatmap.aggregator.config import AggregatorConfig
@@ -113,6 +114,7 @@ class AggregatorDaemon:
         self.retention_error: BaseException | None = None
         self._job: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._refused_seen = 0
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -120,8 +122,21 @@ class AggregatorDaemon:
     # ---------------------------------------------------------------- life cycle
 
     def start(self) -> None:
+        """Connect, subscribe, publish the first status; BrokerError if the broker
+        refuses the aggregator's subscriptions or its status (the ACL does not know
+        this certificate as the aggregator: it would run and ingest nothing)."""
         self.ingest.start()
         self.publish_status()
+        with contextlib.suppress(FootfallError):  # a slow broker is no reason to fail
+            self._pub.drain(10)
+        if self._pub.refused:
+            with contextlib.suppress(FootfallError):
+                self.ingest.stop(timeout_s=5.0)
+            raise BrokerError(
+                f"the broker refused the aggregator's status ({self._pub.last_refusal}): "
+                f"is [broker] cert the aggregator's certificate "
+                f"(aggregator-{self.cfg.store}), and the ACL current?"
+            )
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set; raises if storage failed."""
@@ -140,6 +155,13 @@ class AggregatorDaemon:
                     self.publish_status()
                 except FootfallError as e:  # the broker is away: ingest waits for it too
                     log.warning("status not published: %s", e)
+                if self._pub.refused > self._refused_seen:  # the ACL changed under us
+                    self._refused_seen = self._pub.refused
+                    log.error(
+                        "the broker refused %d status publishes (last: %s)",
+                        self._pub.refused,
+                        self._pub.last_refusal,
+                    )
                 next_status = time.monotonic() + self.cfg.status_interval_s
             wait_s = min(next_status - time.monotonic(), (next_job - self.now_ms()) / 1000, 1.0)
             if stop.wait(max(wait_s, 0.01)):

@@ -118,14 +118,18 @@ class Ingestor(IngestWriter):
         self._gen = 1
         """connection generation: a PUBACK goes only to the connection that delivered"""
         self._stopping = threading.Event()
+        # MQTT 5: the SUBACK's reason codes say whether the ACL granted the subscriptions
         self._client = make_client(
-            broker, client_id or f"footfall-aggregator-{store}", clean=False, will=will
+            broker, client_id or f"footfall-aggregator-{store}", clean=False, will=will, v5=True
         )
         self._client.manual_ack_set(True)
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        self._subs_pending = 0
+        self._filters = topics.inbound_filters(store)
         self._subscribed = threading.Event()
+        """the broker answered the last SUBSCRIBE"""
+        self.refused_subscriptions: list[str] = []
+        """filters the broker's last SUBACK refused (reason code >= 0x80), with the reason"""
         self._validator = threading.Thread(
             target=self._validate_loop, name="ingest-validator", daemon=True
         )
@@ -148,6 +152,14 @@ class Ingestor(IngestWriter):
             log.warning(
                 "broker did not acknowledge the subscriptions within %.0f s", subscribe_timeout_s
             )
+        elif self.refused_subscriptions:
+            refused = ", ".join(self.refused_subscriptions)
+            with contextlib.suppress(Exception):
+                self.stop(timeout_s=5.0)
+            raise BrokerError(
+                f"the broker refused the subscriptions {refused}: is [broker] cert the "
+                f"aggregator's certificate (aggregator-{self.store}), and the ACL current?"
+            )
 
     @property
     def client(self) -> mqtt.Client:
@@ -157,7 +169,7 @@ class Ingestor(IngestWriter):
     @property
     def subscribed(self) -> bool:
         """The broker has acknowledged every inbound subscription of this connection."""
-        return self._subscribed.is_set()
+        return self._subscribed.is_set() and not self.refused_subscriptions
 
     def _on_reconnect(
         self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object
@@ -169,20 +181,25 @@ class Ingestor(IngestWriter):
             self._subscribe()
 
     def _subscribe(self) -> None:
-        filters = topics.inbound_filters(self.store)
         with self._lock:
             self._subscribed.clear()
-            self._subs_pending = len(filters)
-        for f in filters:
-            self._client.subscribe(f, qos=1)
+        # one SUBSCRIBE: its SUBACK carries a reason code per filter, in order
+        self._client.subscribe([(f, 1) for f in self._filters])
 
     def _on_subscribe(
-        self, _c: mqtt.Client, _u: object, _mid: int, _rc: object, _p: object
+        self, _c: mqtt.Client, _u: object, _mid: int, codes: object, _p: object
     ) -> None:
+        rcs = codes if isinstance(codes, list) else [codes]
+        refused = [
+            f"{f} ({rc})"
+            for f, rc in zip(self._filters, rcs, strict=False)
+            if getattr(rc, "is_failure", False)
+        ]
         with self._lock:
-            self._subs_pending -= 1
-            if self._subs_pending <= 0:
-                self._subscribed.set()
+            self.refused_subscriptions = refused
+        if refused:
+            log.error("the broker refused the subscriptions %s", ", ".join(refused))
+        self._subscribed.set()
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """Stop receiving, store and acknowledge what is queued, close the database.

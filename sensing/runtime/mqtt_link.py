@@ -21,11 +21,14 @@ import queue
 import ssl
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from firmware_bridge.errors import BrokerError
 
@@ -59,7 +62,12 @@ def make_client(
     v5: bool = False,
 ) -> mqtt.Client:
     """A configured (not yet connected) paho client, MQTT 3.1.1 (or 5 with ``v5``:
-    then a denied publish comes back as a PUBACK reason code, see :func:`probe_publish`)."""
+    then a denied publish comes back as a PUBACK reason code, see :func:`probe_publish`,
+    and a denied subscription as a SUBACK reason code).
+
+    ``clean=False``: a persistent session; on MQTT 5 :func:`connect` then resumes it
+    (clean start off) and asks the broker to keep it for ever (session expiry
+    0xFFFFFFFF), as MQTT 3.1.1's clean session off did."""
     c = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -80,7 +88,15 @@ def make_client(
         )
     if will:
         c.will_set(will[0], will[1], qos=1, retain=True)
+    if v5 and not clean:
+        _PERSISTENT_V5.add(c)
     return c
+
+
+_PERSISTENT_V5: weakref.WeakSet[mqtt.Client] = weakref.WeakSet()
+"""MQTT 5 clients made with ``clean=False`` (their session outlives a connection)"""
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+"""MQTT 5 session expiry interval, s: the broker keeps the session for ever"""
 
 
 def connect(client: mqtt.Client, addr: BrokerAddress, timeout_s: float = 10.0) -> None:
@@ -100,8 +116,13 @@ def connect(client: mqtt.Client, addr: BrokerAddress, timeout_s: float = 10.0) -
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
+    kw: dict[str, Any] = {}
+    if client in _PERSISTENT_V5:  # kept for paho's reconnects as well
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+        kw = {"clean_start": False, "properties": props}
     try:
-        client.connect(addr.host, addr.port, keepalive=30)
+        client.connect(addr.host, addr.port, keepalive=30, **kw)
     except (OSError, ssl.SSLError) as e:
         raise BrokerError(f"cannot reach broker {addr}: {e}") from e
     client.loop_start()
