@@ -296,3 +296,30 @@ def test_an_aggregator_with_a_node_certificate_fails_at_start(
     with pytest.raises(BrokerError, match="refused the aggregator's status"):
         daemon.start()
     assert daemon._pub.refused == 1 and daemon._pub.acked == 0
+
+
+def test_the_aggregators_mqtt5_session_survives_a_broker_restart(
+    tls_store: tuple[StorePki, Broker], tmp_path: Path
+) -> None:
+    """MQTT 5 ends a session at disconnect unless the client asks for an expiry: the
+    aggregator asks for none (never expires) and resumes it (clean start off), so the
+    batches queued while it was away survive a broker restart as they did on 3.1.1."""
+    p, b = tls_store
+    agg = _as(b, p, "aggregator-s1")
+    db = tmp_path / "store.db"
+    ing = Ingestor("s1", str(db), agg, AGGREGATOR_ID)
+    ing.start()
+    ing.stop()
+    with publisher(_as(b, p, "node-n1"), "footfall-node-s1-n1") as pub:
+        for seq in range(20):
+            pub.publish(topics.obs_topic("s1", "n1"), obs(seq))
+        pub.drain(30)
+    b.stop()  # saves the sessions
+    b.start()
+    ing = Ingestor("s1", str(db), agg, AGGREGATOR_ID)
+    ing.start()
+    try:
+        wait_for(lambda: stored(db)[1] >= 20, 30, "the 20 queued batches stored")
+    finally:
+        ing.stop()
+    assert stored(db)[1:] == (20, 0)
