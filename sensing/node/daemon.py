@@ -316,6 +316,10 @@ class NodeDaemon:
                 self._connect_failures_logged = n
                 node_log.event(self.log, 30, "broker_unreachable", attempts=n,
                                reason=ev.detail, spool_depth=self.spool.depth)  # fmt: skip
+        elif ev.kind == "refused":  # MQTT 5 PUBACK >= 0x80: e.g. a topic not in the ACL
+            assert self.delivery is not None
+            node_log.event(self.log, 40, "publish_refused", refused=self.delivery.refused,
+                           detail=self.delivery.last_refusal)  # fmt: skip
 
     def _publish_status(self, state: str) -> int | None:
         if self.link is None or not self.link.connected:
@@ -357,6 +361,8 @@ class NodeDaemon:
         dropped["source_overflow"] += self.inbox.overflow
         dropped["spool_overflow_batches"] += sp.dropped_batches
         dropped["spool_overflow_items"] += sp.dropped_items
+        if self.delivery is not None:
+            dropped["publish_refused_batches"] += self.delivery.refused
         return node_status.NodeCounters(
             frames=self.pipe.frames,
             observations=self.pipe.emitted,
@@ -397,6 +403,12 @@ class NodeDaemon:
         self.streams.flush_all()
         self.notifier.status("delivering spooled batches")
         if not self._wait_delivered(self.cfg.drain_timeout_s):
+            if self.delivery is not None and self.delivery.refused:
+                raise BrokerError(
+                    f"the broker refused {self.delivery.refused} batches (last: "
+                    f"{self.delivery.last_refusal}): is the topic in its ACL? They stay "
+                    "spooled: regenerate the ACL (footfall provision acl), reload mosquitto"
+                )
             raise BrokerError(
                 f"{self.spool.depth} batches not acknowledged by {self.cfg.broker.address()} "
                 f"within {self.cfg.drain_timeout_s:.0f} s; they stay spooled"
