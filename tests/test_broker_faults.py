@@ -12,6 +12,7 @@ against a real Mosquitto on loopback:
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import threading
 import time
@@ -22,9 +23,13 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from firmware_bridge.errors import BrokerError
+from firmware_bridge.protocol import BoardKind, DoorCrossing, Hello, encode
 from heatmap.aggregator import config as aggregator_config
 from heatmap.aggregator.daemon import AggregatorDaemon
 from heatmap.aggregator.ingest import Ingestor
+from sensing.node import config as node_config
+from sensing.node.clock_sync import FixedClock
+from sensing.node.daemon import NodeDaemon
 from sensing.node.delivery import Delivery
 from sensing.node.spool import Spool
 from sensing.runtime.mqtt_link import (
@@ -38,13 +43,17 @@ from sensing.runtime.mqtt_link import (
 from sensing.wire import topics
 
 from broker_fixtures import (
+    T0_MS,
     Broker,
     StorePki,
     make_pki,
+    node_toml,
     plain_broker,
+    store_key,
     stored,
     tls_broker,
     wait_for,
+    write_capture,
 )
 from ingest_fixtures import T0, obs, publisher, start_aggregator, write_config
 
@@ -323,3 +332,48 @@ def test_the_aggregators_mqtt5_session_survives_a_broker_restart(
     finally:
         ing.stop()
     assert stored(db)[1:] == (20, 0)
+
+
+@pytest.mark.slow
+def test_a_replay_of_a_door_the_acl_does_not_grant_fails_and_counts_it(
+    tls_store: tuple[StorePki, Broker], tmp_path: Path
+) -> None:
+    """The issue's case: a door id not in the ACL. Before, its batches were counted as
+    published, deleted from the spool, and the replay reported success. Now the
+    replay fails with one line naming the topic, the status counts the refused
+    batches, and they stay spooled; the node's observations still go out."""
+    p, b = tls_store
+    cap = write_capture(tmp_path / "cap", seconds=10.0)
+    uart = tmp_path / "door.uart"
+    uart.write_bytes(
+        encode(Hello(1, 0, BoardKind.DOOR, 2), 1, 0)
+        + b"".join(encode(DoorCrossing(100 * i, 1 if i % 2 else -1), 1, i) for i in range(1, 40))
+    )
+    uart.with_suffix(".uart.json").write_text(json.dumps({"tick0_epoch_ms": T0_MS}))
+    toml = node_toml(
+        tmp_path / "node.toml", _as(b, p, "node-n1"), tmp_path / "state",
+        store_key(tmp_path / "store.key"),
+        wifi={"pcap": str(cap.dir / "wifi.pcap")}, ble={"pcap": str(cap.dir / "ble.pcap")},
+        boards=[{"replay": str(uart), "door": "side"}],  # the ACL grants n1 door "main" only
+        replay={"drain_timeout_s": 10},
+    )  # fmt: skip
+    rec_addr = _as(b, p, "aggregator-s1")
+    got: list[bytes] = []
+    watcher = make_client(rec_addr, "watch", v5=True)
+    watcher.on_message = lambda _c, _u, m: got.append(bytes(m.payload))
+    connect(watcher, rec_addr)
+    watcher.subscribe(topics.node_status_topic("s1", "n1"), qos=1)
+    d = NodeDaemon(node_config.load(toml), clock=FixedClock(True))
+    try:
+        with pytest.raises(BrokerError, match=r"refused 1 batches .*/door/side/events: Not auth"):
+            d.run(install_signals=False)
+        assert d.delivery is not None and d.delivery.refused >= 1
+        assert d.delivery.published == d.summary.batches["obs"] > 0
+        assert d.summary.spool_depth == d.delivery.refused  # kept for a fixed ACL
+        wait_for(lambda: got, 10, "a node status")
+        last = json.loads(got[-1])
+        assert last["dropped"]["publish_refused_batches"] == d.delivery.refused, last
+        assert last["published"] == d.summary.batches["obs"]
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
