@@ -31,6 +31,7 @@ from sensing.node import config as node_config
 from sensing.node.clock_sync import FixedClock
 from sensing.node.daemon import NodeDaemon
 from sensing.node.delivery import Delivery
+from sensing.node.doctor.broker import broker as doctor_broker
 from sensing.node.spool import Spool
 from sensing.runtime.mqtt_link import (
     BrokerAddress,
@@ -377,3 +378,25 @@ def test_a_replay_of_a_door_the_acl_does_not_grant_fails_and_counts_it(
     finally:
         watcher.disconnect()
         watcher.loop_stop()
+
+
+def test_doctor_fails_a_board_whose_events_the_acl_refuses(
+    tls_store: tuple[StorePki, Broker], tmp_path: Path
+) -> None:
+    """Before, doctor probed only the node's own topic and said "ok" for a node whose
+    door the ACL does not grant. Now it probes the ``doctor`` leaf granted beside each
+    board's events (nobody reads it) and reads the MQTT 5 PUBACK reason code."""
+    p, b = tls_store
+    uart = tmp_path / "door.uart"
+    uart.write_bytes(encode(Hello(1, 0, BoardKind.DOOR, 2), 1, 0))
+    key = store_key(tmp_path / "store.key")
+    for door, level in (("main", "ok"), ("side", "FAIL")):
+        toml = node_toml(
+            tmp_path / f"{door}.toml", _as(b, p, "node-n1"), tmp_path / door, key,
+            boards=[{"replay": str(uart), "door": door}],
+        )  # fmt: skip
+        checks = {c.name: c for c in doctor_broker(node_config.load(toml), 5.0)}
+        assert checks["broker acl"].level == level, checks["broker acl"]
+        if level == "FAIL":
+            assert "door/side" in checks["broker acl"].message
+            assert "not authorized" in checks["broker acl"].message.lower()

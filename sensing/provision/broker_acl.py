@@ -7,7 +7,7 @@ says what each may do:
 * a node (``node-{id}``) may publish only its own topics: its ``obs`` and
   ``status`` (plus the ``doctor`` probe topic ``footfall doctor`` uses to check
   this very ACL), and the ``events`` of the doors and tile arrays whose boards it
-  reads; it reads nothing;
+  reads (each with a ``doctor`` probe topic beside it); it reads nothing;
 * the aggregator (``aggregator-{store}``) reads what nodes publish and publishes
   the aggregates and Home Assistant discovery;
 * a BI client (``bi-{name}``) may only read the aggregates (occupancy, zone
@@ -75,6 +75,13 @@ def layout_from_plan(plan: Any, bi_clients: Sequence[str] = ()) -> StoreLayout:
     return StoreLayout(plan.store_id, {k: tuple(v) for k, v in hosted.items()}, tuple(bi_clients))
 
 
+def board_doctor_topic(store: str, name: str) -> str:
+    """The ACL probe topic beside a board's ``events`` (``door/{id}`` or ``floor/{id}``):
+    granted with them, read by nobody, so ``footfall doctor`` can check that the
+    ACL lets this node publish that board's events without publishing any."""
+    return _board_topic(store, name).rsplit("/", 1)[0] + "/" + DOCTOR_LEAF
+
+
 def _board_topic(store: str, name: str) -> str:
     kind, _, ident = name.partition("/")
     if kind == "door":
@@ -112,6 +119,7 @@ def acl_text(layout: StoreLayout) -> str:
                 raise ConfigError(f"{name} is hosted by both {owners[name]} and {node}")
             owners[name] = node
             lines.append(f"topic write {_board_topic(s, name)}")
+            lines.append(f"topic write {board_doctor_topic(s, name)}")
         lines.append("")
     base = f"{topics.ROOT}/{s}"
     lines += ["# --- the aggregator: reads the nodes, publishes aggregates", ""]

@@ -1,5 +1,7 @@
 """``footfall doctor``'s checks of the broker: the node's TLS files and certificate,
-the connection, and the ACL (the node may publish its own topics, and only those)."""
+the connection, and the ACL (the node may publish its own topics, its boards'
+events among them, and only those). The ACL probes use MQTT 5, whose PUBACK reason
+code says whether the broker took a publish (3.1.1 acknowledges a refused one)."""
 
 from __future__ import annotations
 
@@ -66,10 +68,32 @@ def broker(cfg: NodeConfig, timeout_s: float) -> Iterator[Check]:
                 "install deploy/mosquitto/footfall.conf with its acl_file",
             )
             return
+        refused = []
+        for name in _streams(cfg):
+            probe = broker_acl.board_doctor_topic(cfg.store, name)
+            why = probe_publish(client, probe, b"footfall doctor", timeout_s)
+            if why:
+                refused.append(f"{name} ({why})")
+        if refused:
+            yield Check(
+                "broker acl",
+                "FAIL",
+                f"the broker refuses this node's events of {', '.join(refused)}: "
+                "they would be spooled and never published",
+                f"give the door or tile array node = {cfg.node!r} in the floor plan, "
+                "regenerate the ACL (footfall provision acl) and reload mosquitto",
+            )
+            return
         yield Check("broker acl", "ok", "may publish its own topics, not other nodes'")
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def _streams(cfg: NodeConfig) -> list[str]:
+    """``door/{id}`` and ``floor/{id}`` this node publishes events of (boards, beams)."""
+    names = [b.name for b in cfg.boards] + [f"door/{b.door}" for b in cfg.beams]
+    return sorted(set(names))
 
 
 def _tls_files(cfg: NodeConfig) -> Generator[Check, None, bool]:
