@@ -127,3 +127,86 @@ def test_obs_fast_check_agrees_with_jsonschema(p: Any) -> None:
     except PayloadError:
         fast_ok = False
     assert fast_ok == schema_ok, p
+
+
+def valid_events(kind: str, n: int) -> dict[str, Any]:
+    rows: list[list[int]] = (
+        [[i * 10, 1 if i % 2 else -1] for i in range(n)]
+        if kind == "door_events"
+        else [[i * 10, i % 256, i % 2] for i in range(n)]
+    )
+    p: dict[str, Any] = {"v": 1, "seq": 4, "t0": 1_795_000_000_000, "ev": rows}
+    if n % 2:
+        p["board"] = {"frames": 5012, "crc_errors": 0}
+    return p
+
+
+def _paths(x: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(x, dict):
+        for k, v in x.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+event_scalars = st.one_of(
+    scalars,
+    st.sampled_from([1, -1, 0, 2, 255, 256, 3_600_000, 3_600_001, -0.0, 1.0, True, False]),
+)
+
+
+def mutate_any(draw: st.DrawFn, kind: str) -> Any:
+    """A valid ``kind`` document with one change at any depth: a value replaced, a key
+    removed or added, an item appended or removed."""
+    p = valid_events(kind, draw(st.integers(0, 4)))
+    paths = [q for q in _paths(p) if q]
+    choice = draw(st.integers(0, 4))
+    if choice == 0 or not paths:
+        return p
+    path = draw(st.sampled_from(paths))
+    parent: Any = p
+    for k in path[:-1]:
+        parent = parent[k]
+    target = parent[path[-1]]
+    if choice == 1:
+        parent[path[-1]] = draw(event_scalars)
+    elif choice == 2:
+        del parent[path[-1]]
+    elif choice == 3 and isinstance(target, list):
+        target.append(draw(event_scalars))
+    elif choice == 3 and isinstance(target, dict):
+        target[draw(st.sampled_from(["x", "frames", "ev", "v"]))] = draw(event_scalars)
+    else:
+        p[draw(st.sampled_from(["x", "node", "board"]))] = draw(event_scalars)
+    return p
+
+
+@pytest.mark.parametrize("kind", ["door_events", "floor_events"])
+@settings(max_examples=700, deadline=None)
+@given(data=st.data())
+def test_event_fast_checks_agree_with_jsonschema(kind: str, data: st.DataObject) -> None:
+    p = data.draw(st.composite(mutate_any)(kind))
+    try:
+        payloads.validate(kind, p)
+        schema_ok = True
+    except PayloadError:
+        schema_ok = False
+    try:
+        payloads.FAST_CHECKS[kind](p)
+        fast_ok = True
+    except PayloadError:
+        fast_ok = False
+    assert fast_ok == schema_ok, p
+
+
+def test_a_giant_event_batch_is_checked_fast() -> None:
+    """20,000 door events took jsonschema ~2 s; the fast check takes milliseconds."""
+    import time
+
+    raw = payloads.encode(valid_events("door_events", 20_000))
+    t = time.perf_counter()
+    payloads.decode("door_events", raw)
+    assert time.perf_counter() - t < 0.5
