@@ -400,3 +400,36 @@ def test_doctor_fails_a_board_whose_events_the_acl_refuses(
         if level == "FAIL":
             assert "door/side" in checks["broker acl"].message
             assert "not authorized" in checks["broker acl"].message.lower()
+
+
+@pytest.mark.slow
+def test_aggregator_survives_a_3s_outage_then_10000_status_publishes(tmp_path: Path) -> None:
+    """The issue's case 4 on the daemon itself: statuses published while the broker is
+    away are queued up to a bound (the rest dropped and counted), and the 10,000 after
+    the reconnect neither raise (before: paho's RuntimeError ~2,000 publishes later)
+    nor stop ingest."""
+    b = plain_broker(tmp_path / "broker").start()
+    cfg = aggregator_config.load(write_config(tmp_path / "store.toml", "s1", b.address))
+    cfg = dataclasses.replace(cfg, db=tmp_path / "store.db")
+    daemon = AggregatorDaemon(cfg)
+    daemon.start()
+    try:
+        b.kill9()
+        outage_end = time.monotonic() + 3.0
+        while time.monotonic() < outage_end:
+            daemon.publish_status()
+            time.sleep(0.01)
+        assert daemon._pub.dropped > 0  # beyond the bound: dropped and counted
+        b.start()
+        wait_for(lambda: daemon.ingest.client.is_connected(), 30, "the reconnect")
+        for _ in range(10_000):
+            daemon.publish_status()
+        daemon._pub.drain(60)
+        assert daemon.ingest.error is None
+        with publisher(b.address, "faults-node") as pub:
+            pub.publish(topics.obs_topic("s1", "n1"), obs(1, t0=int(time.time() * 1000)))
+            pub.drain(10)
+        wait_for(lambda: daemon.ingest.snapshot().stats.stored >= 1, 30, "ingest goes on")
+    finally:
+        daemon.stop()
+        b.stop()
