@@ -36,6 +36,9 @@ SCHEMA_FILES: dict[str, str] = {
 }
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+MAX_BYTES_BY_KIND: dict[str, int] = {"node_status": 64 * 1024, "aggregator_status": 1024 * 1024}
+"""tighter bounds for kinds that jsonschema checks (slow per item) and that are small
+when sound, bytes: a node status is about 1 kB"""
 MAX_DEPTH = 16
 """deepest nesting of arrays and objects a payload may have (the schemas need 4)"""
 
@@ -131,7 +134,8 @@ def decode(kind: str, raw: bytes) -> dict[str, Any]:
     Raises
     ------
     PayloadError
-        with ``reason`` one of ``too_large`` (over :data:`MAX_PAYLOAD_BYTES`),
+        with ``reason`` one of ``too_large`` (over :data:`MAX_PAYLOAD_BYTES`, or the
+        kind's :data:`MAX_BYTES_BY_KIND`),
         ``not_utf8``, ``not_json`` (also ``NaN``, ``Infinity`` and numbers out of
         a double's range), ``too_deep`` (nested deeper than :data:`MAX_DEPTH`),
         ``schema`` (the message names the failing field; a key given twice in
@@ -143,8 +147,9 @@ def decode(kind: str, raw: bytes) -> dict[str, Any]:
 def decode_with_text(kind: str, raw: bytes) -> tuple[dict[str, Any], str]:
     """:func:`decode`, also returning the payload's text (for a consumer that hands
     the validated text itself to another JSON reader, such as SQLite's)."""
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}", "too_large")
+    limit = MAX_BYTES_BY_KIND.get(kind, MAX_PAYLOAD_BYTES)
+    if len(raw) > limit:
+        raise PayloadError(f"payload of {len(raw)} bytes exceeds {limit}", "too_large")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -243,7 +248,7 @@ def validate(kind: str, obj: Any) -> None:
         raise PayloadError(f"{kind} payload nested too deep to validate", "too_deep") from e
     if err is not None:
         where = "/".join(str(p) for p in err.absolute_path) or "(root)"
-        raise PayloadError(f"{kind} payload invalid at {where}: {err.message}", "schema")
+        raise PayloadError(f"{kind} payload invalid at {where}: {err.message[:200]}", "schema")
 
 
 # ------------------------------------------------------------------ fast paths
