@@ -426,6 +426,12 @@ def test_aggregator_survives_a_3s_outage_then_10000_status_publishes(tmp_path: P
             daemon.publish_status()
         daemon._pub.drain(60)
         assert daemon.ingest.error is None
+        st = daemon.publish_status()  # validated against the schema, and published
+        assert st["mqtt"] == {
+            "publish_refused": 0,
+            "publish_dropped": daemon._pub.dropped,
+            "subscriptions_refused": 0,
+        }
         with publisher(b.address, "faults-node") as pub:
             pub.publish(topics.obs_topic("s1", "n1"), obs(1, t0=int(time.time() * 1000)))
             pub.drain(10)

@@ -248,6 +248,11 @@ class AggregatorDaemon:
                 retention=self.last_retention,
                 retention_ran_ms=self.last_retention_ms,
                 retention_error=None if self.retention_error is None else str(self.retention_error),
+                mqtt={
+                    "publish_refused": self._pub.refused,
+                    "publish_dropped": self._pub.dropped,
+                    "subscriptions_refused": len(self.ingest.refused_subscriptions),
+                },
             ),
             state,
         )

@@ -81,13 +81,16 @@ class StatusInputs:
     retention: RetentionReport | None
     retention_ran_ms: int | None
     retention_error: str | None = None
+    mqtt: Mapping[str, int] | None = None
+    """the aggregator's own connection: publish_refused, publish_dropped,
+    subscriptions_refused"""
 
 
 def status_payload(i: StatusInputs, state: str = "online") -> dict[str, Any]:
     w = max(i.window_s, 1e-9)
     s, p = i.stats, i.previous
     r = i.retention
-    return {
+    out = {
         "v": 1,
         "state": state,
         "t": i.now_ms,
@@ -121,3 +124,6 @@ def status_payload(i: StatusInputs, state: str = "online") -> dict[str, Any]:
             "error": i.retention_error,
         },
     }
+    if i.mqtt is not None:
+        out["mqtt"] = {k: int(v) for k, v in i.mqtt.items()}
+    return out
