@@ -148,7 +148,7 @@ def start_amqtt(workdir: Path, port: int | None = None) -> RunningBroker:
         raise BrokerError(f"embedded amqtt broker failed to start: {holder.get('error')}")
     return RunningBroker(
         "amqtt",
-        BrokerAddress(host, port),
+        BrokerAddress(host, port, mqtt5=False),  # amqtt speaks MQTT 3.1.1 only
         workdir,
         _thread=t,
         _loop=holder["loop"],

@@ -47,10 +47,12 @@ class BrokerConfig:
     keepalive_s: int = 30
     reconnect_max_s: float = 30.0
     """longest wait between reconnection attempts, s (it starts at 0.5 s and doubles)"""
+    mqtt5: bool = True
+    """not in node.toml: False only for the demo's MQTT 3.1.1 embedded broker"""
 
     def address(self) -> BrokerAddress:
         tls = TlsFiles(self.ca, self.cert, self.key) if self.ca else None
-        return BrokerAddress(self.host, self.port, tls)
+        return BrokerAddress(self.host, self.port, tls, mqtt5=self.mqtt5)
 
 
 @dataclass(frozen=True)

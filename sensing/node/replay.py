@@ -76,6 +76,7 @@ def replay_config(
             tls.cert if tls else None,
             tls.key if tls else None,
             reconnect_max_s=2.0,
+            mqtt5=broker.mqtt5,
         ),
         filters=filters or NodeFilters(),
         wifi=WifiConfig(pcap=wifi if wifi.exists() else None),

@@ -49,6 +49,9 @@ class BrokerAddress:
     tls: TlsFiles | None = None
     username: str | None = None
     password: str | None = None
+    mqtt5: bool = True
+    """the broker speaks MQTT 5 (Mosquitto 2 does); False only for the demo's
+    embedded amqtt, which speaks 3.1.1 and has no ACL to refuse anything"""
 
     def __str__(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
@@ -68,6 +71,7 @@ def make_client(
     ``clean=False``: a persistent session; on MQTT 5 :func:`connect` then resumes it
     (clean start off) and asks the broker to keep it for ever (session expiry
     0xFFFFFFFF), as MQTT 3.1.1's clean session off did."""
+    v5 = v5 and addr.mqtt5
     c = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
