@@ -319,3 +319,11 @@ def test_hostile_bench_small_run_has_no_crash_and_counts_every_reject(tmp_path: 
     assert res["status_valid"]
     for reason in ("too_deep", "not_utf8", "not_json", "schema", "time_future", "time_past"):
         assert res["rejects"].get(reason, 0) > 0, reason
+
+
+def test_an_outbound_kind_is_rejected_before_its_payload_is_decoded(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    for topic in (topics.aggregator_status_topic(STORE), f"footfall/v1/{STORE}/occupancy"):
+        w.handle(topic, DEEP)
+        w.handle(topic, obs(0))
+    assert w.rejects == {"unexpected_kind": 4}

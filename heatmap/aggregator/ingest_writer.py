@@ -35,6 +35,9 @@ from heatmap.aggregator.store_db import Claim, StoreDB
 from sensing.wire import payloads, topics
 
 log = logging.getLogger(__name__)
+_INBOUND = frozenset({"obs", "door_events", "floor_events", "node_status"})
+"""topic kinds the aggregator stores; the others (its own outbound kinds) are rejected
+as ``unexpected_kind`` before their payload is decoded"""
 _LOG_UNDECODABLE = 10
 """how many ``undecodable`` rejects are logged with their traceback (a flood logs no more)"""
 
@@ -126,6 +129,8 @@ class IngestWriter:
             t = topics.parse(topic)
             if t.store != self.store:
                 raise TopicError(f"topic of another store: {topic}")
+            if t.kind not in _INBOUND:
+                return "unexpected_kind"  # not decoded: an outbound kind is never stored
             p, text = payloads.decode_with_text(t.kind, raw)
         except TopicError:
             return "bad_topic"
@@ -140,8 +145,6 @@ class IngestWriter:
         kind = t.kind
         if kind == "obs" and p["node"] != entity:
             return "node_mismatch"
-        if kind not in ("obs", "door_events", "floor_events", "node_status"):
-            return "unexpected_kind"
         now = int(self._clock() * 1000)
         if kind != "node_status":
             rows = p["obs"] if kind == "obs" else p["ev"]
