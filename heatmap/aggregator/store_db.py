@@ -89,13 +89,14 @@ def connect(
     """
     p = Path(path)
     if readonly:
-        if not p.exists():
-            raise DatabaseError(f"{p}: no such database")
-        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=timeout_s)
-        conn.execute("PRAGMA query_only = ON")
-        return conn
-    p.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(p, timeout=timeout_s, check_same_thread=False)
+        return _open_readonly(p, timeout_s)
+    if p.is_dir():
+        raise DatabaseError(f"{p}: is a directory, not a database file")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(p, timeout=timeout_s, check_same_thread=False)
+    except (OSError, sqlite3.Error) as e:
+        raise DatabaseError(f"{p}: cannot open the database: {e}") from e
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
@@ -113,6 +114,42 @@ def connect(
     except DatabaseError:
         conn.close()
         raise
+    return conn
+
+
+def _open_readonly(p: Path, timeout_s: float) -> sqlite3.Connection:
+    """A read-only connection to an existing store database of a schema this code reads.
+
+    Refused (:class:`DatabaseError`, naming the file): a missing path, a directory,
+    an empty file, a file that is not SQLite, an SQLite file without the store's
+    tables, a schema newer than :data:`SCHEMA_VERSION`.
+    """
+    if not p.exists():
+        raise DatabaseError(f"{p}: no such database")
+    if p.is_dir():
+        raise DatabaseError(f"{p}: is a directory, not a database file")
+    if p.stat().st_size == 0:
+        raise DatabaseError(f"{p}: empty file, not a store database")
+    try:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=timeout_s)
+    except sqlite3.Error as e:
+        raise DatabaseError(f"{p}: cannot open the database: {e}") from e
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        version = db_migrations.version(conn)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as e:
+        conn.close()
+        raise DatabaseError(f"{p}: not a usable SQLite database: {e}") from e
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise DatabaseError(
+            f"{p}: database schema v{version} is newer than this footfall (v{SCHEMA_VERSION}); "
+            "upgrade footfall to read it"
+        )
+    if not {"obs", "batches"} <= tables:
+        conn.close()
+        raise DatabaseError(f"{p}: an SQLite file without the store's tables, not a store database")
     return conn
 
 

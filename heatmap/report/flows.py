@@ -152,7 +152,7 @@ def flows_from_stays(
     if len(e) > 1 and (np.diff(e) < 0).any():
         raise ValueError("runs must be sorted by entity then time")
     # merge consecutive stays of one entity in one zone: only changes remain
-    new = np.r_[True, (e[1:] != e[:-1]) | (z[1:] != z[:-1])]
+    new = np.r_[True, (e[1:] != e[:-1]) | (z[1:] != z[:-1])] if len(e) else np.zeros(0, bool)
     e, z = e[new], z[new]
     step = np.flatnonzero(e[1:] == e[:-1])
     src, dst, who = z[step], z[step + 1], e[step]

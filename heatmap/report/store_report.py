@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from firmware_bridge.errors import ConfigError
 from heatmap.aggregator import store_db
 from heatmap.aggregator.obs_reader import read_observations, read_windows
 from heatmap.calibration import (
@@ -79,6 +80,23 @@ def _local(t_ms: int, tz: str) -> datetime:
     return datetime.fromtimestamp(t_ms / 1000, ZoneInfo(tz))
 
 
+def check_plan_matches(plan: FloorPlan, conn: sqlite3.Connection, t0_ms: int, t1_ms: int) -> None:
+    """Raise ConfigError if no node that published observations in [t0, t1) (Unix ms)
+    is a node of ``plan``: the floor plan is another store's (or the database is), and
+    every observation would fall outside the radio model."""
+    rows = conn.execute(
+        "SELECT DISTINCT publisher FROM batches WHERE kind = 'obs' AND t1 >= ? AND t0 < ?",
+        (t0_ms, t1_ms),
+    ).fetchall()
+    heard = sorted(r[0] for r in rows)
+    ours = [n.id for n in plan.nodes]
+    if heard and not set(heard) & set(ours):
+        raise ConfigError(
+            f"the floor plan of store {plan.store_id!r} (nodes {', '.join(ours[:8])}) has none "
+            f"of the nodes in the database ({', '.join(heard[:8])}): another store's floor plan?"
+        )
+
+
 def analyze(
     plan: FloorPlan,
     db_path: Path,
@@ -91,6 +109,11 @@ def analyze(
     radio: RadioModel | None = None,
 ) -> Report:
     prog = progress or NoProgress()
+    check = store_db.connect(db_path, readonly=True)
+    try:
+        check_plan_matches(plan, check, t0_ms, t1_ms)
+    finally:
+        check.close()
     out.mkdir(parents=True, exist_ok=True)
     grid = WalkableGrid.build(plan, cell_m=cell_m, samples=samples_for(cell_m))
     model = radio or RadioModel.from_plan(plan)

@@ -35,6 +35,11 @@ WIFI_CHANNELS = ((1, 14), (32, 177))
 """2.4 GHz and 5 GHz Wi-Fi channel numbers"""
 MAX_TILES = 256
 """tiles one floor-tile board reads (rows × cols)"""
+MAX_EXTENT_M = 2_000.0
+"""widest a floor plan (outline and street together) may be along x or y, m: a large
+mall; a plan beyond is a unit or typing mistake whose grids would not fit in memory"""
+MAX_COORD_M = 100_000.0
+"""largest coordinate anywhere in a plan, m (the origin is the plan's own)"""
 KINDS = ("walls", "shelves", "zones", "nodes", "doors", "tiles")
 """the arrays of tables whose ids share one namespace, in the order they are checked"""
 
@@ -49,6 +54,7 @@ def check(f: FloorPlanFile) -> None:
 
 def _check(f: FloorPlanFile) -> None:
     _unique_ids(f)
+    _extent(f)
     outline = polygon(f.outline.points, "outline.points")
     inside = outline.buffer(1e-6)
     if f.street is not None:
@@ -67,6 +73,27 @@ def _check(f: FloorPlanFile) -> None:
     _nodes(f, outline)
     _doors(f, outline)
     _tiles(f, inside)
+
+
+def _extent(f: FloorPlanFile) -> None:
+    """The outline and street within :data:`MAX_EXTENT_M` along each axis, and their
+    corners within :data:`MAX_COORD_M` of the origin (everything else must lie inside
+    them, which the other rules check)."""
+    for where, pts in (("outline", f.outline.points), ("street", f.street and f.street.points)):
+        for x, y in pts or ():
+            if abs(x) > MAX_COORD_M or abs(y) > MAX_COORD_M:
+                raise ValueError(
+                    f"{where}.points: ({x:g}, {y:g}) is more than {MAX_COORD_M:g} m from the "
+                    "origin (coordinates are metres)"
+                )
+    pts = list(f.outline.points) + list(f.street.points if f.street else ())
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    w, h = max(xs) - min(xs), max(ys) - min(ys)
+    if max(w, h) > MAX_EXTENT_M:
+        raise ValueError(
+            f"outline.points: the plan is {w:g} m × {h:g} m, more than {MAX_EXTENT_M:g} m across "
+            "(coordinates are metres)"
+        )
 
 
 def polygon(pts: Pts, where: str) -> Polygon:

@@ -18,12 +18,17 @@ import shapely
 from numpy.typing import NDArray
 from scipy import sparse
 
+from firmware_bridge.errors import ConfigError
 from heatmap.spatial.floorplan import FloorPlan
 from heatmap.spatial.geometry import segments_cross
 
 STAND_SAMPLE_M = 0.5
 """spacing of the points that decide whether a person can stand in a cell, for
 the localizer's grids (see :func:`samples_for`)"""
+
+MAX_CELLS = 1_000_000
+"""most cells a grid may have (a 1 km × 1 km floor at 1 m); beyond, the localizer's
+per-cell arrays (tens of bytes a cell for every window) run a machine out of memory"""
 
 # 8-neighbourhood offsets (drow, dcol)
 _NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1))
@@ -60,9 +65,8 @@ class WalkableGrid:
         also blocked by the shelves themselves, so no move passes through a shelf
         that a cell straddles.
         """
-        bx0, by0, bx1, by1 = plan.bounds
-        nx = int(np.ceil((bx1 - bx0) / cell_m))
-        ny = int(np.ceil((by1 - by0) / cell_m))
+        bx0, by0 = plan.bounds[:2]
+        nx, ny = grid_shape(plan.bounds, cell_m)
         xs = bx0 + (np.arange(nx) + 0.5) * cell_m
         ys = by0 + (np.arange(ny) + 0.5) * cell_m
         gx, gy = np.meshgrid(xs, ys)
@@ -119,6 +123,30 @@ class WalkableGrid:
         idx = np.flatnonzero(self.walkable)
         d = np.hypot(self.centers[idx, 0] - x, self.centers[idx, 1] - y)
         return int(idx[np.argmin(d)])
+
+
+def grid_shape(bounds: tuple[float, float, float, float], cell_m: float) -> tuple[int, int]:
+    """(nx, ny): cells of ``cell_m`` m covering ``bounds`` (x0, y0, x1, y1 in m).
+
+    Raises
+    ------
+    ConfigError
+        if ``cell_m`` is not a positive finite size or the grid would have more
+        than :data:`MAX_CELLS` cells.
+
+    >>> grid_shape((-10.0, -5.0, 40.0, 20.0), 1.0)
+    (50, 25)
+    """
+    if not (np.isfinite(cell_m) and cell_m > 0):
+        raise ConfigError(f"grid cell {cell_m:g} m: must be a positive size")
+    bx0, by0, bx1, by1 = bounds
+    wx, wy = (bx1 - bx0) / cell_m, (by1 - by0) / cell_m
+    if not (np.isfinite(wx) and np.isfinite(wy)) or wx * wy > MAX_CELLS:
+        raise ConfigError(
+            f"a {bx1 - bx0:g} m × {by1 - by0:g} m floor on {cell_m:g} m cells is about "
+            f"{wx * wy:.3g} cells, more than {MAX_CELLS:,}: use larger cells"
+        )
+    return max(1, int(np.ceil(wx))), max(1, int(np.ceil(wy)))
 
 
 def samples_for(cell_m: float) -> int:

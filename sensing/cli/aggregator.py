@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sensing.cli import checks
+
 
 def _fmt_ms(t: int | None) -> str:
     """A Unix ms time as UTC, or the number itself when no calendar date fits it
@@ -38,6 +40,7 @@ def cmd_aggregator(a: argparse.Namespace) -> int:
     from heatmap.aggregator.daemon import AggregatorDaemon
 
     cfg = aggregator_config.load(a.config)
+    checks.tls_files(cfg.broker.tls, a.config)
     logging.basicConfig(
         level=logging.DEBUG if a.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -74,8 +77,10 @@ def cmd_aggregator(a: argparse.Namespace) -> int:
 
 
 def _db_path(a: argparse.Namespace) -> Path:
-    """The database a ``footfall db`` command works on; it must exist."""
-    from heatmap.aggregator.db_migrations import DatabaseError
+    """The database a ``footfall db`` command works on: an existing store database of a
+    schema this footfall reads (opened read-only once to check; see
+    :func:`heatmap.aggregator.store_db.connect`)."""
+    from heatmap.aggregator import store_db
 
     if a.db:
         path = Path(a.db)
@@ -83,9 +88,26 @@ def _db_path(a: argparse.Namespace) -> Path:
         from heatmap.aggregator import config as aggregator_config
 
         path = aggregator_config.load(a.config).db
-    if not path.is_file():
-        raise DatabaseError(f"{path}: no such database")
+    store_db.connect(path, readonly=True).close()
     return path
+
+
+def _sql_errors(path: Path) -> Any:
+    """A context that turns SQLite's errors (a file corrupt beyond its header) into a
+    DatabaseError naming ``path``."""
+    import contextlib
+    import sqlite3
+
+    from heatmap.aggregator.db_migrations import DatabaseError
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise DatabaseError(f"{path}: {e}") from e
+
+    return ctx()
 
 
 def cmd_db_stats(a: argparse.Namespace) -> int:
@@ -94,7 +116,8 @@ def cmd_db_stats(a: argparse.Namespace) -> int:
     path = _db_path(a)
     conn = store_db.connect(path, readonly=True)
     try:
-        st = store_db.stats(conn, path)
+        with _sql_errors(path):
+            st = store_db.stats(conn, path)
     finally:
         conn.close()
     print(f"{st.path}: schema v{st.schema_version}")
@@ -120,7 +143,8 @@ def cmd_db_vacuum(a: argparse.Namespace) -> int:
     before = path.stat().st_size
     conn = store_db.connect(path)
     try:
-        store_db.vacuum(conn)
+        with _sql_errors(path):
+            store_db.vacuum(conn)
     finally:
         conn.close()
     print(f"{path}: vacuumed, {_mib(before)} → {_mib(path.stat().st_size)}")
@@ -134,6 +158,7 @@ def cmd_db_backup(a: argparse.Namespace) -> int:
     from heatmap.aggregator.db_migrations import DatabaseError
 
     path = _db_path(a)
+    checks.output_file(a.to, "--to")
     conn = sqlite3.connect(path, timeout=60)
     try:
         size = store_db.backup(conn, a.to)
@@ -163,15 +188,11 @@ def cmd_db_retention(a: argparse.Namespace) -> int:
         if not 1 <= a.retention_hours <= MAX_RETENTION_HOURS:
             raise ConfigError(f"--retention-hours must be in 1..{MAX_RETENTION_HOURS:g}")
         policy = dataclasses.replace(policy, retention_hours=a.retention_hours)
-    try:
-        now = datetime.now(UTC) if a.now is None else datetime.fromisoformat(a.now)
-    except ValueError as e:
-        raise ConfigError(f"--now: not an ISO time: {a.now!r}") from e
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
+    now = datetime.now(UTC) if a.now is None else checks.iso_time(a.now, "--now")
     conn = store_db.connect(path)
     try:
-        rep = retention.run(conn, int(now.timestamp() * 1000), policy, dry_run=a.dry_run)
+        with _sql_errors(path):
+            rep = retention.run(conn, int(now.timestamp() * 1000), policy, dry_run=a.dry_run)
     finally:
         conn.close()
     verb = "due" if a.dry_run else "done"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from firmware_bridge.errors import FootfallError
+from firmware_bridge.errors import ConfigError, FootfallError
+from sensing.cli import checks
 
 
 def cmd_keygen(a: argparse.Namespace) -> int:
@@ -14,15 +14,14 @@ def cmd_keygen(a: argparse.Namespace) -> int:
 
     from sensing.privacy.key_file import KeyFile
 
-    path = Path(a.out)
+    path = checks.output_file(a.out, "--out")
     if path.exists() and not a.force:
         raise FootfallError(f"{path} exists; use --force to replace the store key")
-    KeyFile.provision(
-        path,
-        date.fromisoformat(a.start_date) if a.start_date else date.today(),
-        a.roll_hour,
-        a.timezone,
-    )
+    try:
+        start = date.fromisoformat(a.start_date) if a.start_date else date.today()
+    except ValueError as e:
+        raise ConfigError(f"--start-date {a.start_date!r}: expected YYYY-MM-DD") from e
+    KeyFile.provision(path, start, a.roll_hour, a.timezone)
     print(
         f"wrote store key {path} (mode 0600); copy it to every node of the store, never to "
         "the aggregator"

@@ -64,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         # output piped into `head` and the like: stop quietly, as the shell tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        # a file the command was pointed at that the system refuses (permissions, a
+        # full disk, a path through a file): the user's to fix, so one line too
+        if os.environ.get("FOOTFALL_DEBUG") == "1":
+            raise
+        print(f"footfall: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

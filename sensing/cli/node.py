@@ -18,11 +18,17 @@ from typing import Any
 
 
 def cmd_node(a: argparse.Namespace) -> int:
+    from sensing.cli import checks
     from sensing.node import config as node_config
     from sensing.node import log as node_log
     from sensing.node.daemon import NodeDaemon
+    from sensing.privacy.key_file import KeyFile
 
     cfg = node_config.load(a.config)
+    # the files the daemon needs first, checked before it starts (and logs)
+    ring, _ = KeyFile(cfg.keyfile).load()
+    ring.erase()
+    checks.tls_files(cfg.broker.address().tls, a.config)
     node_log.setup(a.log_level or cfg.log_level)
     s = NodeDaemon(cfg).run()
     return 0 if s.state in ("done", "stopped") else 1
@@ -63,8 +69,11 @@ def _plan(path: str | None) -> Any:
 
 
 def cmd_provision_acl(a: argparse.Namespace) -> int:
+    from sensing.cli import checks
     from sensing.provision.broker_acl import acl_text, layout_from_plan
 
+    if a.out:
+        checks.output_file(a.out, "--out")
     text = acl_text(layout_from_plan(_plan(a.floor), a.bi or []))
     if a.out:
         Path(a.out).write_text(text)
@@ -75,10 +84,15 @@ def cmd_provision_acl(a: argparse.Namespace) -> int:
 
 
 def cmd_provision_certs(a: argparse.Namespace) -> int:
+    from firmware_bridge.errors import ConfigError
+    from sensing.cli import checks
     from sensing.provision.pki import provision_store
 
+    out = checks.output_dir(a.out, "--out")
+    for host in a.broker_host:
+        if not host.strip() or any(c.isspace() for c in host):
+            raise ConfigError(f"--broker-host {host!r}: a DNS name or an IP address")
     plan = _plan(a.floor)
-    out = Path(a.out)
     if (out / "ca.key").exists() and not a.force:
         from firmware_bridge.errors import FootfallError
 

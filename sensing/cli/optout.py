@@ -36,9 +36,10 @@ def _caveats(addr: bytes | bytearray) -> list[str]:
 
 
 def cmd_add(a: argparse.Namespace) -> int:
+    from sensing.cli import checks
     from sensing.privacy.optout import LIST_KEY_FILE, OPTOUT_FILE, node_lists, state_dir
 
-    d = state_dir(a.state_dir)
+    d = checks.output_dir(state_dir(a.state_dir), "--state-dir")
     created = not (d / LIST_KEY_FILE).exists()
     key, lst = node_lists(d)
     addr = _address(a.address)

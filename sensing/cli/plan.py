@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from firmware_bridge.errors import ConfigError
+from sensing.cli import checks
+
+MAX_NODES = 50
+"""most nodes ``plan`` suggests adding (--add) or lays out (--layout)"""
+MAX_FRAMES = 1000.0
+"""most frames a phone can send in one window (--frames)"""
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
@@ -27,9 +33,19 @@ def cmd_plan(a: argparse.Namespace) -> int:
     from heatmap.spatial.floorplan import load, load_default
     from heatmap.spatial.radio_model import RadioModel
     from heatmap.spatial.walkable_grid import WalkableGrid
+    from sensing.cli.report import load_radio
 
+    if a.layout is not None:
+        checks.within(a.layout, 1, MAX_NODES, "--layout", " nodes")
+    else:
+        checks.within(a.add, 1, MAX_NODES, "--add", " nodes")
+    checks.within(a.frames, 0.1, MAX_FRAMES, "--frames")
+    if not 0 < a.cell <= 5:  # NaN too
+        raise ConfigError(f"--cell {a.cell:g}: a grid cell is between 0 and 5 m")
+    if a.out:
+        checks.output_file(a.out, "--out")
     plan = load(a.floor) if a.floor else load_default()
-    model = RadioModel.load(a.radio, plan) if a.radio else RadioModel.from_plan(plan)
+    model = load_radio(a.radio, plan) if a.radio else RadioModel.from_plan(plan)
     grid = WalkableGrid.build(plan, cell_m=a.cell)
     lay = node_placement.Layout.build(plan, model, grid, frames=a.frames)
     now = lay.score(lay.fim)
@@ -86,24 +102,36 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     import numpy as np
 
     from heatmap import calibration
+    from heatmap.aggregator import store_db
+    from heatmap.aggregator.db_migrations import DatabaseError
+    from heatmap.report.store_report import check_plan_matches
     from heatmap.spatial.floorplan import load, load_default
     from heatmap.spatial.radio_model import RadioModel
     from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
+    from sensing.cli.report import load_radio
 
+    checks.output_file(a.out, "--out")
+    if a.report:
+        checks.output_file(a.report, "--report")
+    if a.map is not None:
+        checks.within(a.map, 0.1, 100, "--map", " m")
     plan = load(a.floor) if a.floor else load_default()
-    model = RadioModel.load(a.radio, plan) if a.radio else RadioModel.from_plan(plan)
+    model = load_radio(a.radio, plan) if a.radio else RadioModel.from_plan(plan)
     db_path = Path(a.db)
-    if not db_path.exists():
-        raise ConfigError(f"{db_path}: no such store database")
-    db = sqlite3.connect(db_path)
-    where: str = ""
-    args: tuple[int, ...] = ()
-    if a.since or a.until:
-        t0 = calibration.parse_time_ms(a.since) if a.since else 0
-        t1 = calibration.parse_time_ms(a.until) if a.until else 2**62
-        where, args = " WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
-    rows = db.execute(f"SELECT t_ms, node, pid, rssi, band, flags FROM obs{where}", args).fetchall()
-    db.close()
+    t0, t1 = _time_ms(a.since, "--since", 0), _time_ms(a.until, "--until", checks.MAX_TIME_MS)
+    if t1 <= t0:
+        raise ConfigError("the period is empty: --until must come after --since")
+    db = store_db.connect(db_path, readonly=True)
+    try:
+        check_plan_matches(plan, db, t0, t1)
+        rows = db.execute(
+            "SELECT t_ms, node, pid, rssi, band, flags FROM obs WHERE t_ms >= ? AND t_ms < ?",
+            (t0, t1),
+        ).fetchall()
+    except sqlite3.Error as e:
+        raise DatabaseError(f"{db_path}: {e}") from e
+    finally:
+        db.close()
     if not rows:
         raise ConfigError(f"{db_path}: no observations in that period")
     idx = {n: i for i, n in enumerate(model.node_ids)}
@@ -158,6 +186,21 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     if a.report:
         Path(a.report).write_text(json.dumps(summary, indent=1, default=float))
     return 0
+
+
+def _time_ms(v: str | None, option: str, default: int) -> int:
+    """``v`` (ISO 8601 with zone, or epoch ms) as Unix ms; ``default`` when not given."""
+    from heatmap import calibration
+
+    if v is None:
+        return default
+    try:
+        ms = calibration.parse_time_ms(v)
+    except (ValueError, OverflowError, OSError) as e:
+        raise ConfigError(
+            f"{option} {v[:40]!r}: {e} (ISO 8601 with a UTC offset, or epoch ms)"
+        ) from e
+    return checks.time_ms(ms, option)
 
 
 def register(sub: Any) -> None:

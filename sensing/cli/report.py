@@ -20,9 +20,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from firmware_bridge.errors import ConfigError
+from sensing.cli import checks
 from sensing.cli.progress_bar import progress_bar
 
 HOUR_MS = 3_600_000
+MAX_PERIOD_DAYS = 31
+"""longest period one report covers, days (its hourly pictures and per-window arrays
+grow with it; the pseudonymous rows live a day or two anyway)"""
 
 
 def parse_local_time_ms(v: str, tz: str) -> int:
@@ -36,14 +40,18 @@ def parse_local_time_ms(v: str, tz: str) -> int:
     """
     v = v.strip()
     if v.lstrip("-").isdigit():
-        return int(v)
+        return checks.time_ms(int(v), f"time {v[:30]!r}")
     try:
         dt = datetime.fromisoformat(v)
     except ValueError as e:
         raise ConfigError(f"time {v!r}: not ISO 8601 (e.g. 2026-11-18T09:00)") from e
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=ZoneInfo(tz))
-    return int(dt.timestamp() * 1000)
+    try:
+        ms = int(dt.timestamp() * 1000)
+    except (OverflowError, ValueError, OSError) as e:
+        raise ConfigError(f"time {v!r}: out of range") from e
+    return checks.time_ms(ms, f"time {v!r}")
 
 
 def day_ms(day: str, tz: str, now: datetime | None = None) -> tuple[int, int]:
@@ -86,11 +94,31 @@ def whole_minutes(first_ms: int, last_ms: int) -> tuple[int, int]:
     return first_ms - first_ms % 60_000, last_ms - last_ms % 60_000 + 60_000
 
 
+def load_radio(path: str, plan: Any) -> Any:
+    """The radio model file ``path`` (``footfall calibrate --out``) for ``plan``; a file
+    that is not one is a ConfigError naming it."""
+    from heatmap.spatial.radio_model import RadioModel
+
+    if not Path(path).is_file():
+        raise ConfigError(f"--radio {path}: no such radio model file")
+    try:
+        return RadioModel.load(path, plan)
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as e:
+        raise ConfigError(
+            f"--radio {path}: not a radio model file ({type(e).__name__}: {e})"
+        ) from e
+
+
 def cmd_report(a: argparse.Namespace) -> int:
+    import sqlite3
+
     from heatmap.aggregator import store_db
+    from heatmap.aggregator.db_migrations import DatabaseError
     from heatmap.report.store_report import analyze
     from heatmap.spatial.floorplan import load, load_default
-    from heatmap.spatial.radio_model import RadioModel
+    from heatmap.spatial.walkable_grid import grid_shape
 
     floor, db_arg = a.floor, a.db
     if a.config:
@@ -105,11 +133,16 @@ def cmd_report(a: argparse.Namespace) -> int:
     db = Path(db_arg)
     if not db.exists():
         raise ConfigError(f"{db}: no such store database")
-    if a.cell <= 0 or a.cell > 5:
+    if not 0 < a.cell <= 5:  # NaN too
         raise ConfigError(f"--cell {a.cell:g}: a grid cell is between 0 and 5 m")
+    grid_shape(plan.bounds, a.cell)
+    checks.output_dir(a.out, "--out")
+    if a.truth and not Path(a.truth).is_dir():
+        raise ConfigError(f"--truth {a.truth}: no such simulator truth directory")
     tz = plan.timezone
     if a.day and a.until:
         raise ConfigError("--until goes with --since, not with --day")
+    radio = load_radio(a.radio, plan) if a.radio else None
     conn = store_db.connect(db, readonly=True)
     try:
         extent = obs_extent_ms(conn)
@@ -127,10 +160,17 @@ def cmd_report(a: argparse.Namespace) -> int:
             t0, t1 = since, until
         if t1 <= t0:
             raise ConfigError("the period is empty: --until must come after --since")
+        if t1 - t0 > MAX_PERIOD_DAYS * 24 * HOUR_MS:
+            raise ConfigError(
+                f"the period {_span(t0, t1, tz)} is longer than {MAX_PERIOD_DAYS} days: "
+                "report a day (--day) or a shorter --since/--until at a time"
+            )
         n = conn.execute(
             "SELECT COUNT(*) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
         ).fetchone()[0]
         purged = purged_hours(conn, t0, t1)
+    except sqlite3.Error as e:
+        raise DatabaseError(f"{db}: {e}") from e
     finally:
         conn.close()
     if not n:
@@ -138,21 +178,23 @@ def cmd_report(a: argparse.Namespace) -> int:
             f"{db}: no observations in {_span(t0, t1, tz)} (pseudonymous rows live "
             "retention_hours, 24 h by default: report a day before they go)"
         )
-    radio = RadioModel.load(a.radio, plan) if a.radio else None
     out = Path(a.out)
     started = time.monotonic()
     with progress_bar(not a.quiet) as prog:
-        rep = analyze(
-            plan,
-            db,
-            t0,
-            t1,
-            out,
-            truth_dir=Path(a.truth) if a.truth else None,
-            progress=prog,
-            cell_m=a.cell,
-            radio=radio,
-        )
+        try:
+            rep = analyze(
+                plan,
+                db,
+                t0,
+                t1,
+                out,
+                truth_dir=Path(a.truth) if a.truth else None,
+                progress=prog,
+                cell_m=a.cell,
+                radio=radio,
+            )
+        except sqlite3.Error as e:  # a file damaged past what opening it checks
+            raise DatabaseError(f"{db}: {e}") from e
     print(
         f"footfall report: {plan.name}, {_span(t0, t1, tz)}: {n} observations "
         f"localized on {a.cell:g} m cells in {time.monotonic() - started:.0f} s"

@@ -7,20 +7,48 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from firmware_bridge.errors import ConfigError
+from sensing.cli import checks
 from sensing.cli.progress_bar import progress_bar
+
+HOURS = (0.1, 168.0)
+"""store hours a simulation may cover (6 minutes to a week)"""
+
+
+def _scenario(a: argparse.Namespace) -> Any:
+    """The simulated day of ``--hours``, ``--seed``, ``--start``, checked."""
+    from heatmap.simulate.demo import default_scenario
+
+    checks.within(a.hours, *HOURS, "--hours", " h")
+    if a.seed < 0:
+        raise ConfigError(f"--seed {a.seed}: must be 0 or more")
+    if a.start is not None:
+        try:
+            datetime.fromisoformat(a.start)
+        except ValueError as e:
+            raise ConfigError(
+                f"--start {a.start!r}: not an ISO time (e.g. 2026-11-20T10:00)"
+            ) from e
+    return default_scenario(a.hours, a.seed, a.start)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from heatmap.simulate.demo import default_scenario, run_demo
+    from heatmap.simulate.demo import run_demo
+    from heatmap.spatial.floorplan import load_default
+    from heatmap.spatial.walkable_grid import grid_shape
 
+    scenario = _scenario(a)
+    if not 0 < a.cell <= 5:  # NaN too
+        raise ConfigError(f"--cell {a.cell:g}: a grid cell is between 0 and 5 m")
+    grid_shape(load_default().bounds, a.cell)
+    out_dir = checks.output_dir(a.out, "--out")
     t = time.monotonic()
     with progress_bar(not a.quiet) as prog:
-        res = run_demo(
-            Path(a.out), default_scenario(a.hours, a.seed, a.start), a.broker, prog, cell_m=a.cell
-        )
+        res = run_demo(out_dir, scenario, a.broker, prog, cell_m=a.cell)
     rep = res.report
     out = res.out.resolve()
     print(
@@ -48,13 +76,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
-    from heatmap.simulate.demo import default_scenario
     from heatmap.simulate.store_day import simulate
     from heatmap.spatial.floorplan import load, load_default
 
+    scenario = _scenario(a)
+    out_dir = checks.output_dir(a.out, "--out")
     plan = load(a.floor) if a.floor else load_default()
     with progress_bar(not a.quiet) as prog:
-        res = simulate(plan, default_scenario(a.hours, a.seed, a.start), Path(a.out), prog)
+        res = simulate(plan, scenario, out_dir, prog)
     print(
         f"simulated {a.hours:g} h: {res.people}, {res.phones} phones; "
         f"wifi frames {sum(res.wifi_frames.values())}, ble frames {sum(res.ble_frames.values())}, "
