@@ -154,6 +154,8 @@ def f(tmp_path_factory: pytest.TempPathFactory) -> Files:
         ("store_huge.toml", d / "good.db", f'floor_plan = "{d / "huge.toml"}"'),
     ):
         (d / name).write_text(STORE_TOML.format(db=db, floor=floor))
+    tls_lines = f'ca = "{d / "cert.pem"}"\ncert = "{d / "cert.pem"}"\nkey = "{d / "cert.pem"}"\n'
+    (d / "store_tlscert.toml").write_text(STORE_TOML.format(db=d / "agg.db", floor="") + tls_lines)
     tls = f'ca = "{d / "cert.pem"}"\ncert = "{d / "cert.pem"}"\nkey = "{d / "cert.pem"}"'
     for name, keyfile, t in (
         ("node_certkey.toml", d / "cert.pem", ""),
@@ -401,6 +403,7 @@ def _cases(f: Files) -> list[Case]:
     add("aggregator db is text", "aggregator", "--config", f.store_text_toml)
     add("aggregator db is newer", "aggregator", "--config", f.store_newer_toml)
     add("aggregator 1e9 m plan", "aggregator", "--config", f.store_huge_toml)
+    add("aggregator certificate as TLS key", "aggregator", "--config", f.store_tlscert_toml)
     add("no command", rc=2)
     add("unknown command", "frobnicate", rc=2)
     return c

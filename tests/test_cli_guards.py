@@ -91,6 +91,9 @@ def test_opening_a_file_that_is_no_store_database_names_the_file(tmp_path: Path)
         assert str(tmp_path / name) in str(e.value)
     with pytest.raises(DatabaseError, match="is a directory"):
         store_db.connect(tmp_path / "adir")  # the aggregator's own open
+    with pytest.raises(DatabaseError, match="newer than this footfall") as e:
+        store_db.connect(newer)
+    assert str(newer) in str(e.value)
     store_db.connect(good, readonly=True).close()
 
 

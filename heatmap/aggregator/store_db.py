@@ -111,9 +111,11 @@ def connect(
     except sqlite3.DatabaseError as e:
         conn.close()
         raise DatabaseError(f"{p}: {e}") from e
-    except DatabaseError:
+    except DatabaseError as e:
         conn.close()
-        raise
+        if str(p) in str(e):
+            raise
+        raise DatabaseError(f"{p}: {e}") from e
     return conn
 
 
