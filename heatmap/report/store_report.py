@@ -84,10 +84,13 @@ def check_plan_matches(plan: FloorPlan, conn: sqlite3.Connection, t0_ms: int, t1
     """Raise ConfigError if no node that published observations in [t0, t1) (Unix ms)
     is a node of ``plan``: the floor plan is another store's (or the database is), and
     every observation would fall outside the radio model."""
-    rows = conn.execute(
-        "SELECT DISTINCT publisher FROM batches WHERE kind = 'obs' AND t1 >= ? AND t0 < ?",
-        (t0_ms, t1_ms),
-    ).fetchall()
+    try:
+        rows = conn.execute(
+            "SELECT DISTINCT publisher FROM batches WHERE kind = 'obs' AND t1 >= ? AND t0 < ?",
+            (t0_ms, t1_ms),
+        ).fetchall()
+    except sqlite3.OperationalError:  # a v1 file (no batches.t1): nothing to compare with
+        return
     heard = sorted(r[0] for r in rows)
     ours = [n.id for n in plan.nodes]
     if heard and not set(heard) & set(ours):
