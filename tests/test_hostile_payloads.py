@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +32,17 @@ from heatmap.aggregator.status import StatusInputs, status_payload
 from heatmap.aggregator.store_db import StoreDB
 from sensing.wire import payloads, topics
 
-from ingest_fixtures import ROOT, T0, door, obs, obs_payload, publisher, wait_until
+from ingest_fixtures import (
+    ROOT,
+    T0,
+    door,
+    obs,
+    obs_payload,
+    publisher,
+    start_aggregator,
+    wait_until,
+    write_config,
+)
 
 STORE = "hostile"
 DEEP = b"[" * 10_000 + b"]" * 10_000
@@ -327,3 +338,50 @@ def test_an_outbound_kind_is_rejected_before_its_payload_is_decoded(tmp_path: Pa
         w.handle(topic, DEEP)
         w.handle(topic, obs(0))
     assert w.rejects == {"unexpected_kind": 4}
+
+
+@pytest.mark.slow
+def test_the_aggregator_daemon_survives_hostile_payloads_and_keeps_publishing_status(
+    mosquitto: RunningBroker, tmp_path: Path, recorder_factory: Any
+) -> None:
+    """Cases 1 and 3 end to end: the daemon under systemd's restart policy crash-looped
+    on a nested payload and froze its status on a non-UTF-8 one. Now each is a counted
+    reject, the status keeps coming (and validates), and the next batch is stored."""
+    store = "hostile2"
+    cfg = write_config(tmp_path / "store.toml", store, mosquitto.address)
+    rec = recorder_factory(mosquitto.address, topics.aggregator_status_topic(store))
+
+    def last() -> dict[str, Any]:
+        with rec.lock:
+            return json.loads(rec.messages[-1][1]) if rec.messages else {}
+
+    proc = start_aggregator(cfg, tmp_path / "agg.log")
+    o = topics.obs_topic(store, "n1")
+    st = topics.node_status_topic(store, "n1")
+    try:
+        wait_until(lambda: last().get("state") == "online", what="status online")
+        now = int(time.time() * 1000)
+        with publisher(mosquitto.address, "test-hostile-pub2") as pub:
+            pub.publish(st, DEEP, retain=True)
+            pub.publish(o, DEEP)
+            pub.publish(o, b"\xff\xfe\xc3\x28")
+            pub.publish(o, b'{"v":1,"node":"n1","seq":NaN,"t0":1,"obs":[]}')
+            pub.publish(o, obs(0, t0=MAX_T - 3_600_000))
+            pub.publish(o, obs(1, t0=now))
+            pub.drain()
+        want = {"too_deep": 2, "not_utf8": 1, "not_json": 1, "time_future": 1}
+        wait_until(lambda: last().get("rejects") == want, what=f"status rejects {want}")
+        t_seen = last()["t"]
+        wait_until(lambda: last().get("t", 0) > t_seen, what="the next status")
+        payloads.validate("aggregator_status", last())
+        assert last()["state"] == "online" and last()["ingest"]["batches"] == 1
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        with publisher(mosquitto.address, "test-hostile-pub2") as pub:
+            pub.publish(st, b"", retain=True)  # the retained nested payload goes
+            pub.drain()
