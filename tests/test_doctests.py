@@ -18,6 +18,8 @@ MODULES = [
     "heatmap.spatial.floorplan",
     "heatmap.spatial.walkable_grid",
     "sensing.cli.report",
+    "sensing.runtime.typed_config",
+    "sensing.runtime.private_files",
 ]
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from heatmap.aggregator import db_migrations
 from heatmap.aggregator.db_migrations import DatabaseError
+from sensing.runtime.private_files import private_file
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def connect(
     if p.is_dir():
         raise DatabaseError(f"{p}: is a directory, not a database file")
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
+        private_file(p)  # 0600 in a 0700 folder; SQLite's -wal and -shm inherit it
         conn = sqlite3.connect(p, timeout=timeout_s, check_same_thread=False)
     except (OSError, sqlite3.Error) as e:
         raise DatabaseError(f"{p}: cannot open the database: {e}") from e
@@ -371,9 +372,9 @@ def backup(src: sqlite3.Connection, dest: str | Path) -> int:
     d = Path(dest)
     if d.exists():
         raise DatabaseError(f"{d}: exists; backups never overwrite a file")
-    d.parent.mkdir(parents=True, exist_ok=True)
     tmp = d.with_name(d.name + ".partial")
     tmp.unlink(missing_ok=True)
+    private_file(tmp)  # a backup holds what the store holds
     out = sqlite3.connect(tmp)
     try:
         src.backup(out, pages=-1)

@@ -38,6 +38,7 @@ def cmd_aggregator(a: argparse.Namespace) -> int:
     from heatmap.aggregator import config as aggregator_config
     from heatmap.aggregator import db_migrations
     from heatmap.aggregator.daemon import AggregatorDaemon
+    from sensing.runtime.private_files import private_umask
 
     cfg = aggregator_config.load(a.config)
     checks.tls_files(cfg.broker.tls, a.config)
@@ -53,6 +54,7 @@ def cmd_aggregator(a: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    private_umask()  # the store database and what it writes are private, systemd or not
     daemon = AggregatorDaemon(cfg)
     daemon.start()
     print(

@@ -23,6 +23,7 @@ def cmd_node(a: argparse.Namespace) -> int:
     from sensing.node import log as node_log
     from sensing.node.daemon import NodeDaemon
     from sensing.privacy.key_file import KeyFile
+    from sensing.runtime.private_files import private_umask
 
     cfg = node_config.load(a.config)
     # the files the daemon needs first, checked before it starts (and logs)
@@ -30,6 +31,7 @@ def cmd_node(a: argparse.Namespace) -> int:
     ring.erase()
     checks.tls_files(cfg.broker.address().tls, a.config)
     node_log.setup(a.log_level or cfg.log_level)
+    private_umask()  # the spool and the state it writes are private, systemd or not
     s = NodeDaemon(cfg).run()
     return 0 if s.state in ("done", "stopped") else 1
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_bridge.errors import FootfallError
+from sensing.runtime.private_files import private_file
 
 SCHEMA_VERSION = 1
 
@@ -132,7 +133,7 @@ class Spool:
         self.max_batches = max_batches
         self.max_bytes = max_bytes
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # 0600 in a 0700 folder; -wal and -shm inherit it
             self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
