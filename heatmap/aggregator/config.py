@@ -37,6 +37,7 @@ Only ``aggregator.store`` and ``aggregator.db`` are required.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from heatmap.aggregator.config_model import StoreFile
 from heatmap.aggregator.pid_class import ClassRule
 from heatmap.aggregator.retention import RetentionPolicy
 from sensing.runtime.mqtt_link import BrokerAddress, TlsFiles
-from sensing.runtime.typed_config import read_toml, validate
+from sensing.runtime.typed_config import config_path, read_toml, validate
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,7 @@ def parse(
     f = validate(data, StoreFile, source)
     base = base or Path.cwd()
 
-    def path(v: str | None) -> Path | None:
-        if v is None:
-            return None
-        p = Path(v).expanduser()
-        return p if p.is_absolute() else base / p
+    path = partial(config_path, base=base)
 
     def error(key: str, what: str) -> ConfigError:
         return ConfigError(f"{source}: {key}: {what}")

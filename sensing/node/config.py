@@ -24,15 +24,16 @@ Relative paths are resolved against the file's directory. See
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sensing.capture.channel_plan import ChannelPlan
 from sensing.node import config_model
-from sensing.node.config_model import DEFAULT_CHANNELS, NodeFile
+from sensing.node.config_model import DEFAULT_CHANNELS, NodeFile, has_live_source
 from sensing.node.pipeline import NodeFilters
 from sensing.runtime.mqtt_link import BrokerAddress, TlsFiles
-from sensing.runtime.typed_config import read_toml, validate
+from sensing.runtime.typed_config import config_path, read_toml, validate
 
 DEFAULT_STATE_DIR = Path(config_model.DEFAULT_STATE_DIR)
 
@@ -148,11 +149,8 @@ class NodeConfig:
     @property
     def live(self) -> bool:
         """True if any source is a live radio, serial port or GPIO."""
-        return bool(
-            self.wifi.interface
-            or self.ble.adapter
-            or any(b.port for b in self.boards)
-            or self.beams
+        return has_live_source(
+            self.wifi.interface, self.ble.adapter, (b.port for b in self.boards), self.beams
         )
 
 
@@ -171,11 +169,7 @@ def parse(data: dict[str, Any], src: str = "<memory>", base: Path | None = None)
     f = validate(data, NodeFile, src)
     base = base or Path.cwd()
 
-    def path(v: str | None) -> Path | None:
-        if v is None:
-            return None
-        p = Path(v).expanduser()
-        return p if p.is_absolute() else base / p
+    path = partial(config_path, base=base)
 
     b, w, fl, rp = f.broker, f.wifi, f.filters, f.replay
     dwell_by = {int(ch): ms for ch, ms in w.dwell_by_channel.items()}

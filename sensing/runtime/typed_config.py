@@ -77,6 +77,15 @@ def validate(doc: Any, model: type[M], source: str) -> M:
         raise ConfigError(f"{source}: {msg}" if source else msg) from None
 
 
+def config_path(value: str | None, base: Path) -> Path | None:
+    """A path named in a config file: ``~`` expanded, a relative one taken against ``base``
+    (the file's folder); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
 def describe(e: ValidationError, model: type[BaseModel]) -> str:
     """The first of pydantic's errors as ``path: message``, with a nearest-name hint."""
     err = _first(e.errors(include_url=False))
