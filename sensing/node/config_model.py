@@ -13,6 +13,7 @@ This module is on the node: it imports neither numpy nor anything of ``heatmap``
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
@@ -51,6 +52,17 @@ Channel = Annotated[
 ]
 """a 2.4 GHz (1–14) or 5 GHz (32–177) Wi-Fi channel number"""
 Dwell = Annotated[int, Within(MIN_DWELL_MS, 60_000)]
+
+
+def has_live_source(
+    wifi_interface: str | None,
+    ble_adapter: str | None,
+    board_ports: Iterable[str | None],
+    beams: Sequence[object],
+) -> bool:
+    """Whether a node reads a live radio, serial port or GPIO (rather than capture files):
+    the one rule, for the file's validation and the running config alike."""
+    return bool(wifi_interface or ble_adapter or any(board_ports) or beams)
 
 
 class NodeSection(TomlTable):
@@ -317,11 +329,8 @@ class NodeFile(TomlTable):
     @property
     def live(self) -> bool:
         """True if any source is a live radio, serial port or GPIO."""
-        return bool(
-            self.wifi.interface
-            or self.ble.adapter
-            or any(b.port for b in self.boards)
-            or self.beams
+        return has_live_source(
+            self.wifi.interface, self.ble.adapter, (b.port for b in self.boards), self.beams
         )
 
     @model_validator(mode="after")
