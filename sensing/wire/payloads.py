@@ -276,18 +276,39 @@ def _int(v: Any, lo: int, hi: int) -> bool:
     return type(v) is int and lo <= v <= hi
 
 
+def _check_envelope(
+    obj: Any,
+    required: tuple[str, ...],
+    allowed: frozenset[str],
+    bad: Callable[[str, str], PayloadError],
+) -> None:
+    """What every batch's check begins with: an object, its required keys, no other
+    keys than ``allowed``, and ``v`` = 1 (an integer)."""
+    if type(obj) is not dict:
+        raise bad("(root)", "not an object")
+    for k in required:
+        if k not in obj:
+            raise bad("(root)", f"{k!r} is a required property")
+    extra = obj.keys() - allowed
+    if extra:
+        raise bad("(root)", f"additional properties not allowed: {sorted(extra)}")
+    if obj["v"] != 1 or type(obj["v"]) is not int:
+        raise bad("v", "must be 1")
+
+
+def _rows(obj: dict[str, Any], key: str, bad: Callable[[str, str], PayloadError]) -> list[Any]:
+    """A batch's rows: an array of at most 20,000 items."""
+    rows = obj[key]
+    if type(rows) is not list:
+        raise bad(key, "must be an array")
+    if len(rows) > 20000:
+        raise bad(key, "more than 20000 items")
+    return rows
+
+
 def check_obs(obj: Any) -> None:
     """Raise PayloadError unless ``obj`` satisfies obs.schema.json."""
-    if type(obj) is not dict:
-        raise _bad("(root)", "not an object")
-    for k in ("v", "node", "seq", "t0", "obs"):
-        if k not in obj:
-            raise _bad("(root)", f"{k!r} is a required property")
-    extra = obj.keys() - _OBS_KEYS
-    if extra:
-        raise _bad("(root)", f"additional properties not allowed: {sorted(extra)}")
-    if obj["v"] != 1 or type(obj["v"]) is not int:
-        raise _bad("v", "must be 1")
+    _check_envelope(obj, ("v", "node", "seq", "t0", "obs"), _OBS_KEYS, _bad)
     if type(obj["node"]) is not str or not _ID.fullmatch(obj["node"]):
         raise _bad("node", "must match [A-Za-z0-9_-]{1,64}")
     if not _int(obj["seq"], 0, _MAX_INT):
@@ -296,11 +317,7 @@ def check_obs(obj: Any) -> None:
         raise _bad("t0", "must be an integer >= 0")
     if "epoch" in obj and not _int(obj["epoch"], 0, _MAX_INT):
         raise _bad("epoch", "must be an integer >= 0")
-    rows = obj["obs"]
-    if type(rows) is not list:
-        raise _bad("obs", "must be an array")
-    if len(rows) > 20000:
-        raise _bad("obs", "more than 20000 items")
+    rows = _rows(obj, "obs", _bad)
     pid_ok, sig_ok = _PID.fullmatch, _SIG.fullmatch
     for i, r in enumerate(rows):
         if type(r) is not list or not 5 <= len(r) <= 6:
@@ -327,16 +344,7 @@ def _check_events(obj: Any, kind: str, width: int, row_ok: Callable[[list[Any]],
     def bad(where: str, what: str) -> PayloadError:
         return PayloadError(f"{kind} payload invalid at {where}: {what}", "schema")
 
-    if type(obj) is not dict:
-        raise bad("(root)", "not an object")
-    for k in ("v", "seq", "t0", "ev"):
-        if k not in obj:
-            raise bad("(root)", f"{k!r} is a required property")
-    extra = obj.keys() - _EVENT_KEYS
-    if extra:
-        raise bad("(root)", f"additional properties not allowed: {sorted(extra)}")
-    if obj["v"] != 1 or type(obj["v"]) is not int:
-        raise bad("v", "must be 1")
+    _check_envelope(obj, ("v", "seq", "t0", "ev"), _EVENT_KEYS, bad)
     if not _int(obj["seq"], 0, _MAX_INT):
         raise bad("seq", "must be an integer >= 0")
     if not _int(obj["t0"], 0, _MAX_INT):
@@ -348,11 +356,7 @@ def _check_events(obj: Any, kind: str, width: int, row_ok: Callable[[list[Any]],
         for k, v in board.items():
             if type(v) is not int or v < 0:
                 raise bad(f"board/{k}", "must be an integer >= 0")
-    rows = obj["ev"]
-    if type(rows) is not list:
-        raise bad("ev", "must be an array")
-    if len(rows) > 20000:
-        raise bad("ev", "more than 20000 items")
+    rows = _rows(obj, "ev", bad)
     for i, r in enumerate(rows):
         if type(r) is not list or len(r) != width:
             raise bad(f"ev/{i}", f"must be an array of {width} items")
