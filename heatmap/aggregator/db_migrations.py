@@ -12,9 +12,9 @@ it also adopts a file that skeleton wrote, whose ``user_version`` is 0).
 >>> import sqlite3
 >>> conn = sqlite3.connect(":memory:")
 >>> migrate(conn)
-(0, 3)
+(0, 4)
 >>> migrate(conn)
-(3, 3)
+(4, 4)
 """
 
 from __future__ import annotations
@@ -94,6 +94,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (hour_ms, pid)) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS hour_purges (
             hour_ms INTEGER PRIMARY KEY, purged_ms INTEGER NOT NULL);
+        """,
+    ),
+    Migration(
+        4,
+        "live aggregator: located windows (pseudonymous, retained like obs) and the "
+        "person-seconds per cell of each processed interval (working state)",
+        """
+        CREATE TABLE IF NOT EXISTS track_windows (
+            t_ms INTEGER NOT NULL, pid TEXT NOT NULL, x REAL NOT NULL, y REAL NOT NULL,
+            p_in REAL NOT NULL, zone INTEGER NOT NULL, cell INTEGER NOT NULL);
+        CREATE INDEX IF NOT EXISTS track_windows_t ON track_windows (t_ms);
+        CREATE INDEX IF NOT EXISTS track_windows_pid ON track_windows (pid, t_ms);
+        CREATE TABLE IF NOT EXISTS live_intervals (
+            t0_ms INTEGER PRIMARY KEY, t1_ms INTEGER NOT NULL, processed_ms INTEGER NOT NULL,
+            windows INTEGER NOT NULL, rf_inside_s REAL NOT NULL, cells BLOB NOT NULL);
         """,
     ),
 )

@@ -104,6 +104,9 @@ def expire(conn: sqlite3.Connection, now_ms: int, policy: RetentionPolicy) -> Ex
     """Step 1: delete what is older than the horizon. The caller commits."""
     h = policy.horizon_ms(now_ms)
     obs = conn.execute("DELETE FROM obs WHERE t_ms < ?", (h,)).rowcount
+    # the live aggregator's located windows and interval cells age with the rows
+    conn.execute("DELETE FROM track_windows WHERE t_ms < ?", (h,))
+    conn.execute("DELETE FROM live_intervals WHERE t1_ms <= ?", (h,))
     stale = conn.execute(
         "SELECT publisher, t0, t1 FROM batches WHERE kind = 'obs' AND received_ms < ? AND t1 >= ?",
         (h, h),
@@ -189,6 +192,12 @@ def purge_passersby(
         "DELETE FROM obs WHERE t_ms >= ? AND t_ms < ? AND pid IN (SELECT pid FROM purge_pids)",
         (hour_ms, hour_ms + HOUR_MS),
     ).rowcount
+    # and their located windows (the live aggregator's), which name them as well
+    conn.execute(
+        "DELETE FROM track_windows WHERE t_ms >= ? AND t_ms < ? "
+        "AND pid IN (SELECT pid FROM purge_pids)",
+        (hour_ms, hour_ms + HOUR_MS),
+    )
     conn.execute(
         "DELETE FROM pid_class WHERE hour_ms = ? AND pid IN (SELECT pid FROM purge_pids)",
         (hour_ms,),
