@@ -78,10 +78,19 @@ def publisher(addr: BrokerAddress, client_id: str) -> Iterator[Publisher]:
         c.loop_stop()
 
 
-def write_config(path: Path, store: str, addr: BrokerAddress, **aggregator: Any) -> Path:
-    """A store.toml for ``store`` on ``addr``; ``aggregator`` keys go to [aggregator]."""
+def write_config(
+    path: Path,
+    store: str,
+    addr: BrokerAddress,
+    live: dict[str, Any] | None = None,
+    **aggregator: Any,
+) -> Path:
+    """A store.toml for ``store`` on ``addr``; ``aggregator`` keys go to [aggregator],
+    ``live`` keys to [live]."""
     a = {"store": store, "db": "store.db", "status_interval_s": 0.5, **aggregator}
     lines = ["[aggregator]"] + [f"{k} = {json.dumps(v)}" for k, v in a.items()]
+    if live is not None:
+        lines += ["", "[live]"] + [f"{k} = {json.dumps(v)}" for k, v in live.items()]
     lines += ["", "[broker]", f'host = "{addr.host}"', f"port = {addr.port}"]
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -350,9 +350,10 @@ def test_sigkill_mid_write_leaves_whole_batches_and_restart_loses_nothing(
 
 
 def test_hourly_job_through_the_ingest_writer(mosquitto: RunningBroker, tmp_path: Path) -> None:
-    """The daemon's retention: a clock two hours after the data; the hour is aggregated,
-    its passersby deleted, a visitor kept; nodes of the floor plan never heard are
-    reported offline; data older than the horizon is refused at ingest."""
+    """The daemon's retention without the live aggregator: a clock two hours after the
+    data; the hour is aggregated (``presence``), its passersby deleted by the RSSI rule, a
+    visitor kept; nodes of the floor plan never heard are reported offline; data older
+    than the horizon is refused at ingest."""
     store = "agg3"  # the default floor plan, as another store (the demo tests use "demo")
     plan = tmp_path / "plan.toml"
     plan.write_text(
@@ -366,6 +367,7 @@ def test_hourly_job_through_the_ingest_writer(mosquitto: RunningBroker, tmp_path
             floor_plan=str(plan),
             client_id="test-agg3",
             k=2,
+            live={"enabled": False},
         )
     )
     hour = T0 - T0 % HOUR_MS

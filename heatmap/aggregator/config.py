@@ -23,6 +23,12 @@ complete file::
     wifi_min_rssi_dbm = -70
     visitor_min_span_s = 60
 
+    [live]
+    enabled = true                       # live aggregates (needs floor_plan)
+    interval_s = 300                     # rows located every …, s
+    lag_s = 60                           # … this long after the interval ended
+    cell_m = 1.0                         # heatmap grid cell, m
+
     [broker]
     host = "127.0.0.1"
     port = 8883                          # default 8883 with TLS, 1883 without
@@ -43,6 +49,7 @@ from typing import Any
 
 from firmware_bridge.errors import ConfigError
 from heatmap.aggregator.config_model import StoreFile
+from heatmap.aggregator.live.settings import LiveSettings
 from heatmap.aggregator.pid_class import ClassRule
 from heatmap.aggregator.retention import RetentionPolicy
 from sensing.runtime.mqtt_link import BrokerAddress, TlsFiles
@@ -63,6 +70,8 @@ class AggregatorConfig:
     status_interval_s: float = 10.0
     offline_after_s: float = 300.0
     source: str = "<memory>"
+    live: LiveSettings | None = None
+    """the live aggregator's settings; None: off (``[live] enabled = false``, or no plan)"""
 
 
 def load(path: str | Path) -> AggregatorConfig:
@@ -126,6 +135,12 @@ def parse(
         k=a.k,
         tz=tz,
     )
+    lv = f.live
+    live = (
+        LiveSettings(interval_s=lv.interval_s, lag_s=lv.lag_s, cell_m=lv.cell_m, k=a.k)
+        if lv.enabled and plan_path is not None
+        else None
+    )
     return AggregatorConfig(
         store=a.store,
         db=path(a.db),  # type: ignore[arg-type]
@@ -138,4 +153,5 @@ def parse(
         status_interval_s=a.status_interval_s,
         offline_after_s=a.offline_after_s,
         source=source,
+        live=live,
     )

@@ -86,6 +86,34 @@ class RetentionSection(TomlTable):
     )
 
 
+class LiveSection(TomlTable):
+    """``[live]``: the live aggregator (needs ``aggregator.floor_plan``)."""
+
+    enabled: bool = Field(
+        True, description="locate the rows every interval and keep k-anonymous aggregates"
+    )
+    interval_s: Annotated[float, Within(30, 900)] = Field(
+        300.0,
+        description="rows are located and folded into aggregates every, s (divides 900)",
+        json_schema_extra={UNIT: "s"},
+    )
+    lag_s: Annotated[float, Within(0, 3600)] = Field(
+        60.0,
+        description="an interval is processed this long after it ended (late batches), s",
+        json_schema_extra={UNIT: "s"},
+    )
+    cell_m: Annotated[float, Within(0.25, 5)] = Field(
+        1.0, description="heatmap grid cell, m", json_schema_extra={UNIT: "m"}
+    )
+
+    @field_validator("interval_s")
+    @classmethod
+    def _divides_slot(cls, v: float) -> float:
+        if 900 % v or v % 5:
+            raise ValueError(f"must divide 900 s and be whole 5 s windows, not {v:g}")
+        return v
+
+
 class BrokerSection(BrokerTls):
     """``[broker]``: the store's MQTT broker."""
 
@@ -113,5 +141,8 @@ class StoreFile(TomlTable):
     aggregator: AggregatorSection = Field(description="the store, its database and floor plan")
     retention: RetentionSection = Field(
         default_factory=RetentionSection, description="retention and the visitor rule"
+    )
+    live: LiveSection = Field(
+        default_factory=LiveSection, description="the live aggregator and its aggregates"
     )
     broker: BrokerSection = Field(default_factory=BrokerSection, description="the MQTT broker")

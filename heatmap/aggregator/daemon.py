@@ -1,8 +1,9 @@
 """``footfall aggregator``: the store aggregator as a long-running process.
 
 A thin composition root over :class:`heatmap.aggregator.ingest.Ingestor` (MQTT → SQLite),
-:mod:`heatmap.aggregator.retention` (hourly, and at start) and
-:mod:`heatmap.aggregator.status` (retained status every ``status_interval_s``).
+:class:`heatmap.aggregator.live.processor.LiveProcessor` (rows → k-anonymous aggregates,
+every interval, on its own thread), :mod:`heatmap.aggregator.retention` (hourly, and at
+start) and :mod:`heatmap.aggregator.status` (retained status every ``status_interval_s``).
 
 * Ingest refuses batches older than the retention horizon (they would be
   deleted at once).
@@ -15,6 +16,11 @@ A thin composition root over :class:`heatmap.aggregator.ingest.Ingestor` (MQTT �
   ``{"v":1,"state":"offline"}``; a clean stop publishes ``offline`` itself. A
   status the broker cannot take (away for 100 intervals) is dropped and counted,
   never raised.
+* The live aggregator reads with its own read-only connection and hands its
+  writes to the ingest writer thread, like retention. A failing step is logged
+  and counted in the status (``live.errors``) and tried again; ingest goes on.
+  With it, the hourly job does not write its own ``presence`` aggregate: the live
+  hour's aggregates say when a passer-by's rows may go.
 * A storage failure stops the process with an error (crash-only: whatever was
   not committed was not acknowledged, and the broker redelivers it to the
   persistent session when the aggregator is back).
@@ -37,6 +43,7 @@ from heatmap.aggregator.config import AggregatorConfig
 from heatmap.aggregator.db_migrations import DatabaseError
 from heatmap.aggregator.ingest import Ingestor
 from heatmap.aggregator.ingest_stats import IngestStats
+from heatmap.aggregator.live.processor import MAX_INTERVALS_PER_STEP, LiveProcessor
 from heatmap.aggregator.pid_class import HOUR_MS
 from heatmap.aggregator.retention import RetentionReport
 from sensing.runtime.mqtt_link import Publisher
@@ -115,9 +122,28 @@ class AggregatorDaemon:
         self._job: threading.Thread | None = None
         self._stopping = threading.Event()
         self._refused_seen = 0
+        self.live: LiveProcessor | None = None
+        self._live_thread: threading.Thread | None = None
+        self.live_errors = 0
+        self.live_error: str | None = None
+        if cfg.live is not None and cfg.floor_plan is not None:
+            from heatmap.spatial import floorplan
+
+            self.live = LiveProcessor(
+                cfg.db,
+                floorplan.load(cfg.floor_plan),
+                cfg.live,
+                write=self._submit,
+                retention_rule=cfg.retention.rule,
+            )
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def _submit(self, step: Callable[[Any], Any]) -> Any:
+        if self._stopping.is_set():
+            raise InterruptedError("the aggregator is stopping")
+        return self.ingest.submit(step).result(timeout=JOB_STEP_TIMEOUT_S)
 
     # ---------------------------------------------------------------- life cycle
 
@@ -142,6 +168,9 @@ class AggregatorDaemon:
         """Run until ``stop`` is set; raises if storage failed."""
         next_status = time.monotonic()
         next_job = self.now_ms()  # at start
+        if self.live is not None and self._live_thread is None:
+            self._live_thread = threading.Thread(target=self.run_live, name="live", daemon=True)
+            self._live_thread.start()
         self.notifier.ready(f"store {self.cfg.store}, database {self.cfg.db}")
         while True:
             self.notifier.watchdog()  # a hung loop is restarted (WatchdogSec in the unit)
@@ -173,12 +202,56 @@ class AggregatorDaemon:
         self._stopping.set()  # a running retention job ends after its current step
         if self._job is not None:
             self._job.join(timeout=JOB_STEP_TIMEOUT_S)
+        if self._live_thread is not None:
+            self._live_thread.join(timeout=JOB_STEP_TIMEOUT_S)
+        if self.live is not None:
+            self.live.close()
         try:
             self._pub.publish(self.status_topic, OFFLINE, retain=True)
             self._pub.drain(10 if self._status_client.is_connected() else 1)
         except FootfallError as e:  # the broker is away: its last will says offline
             log.warning("could not publish the offline status: %s", e)
         self.ingest.stop()  # stores and acknowledges what is queued, then disconnects
+
+    # ---------------------------------------------------------------- live
+
+    def run_live(self) -> None:
+        """The live thread: a step every few seconds (at once again while catching up)."""
+        assert self.live is not None
+        settings = self.cfg.live
+        tick = min(5.0, (settings.interval_s if settings else 300.0) / 10)
+        while not self._stopping.is_set():
+            busy = False
+            try:
+                rep = self.live.step(self.now_ms())
+                busy = len(rep.intervals) >= MAX_INTERVALS_PER_STEP
+                self.live_error = None
+            except InterruptedError:
+                return
+            except Exception as e:  # logged and counted; tried again, ingest goes on
+                if self._stopping.is_set():
+                    return
+                self.live_errors += 1
+                self.live_error = f"{type(e).__name__}: {e}"
+                log.exception("live aggregation step failed")
+                self._stopping.wait(30.0)
+                continue
+            if not busy:
+                self._stopping.wait(tick)
+
+    def live_status(self) -> dict[str, Any] | None:
+        if self.live is None:
+            return None
+        rep = self.live.last
+        wm = rep.watermark_ms if rep is not None else None
+        return {
+            "watermark_ms": wm,
+            "lag_s": None if wm is None else round(max(self.now_ms() - wm, 0) / 1000, 1),
+            "cpu_s": round(self.live.cpu_s_total, 2),
+            "periods_written": self.live.periods_written,
+            "errors": self.live_errors,
+            "error": self.live_error,
+        }
 
     # ---------------------------------------------------------------- retention
 
@@ -199,7 +272,7 @@ class AggregatorDaemon:
             return self.ingest.submit(step).result(timeout=JOB_STEP_TIMEOUT_S)
 
         try:
-            rep = retention.run_steps(execute, now, self.cfg.retention)
+            rep = retention.run_steps(execute, now, self.cfg.retention, aggregate=self.live is None)
         except InterruptedError:
             return None  # every step commits on its own: the next run finishes the job
         except Exception as e:  # reported in the log and the status; ingest goes on
@@ -253,6 +326,7 @@ class AggregatorDaemon:
                     "publish_dropped": self._pub.dropped,
                     "subscriptions_refused": len(self.ingest.refused_subscriptions),
                 },
+                live=self.live_status(),
             ),
             state,
         )

@@ -82,6 +82,8 @@ class StatusInputs:
     retention_ran_ms: int | None
     retention_error: str | None = None
     mqtt: Mapping[str, int] | None = None
+    live: Mapping[str, Any] | None = None
+    """the live aggregator's progress (None: not running)"""
     """the aggregator's own connection: publish_refused, publish_dropped,
     subscriptions_refused"""
 
@@ -126,4 +128,6 @@ def status_payload(i: StatusInputs, state: str = "online") -> dict[str, Any]:
     }
     if i.mqtt is not None:
         out["mqtt"] = {k: int(v) for k, v in i.mqtt.items()}
+    if i.live is not None:
+        out["live"] = dict(i.live)
     return out

@@ -111,6 +111,7 @@ class LiveProcessor:
         self._ro: sqlite3.Connection | None = None
         self.last: StepReport | None = None
         self.cpu_s_total = 0.0
+        self.periods_written = 0
 
     # ------------------------------------------------------------------ plumbing
 
@@ -318,6 +319,7 @@ class LiveProcessor:
             rep.passerby_rows_deleted += self._write(write)
             self._fresh()
             rep.periods.append((unit, a))
+            self.periods_written += 1
 
     @staticmethod
     def _tally(c: sqlite3.Connection) -> dict[int, list[int]]:

@@ -1,0 +1,419 @@
+"""Reports from the stored aggregates: any period, long after the pseudonymous rows are gone.
+
+A period is covered by the largest stored pieces that fit in it: whole local days,
+then hours, then 15-minute slots (``footfall/store`` aggregates written by the
+live aggregator, :mod:`heatmap.aggregator.live`). Pieces combine as follows:
+
+* counts (door, visitors, passers-by, visits, zone visits and devices, moves) and
+  person-seconds add up: session figures are counted in the period a session
+  ended, so they add over periods;
+* a figure suppressed in a piece (fewer than k) stays out of the sum, and the
+  report says how many pieces had suppressed parts;
+* dwell percentiles of one piece are its own; over several they come from the
+  pieces' merged dwell buckets (interpolated within a bucket; said so);
+* zone dwell medians over several pieces are the visit-weighted median of the
+  pieces' medians (an approximation, said so);
+* the heatmap is the sum of the pieces' kept cells (each kept cell had ≥ k devices).
+
+What comes out is as k-anonymous as what went in: nothing is computed from rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
+
+from heatmap.aggregator.live import periods
+from heatmap.aggregator.live.period_figures import DWELL_BUCKETS_MIN, bucket_labels
+from heatmap.spatial.floorplan import FloorPlan
+from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
+
+F = NDArray[np.float64]
+SUMMED = (
+    "door_in",
+    "door_out",
+    "door_in_implied",
+    "visitors",
+    "passersby",
+    "visits_ended",
+    "person_seconds_inside",
+)
+
+
+@dataclass
+class Piece:
+    unit: str
+    t0_ms: int
+    t1_ms: int
+    payloads: dict[tuple[str, str], dict[str, Any]]
+
+
+@dataclass
+class PeriodFigures:
+    period: str
+    t0_ms: int
+    t1_ms: int
+    k: int
+    pieces: dict[str, int]
+    """days, hours, slots the period was built from"""
+    missing_s: float
+    """seconds of the period with no aggregate (before the store's first data, or not yet
+    processed)"""
+    store: dict[str, Any]
+    zones: dict[str, dict[str, Any]]
+    moves: list[list[Any]]
+    cells: F
+    """(nx·ny,) person-seconds per grid cell, kept cells of every piece summed"""
+    grid: dict[str, Any]
+    suppressed: dict[str, int] = field(default_factory=dict)
+    """how many pieces had each figure suppressed"""
+    notes: list[str] = field(default_factory=list)
+
+
+def _pieces(conn: sqlite3.Connection, t0: int, t1: int, tz: str) -> tuple[list[Piece], float]:
+    rows = conn.execute(
+        "SELECT kind, entity, t0_ms, t1_ms, payload FROM aggregates WHERE t0_ms >= ? "
+        "AND t1_ms <= ? AND kind IN ('footfall', 'zone', 'flows', 'heatmap')",
+        (t0, t1),
+    ).fetchall()
+    by_span: dict[tuple[int, int], dict[tuple[str, str], dict[str, Any]]] = {}
+    for kind, ent, a, b, pl in rows:
+        by_span.setdefault((a, b), {})[(kind, ent)] = json.loads(pl)
+    out: list[Piece] = []
+    missing = 0.0
+    t = t0
+    while t < t1:
+        for unit in ("day", "hour", "slot"):
+            a = periods.floor_local(t, unit, tz)  # type: ignore[arg-type]
+            b = periods.next_local(a, unit, tz)  # type: ignore[arg-type]
+            if a == t and b <= t1 and ("footfall", "store") in by_span.get((a, b), {}):
+                out.append(Piece(unit, a, b, by_span[(a, b)]))
+                t = b
+                break
+        else:
+            nxt = min(periods.floor_ms(t, periods.SLOT_MS) + periods.SLOT_MS, t1)
+            missing += (nxt - t) / 1000
+            t = nxt
+    return out, missing
+
+
+def _add(acc: dict[str, Any], key: str, v: Any, sup: dict[str, int]) -> None:
+    if v is None:
+        sup[key] = sup.get(key, 0) + 1
+    else:
+        acc[key] = acc.get(key, 0) + v
+
+
+def _merged_percentiles(buckets: F, n: int) -> dict[str, float | None]:
+    """Percentiles from merged dwell buckets, linear within a bucket (the open one: its
+    lower edge)."""
+    if n <= 0 or buckets.sum() <= 0:
+        return {f"p{p}": None for p in (25, 50, 75, 90)}
+    edges = np.asarray(DWELL_BUCKETS_MIN, float) * 60
+    cum = np.cumsum(buckets)
+    out: dict[str, float | None] = {}
+    for p in (25, 50, 75, 90):
+        target = p / 100 * cum[-1]
+        i = int(np.searchsorted(cum, target))
+        lo = edges[i]
+        hi = edges[i + 1] if i + 1 < len(edges) else lo
+        before = cum[i - 1] if i else 0.0
+        frac = (target - before) / buckets[i] if buckets[i] else 0.0
+        out[f"p{p}"] = round(float(lo + frac * (hi - lo)), 1)
+    return out
+
+
+def load_period(conn: sqlite3.Connection, plan: FloorPlan, t0: int, t1: int) -> PeriodFigures:
+    """The period's figures from the stored aggregates (read-only connection)."""
+    tz = plan.timezone
+    pieces, missing = _pieces(conn, t0, t1, tz)
+    label = f"{_iso(t0, tz)}/{_iso(t1, tz)}"
+    sup: dict[str, int] = {}
+    store: dict[str, Any] = {}
+    labels = bucket_labels()
+    buckets = np.zeros(len(labels))
+    rf: dict[str, Any] = {}
+    occ_max = 0.0
+    zones: dict[str, dict[str, Any]] = {z.id: {} for z in plan.zones}
+    zone_medians: dict[str, list[tuple[float, float, int]]] = {z.id: [] for z in plan.zones}
+    moves: dict[tuple[str, str], list[int]] = {}
+    cells: F | None = None
+    grid: dict[str, Any] = {}
+    k = 5
+    for pc in pieces:
+        f = pc.payloads[("footfall", "store")]
+        k = int(f.get("k", k))
+        for key in SUMMED:
+            _add(store, key, f.get(key), sup)
+        for key in ("visitor_devices", "passerby_devices", "seen_entering"):
+            _add(rf, key, f["rf"].get(key), sup)
+        if f.get("occupancy_max") is not None:
+            occ_max = max(occ_max, float(f["occupancy_max"]))
+        for lab in labels:
+            v = f["dwell_buckets"].get(lab)
+            if v is None:
+                sup["dwell_buckets"] = sup.get("dwell_buckets", 0) + 1
+            else:
+                buckets[labels.index(lab)] += v
+        for z in plan.zones:
+            zp = pc.payloads.get(("zone", z.id))
+            if zp is None:
+                continue
+            acc = zones[z.id]
+            for key in ("visits", "devices", "person_seconds", "cells_suppressed"):
+                _add(acc, key, zp.get(key), sup)
+            if zp.get("dwell_p50_s") is not None:
+                zone_medians[z.id].append(
+                    (zp["dwell_p50_s"], zp.get("dwell_p90_s") or 0.0, zp.get("visits") or 0)
+                )
+        fl = pc.payloads.get(("flows", "store"))
+        if fl is not None:
+            for a, b, n, d in fl["moves"]:
+                m = moves.setdefault((a, b), [0, 0])
+                m[0] += n
+                m[1] += d
+            if fl.get("pairs_suppressed"):
+                sup["flow_pairs"] = sup.get("flow_pairs", 0) + fl["pairs_suppressed"]
+        hm = pc.payloads.get(("heatmap", "store"))
+        if hm is not None:
+            g = hm["grid"]
+            if cells is None:
+                cells, grid = np.zeros(g["nx"] * g["ny"]), g
+            if g["nx"] * g["ny"] == len(cells):
+                for i, v in hm["cells"].items():
+                    cells[int(i)] += v
+            if hm.get("cells_suppressed"):
+                sup["heatmap_cells"] = sup.get("heatmap_cells", 0) + hm["cells_suppressed"]
+    span_s = (t1 - t0) / 1000 - missing
+    ps = store.get("person_seconds_inside")
+    store["occupancy_mean"] = round(ps / span_s, 2) if ps is not None and span_s > 0 else None
+    store["occupancy_max"] = occ_max if pieces else None
+    vis, pas = store.get("visitors"), store.get("passersby")
+    store["capture_rate"] = round(vis / (vis + pas), 4) if vis and pas is not None else None
+    store["mean_dwell_s"] = round(ps / vis, 1) if ps and vis else None
+    store["rf"] = rf
+    notes: list[str] = []
+    if len(pieces) == 1:
+        only = pieces[0].payloads[("footfall", "store")]
+        store["dwell_s"] = only["dwell_s"]
+    else:
+        store["dwell_s"] = _merged_percentiles(buckets, int(buckets.sum()))
+        if pieces:
+            notes.append("dwell percentiles interpolated from the pieces' dwell buckets")
+    store["dwell_buckets"] = {lab: int(v) for lab, v in zip(labels, buckets, strict=True)}
+    for zid, acc in zones.items():
+        meds = zone_medians[zid]
+        if meds:
+            w = np.asarray([m[2] for m in meds], float)
+            acc["dwell_p50_s"] = _weighted_median([m[0] for m in meds], w)
+            acc["dwell_p90_s"] = _weighted_median([m[1] for m in meds], w)
+        else:
+            acc["dwell_p50_s"] = acc["dwell_p90_s"] = None
+        reach = acc.get("devices")
+        acc["reach_share"] = (
+            round(reach / rf["visitor_devices"], 4) if reach and rf.get("visitor_devices") else None
+        )
+    if any(len(m) > 1 for m in zone_medians.values()):
+        notes.append("zone dwell medians: visit-weighted median of the pieces' medians")
+    if missing > 0:
+        notes.append(f"{missing / 3600:.1f} h of the period have no aggregates")
+    mv = sorted(([a, b, n, d] for (a, b), (n, d) in moves.items()), key=lambda m: (-m[2], m[0]))
+    if cells is None:
+        g = WalkableGrid.build(plan, cell_m=1.0, samples=samples_for(1.0))
+        cells = np.zeros(g.nx * g.ny)
+        grid = {"cell_m": 1.0, "nx": g.nx, "ny": g.ny}
+    counts = {"day": 0, "hour": 0, "slot": 0}
+    for pc in pieces:
+        counts[pc.unit] += 1
+    return PeriodFigures(
+        label, t0, t1, k, counts, missing, store, zones, mv, cells, grid, sup, notes
+    )
+
+
+def _weighted_median(v: list[float], w: NDArray[np.float64]) -> float | None:
+    if not len(v):
+        return None
+    order = np.argsort(v)
+    vs, ws = np.asarray(v)[order], w[order]
+    if ws.sum() <= 0:
+        return round(float(np.median(vs)), 1)
+    c = np.cumsum(ws)
+    return round(float(vs[int(np.searchsorted(c, c[-1] / 2))]), 1)
+
+
+def _iso(t_ms: int, tz: str) -> str:
+    return datetime.fromtimestamp(t_ms / 1000, ZoneInfo(tz)).isoformat()
+
+
+def _span(t0: int, t1: int, tz: str) -> str:
+    z = ZoneInfo(tz)
+    a, b = datetime.fromtimestamp(t0 / 1000, z), datetime.fromtimestamp(t1 / 1000, z)
+    return f"{a:%Y-%m-%d %H:%M}–{b:%Y-%m-%d %H:%M} ({tz})"
+
+
+def grid_for(plan: FloorPlan, fig: PeriodFigures) -> WalkableGrid:
+    g = WalkableGrid.build(plan, cell_m=fig.grid["cell_m"], samples=samples_for(fig.grid["cell_m"]))
+    if g.nx * g.ny != len(fig.cells):
+        raise ValueError(
+            f"the aggregates' grid ({fig.grid}) is not this floor plan's at {g.cell_m:g} m"
+        )
+    return g
+
+
+def write(
+    plan: FloorPlan, fig: PeriodFigures, out: Path, truth_dir: Path | None = None
+) -> dict[str, Any]:
+    """heatmap_total.png, summary.txt, summary.json, zones.csv, flows.csv (and, with a
+    simulator truth, heatmap_vs_truth.png and truth beside every figure). Returns the
+    comparison with truth (empty without one)."""
+    from heatmap.report import render, truth_compare
+
+    out.mkdir(parents=True, exist_ok=True)
+    grid = grid_for(plan, fig)
+    span = _span(fig.t0_ms, fig.t1_ms, plan.timezone)
+    s = fig.store
+    staff = "staff left out" if not fig.suppressed.get("staff") else "staff included"
+    sub = (
+        f"{s.get('visitors', 0)} visitors counted by the door beams; person-seconds from the "
+        f"live aggregates ({staff}); cells of fewer than {fig.k} devices left blank"
+    )
+    f = render.heatmap_figure(
+        plan, grid, fig.cells, f"{plan.name}: where people spent time, {span}", sub
+    )
+    render.save(f, out / "heatmap_total.png")
+    truth: dict[str, Any] = {}
+    if truth_dir is not None:
+        truth = compare_truth(plan, grid, fig, truth_dir)
+        f = render.comparison_figure(
+            plan,
+            grid,
+            fig.cells,
+            truth_compare.load(truth_dir, grid).per_cell,
+            f"{plan.name}, {span}",
+            f"Pearson r of person-seconds per 1 m cell inside the store: "
+            f"{truth['heatmap_pearson_r_1m']:.2f}",
+        )
+        render.save(f, out / "heatmap_vs_truth.png")
+    zone_total = sum((z.get("person_seconds") or 0) for z in fig.zones.values()) or 1.0
+    with (out / "zones.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "zone",
+                "visits",
+                "devices",
+                "dwell_p50_s",
+                "dwell_p90_s",
+                "person_seconds",
+                "share",
+                "reach_share",
+            ]
+        )
+        for zid, z in fig.zones.items():
+            w.writerow(
+                [
+                    zid,
+                    _cell(z.get("visits")),
+                    _cell(z.get("devices")),
+                    _cell(z.get("dwell_p50_s")),
+                    _cell(z.get("dwell_p90_s")),
+                    round(z.get("person_seconds") or 0),
+                    round((z.get("person_seconds") or 0) / zone_total, 4),
+                    _cell(z.get("reach_share")),
+                ]
+            )
+    with (out / "flows.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["from_zone", "to_zone", "transitions", "devices"])
+        w.writerows(fig.moves)
+    summary = {**asdict(fig), "cells": None, "truth": truth or None}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    (out / "summary.txt").write_text(summary_text(plan, fig, truth))
+    return truth
+
+
+def _cell(v: Any) -> Any:
+    return "suppressed" if v is None else v
+
+
+def compare_truth(
+    plan: FloorPlan, grid: WalkableGrid, fig: PeriodFigures, truth_dir: Path
+) -> dict[str, Any]:
+    from heatmap.report import analytics, truth_compare
+
+    tf = truth_compare.load(truth_dir, grid)
+    est1 = analytics.cell_sum(grid, fig.cells * grid.inside, 1.0)
+    tru1 = analytics.cell_sum(grid, tf.per_cell * grid.inside, 1.0)
+    inside1 = analytics.cell_sum(grid, grid.inside.astype(float), 1.0) > 0
+    tz_ps = analytics.zone_person_seconds(plan, grid, tf.per_cell * grid.inside)
+    return {
+        "door_in": tf.door_in,
+        "passersby": tf.passersby,
+        "median_dwell_s": tf.median_dwell_s,
+        "heatmap_pearson_r_1m": truth_compare.pearson_r(est1[inside1], tru1[inside1]),
+        "zone_person_seconds": tz_ps,
+    }
+
+
+def summary_text(plan: FloorPlan, fig: PeriodFigures, truth: dict[str, Any]) -> str:
+    s = fig.store
+    parts = ", ".join(f"{n} {u}{'s' if n != 1 else ''}" for u, n in fig.pieces.items() if n)
+    lines = [
+        f"footfall summary — {fig.period}",
+        f"from the stored aggregates ({parts or 'none'}; k = {fig.k})",
+        "",
+    ]
+
+    def line(name: str, v: Any, t: Any = None, fmt: str = "{:.0f}") -> None:
+        shown = "suppressed" if v is None else fmt.format(v)
+        row = f"{name:34}{shown:>12}"
+        if t is not None:
+            row += f"{fmt.format(t):>12}"
+            if v is not None and t:
+                row += f"{(v - t) / t * 100:+9.1f} %"
+        lines.append(row)
+
+    head = f"{'':34}{'measured':>12}" + (f"{'truth':>12}{'error':>11}" if truth else "")
+    lines.append(head)
+    line("visitors (door beams, in)", s.get("visitors"), truth.get("door_in"))
+    line("passersby (RF, door-calibrated)", s.get("passersby"), truth.get("passersby"))
+    line("capture rate", s.get("capture_rate"), None, "{:.3f}")
+    line("mean dwell, s (Little's law)", s.get("mean_dwell_s"))
+    d = s.get("dwell_s", {})
+    line("median dwell, s (RF visits)", d.get("p50"), truth.get("median_dwell_s"))
+    line("occupancy, mean", s.get("occupancy_mean"), None, "{:.1f}")
+    line("occupancy, max", s.get("occupancy_max"), None, "{:.0f}")
+    if truth:
+        lines.append(f"{'heatmap Pearson r (1 m cells)':34}{truth['heatmap_pearson_r_1m']:>12.3f}")
+    lines += ["", "zones" + ("  (share of person-seconds: measured / truth)" if truth else "")]
+    total = sum((z.get("person_seconds") or 0) for z in fig.zones.values()) or 1.0
+    ttot = sum(truth["zone_person_seconds"].values()) or 1.0 if truth else 1.0
+    for zid, z in sorted(fig.zones.items(), key=lambda kv: -(kv[1].get("person_seconds") or 0)):
+        row = (
+            f"  {zid:16}{(z.get('person_seconds') or 0) / total * 100:6.1f} %"
+            f"  visits {_cell(z.get('visits'))!s:>6}"
+            f"  dwell p50 {_cell(z.get('dwell_p50_s'))!s:>8} s"
+        )
+        if truth:
+            row += f"   truth {truth['zone_person_seconds'][zid] / ttot * 100:5.1f} %"
+        lines.append(row)
+    lines += ["", "zone-to-zone moves (pairs of fewer than k devices suppressed)"]
+    for a, b, n, dv in fig.moves[:10]:
+        lines.append(f"  {a:>14} → {b:14}{n:6} moves {dv:5} devices")
+    if fig.suppressed:
+        lines += [
+            "",
+            "suppressed (fewer than k) in some pieces: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(fig.suppressed.items())),
+        ]
+    lines += [f"note: {n}" for n in fig.notes]
+    return "\n".join(lines) + "\n"
