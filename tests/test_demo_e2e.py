@@ -34,20 +34,24 @@ def test_demo_writes_heatmaps_report_and_database(demo_run: DemoRun) -> None:
         assert im.size[0] >= 1000 and im.size[1] >= 600
     db = sqlite3.connect(demo_run.out / "aggregator" / "store.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    n_obs = db.execute("SELECT COUNT(*) FROM obs").fetchone()[0]
     res = demo_run.result
-    assert n_obs == sum(r.observations for r in res.replays) > 0  # nothing lost, no dupes
+    # nothing lost, no dupes: what the nodes sent is what was stored (before the live
+    # aggregator's hours let retention delete the passers-by's rows)
+    assert res.observations == sum(r.observations for r in res.replays) > 0
+    n_obs = db.execute("SELECT COUNT(*) FROM obs").fetchone()[0]
+    assert 0 < n_obs < res.observations
+    assert db.execute("SELECT COUNT(*) FROM aggregates WHERE kind = 'footfall'").fetchone()[0] > 0
     assert db.execute("SELECT COUNT(*) FROM rejects").fetchone()[0] == 0
 
 
 def test_summary_against_ground_truth(demo_run: DemoRun) -> None:
     s = json.loads((demo_run.out / "report" / "summary.json").read_text())
-    t = s["truth"]
+    t, st = s["truth"], s["store"]
     assert t is not None and t["door_in"] > 20
-    assert abs(s["door_in"] - t["door_in"]) <= max(3, 0.08 * t["door_in"])
-    assert 0 < s["capture_rate"] < 1 and 0 < t["capture_rate"] < 1
-    assert s["mean_dwell_s"] > 60
-    # the issue-8 localizer gives ~0.5 here; the goal (0.9) is not reached yet
+    assert abs(st["visitors"] - t["door_in"]) <= max(3, 0.08 * t["door_in"])
+    assert 0 < st["capture_rate"] < 1
+    assert st["mean_dwell_s"] > 60
+    # from the live aggregates on the demo's 6 nodes ~0.44; the goal (0.9) is not reached
     assert t["heatmap_pearson_r_1m"] > 0.3
     text = (demo_run.out / "report" / "summary.txt").read_text()
     assert "visitors (door beams, in)" in text and "heatmap Pearson r" in text
@@ -66,6 +70,7 @@ def test_every_mqtt_payload_follows_the_contract(demo_run: DemoRun) -> None:
 
 def test_published_aggregates_are_k_anonymous(demo_run: DemoRun) -> None:
     s = json.loads((demo_run.out / "report" / "summary.json").read_text())
+    zone_devices = {z: (v.get("devices") or 0) for z, v in s["zones"].items()}
     zone_msgs = [
         (topics.parse(t).entity, json.loads(raw))
         for t, raw, _ in demo_run.mqtt.messages
@@ -73,7 +78,7 @@ def test_published_aggregates_are_k_anonymous(demo_run: DemoRun) -> None:
     ]
     assert zone_msgs
     for zone, p in zone_msgs:
-        devices = s["zone_devices"][zone]
+        devices = zone_devices[zone]
         assert p["k"] == 5
         assert p["suppressed"] == (devices < 5)
         assert ("person_seconds" in p) == (devices >= 5)
@@ -111,4 +116,4 @@ def test_demo_with_embedded_amqtt_broker(tmp_path: Path) -> None:
 
     res = run_demo(tmp_path / "out", default_scenario(0.1, seed=2), broker="amqtt")
     assert res.broker_kind == "amqtt"
-    assert res.report.observations == sum(r.observations for r in res.replays) > 0
+    assert res.observations == sum(r.observations for r in res.replays) > 0

@@ -228,25 +228,18 @@ def test_truth_flows_follow_time_order_and_the_same_dwell_rule(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_demo_writes_k_anonymous_flows_and_scores_them(demo_run: DemoRun) -> None:
+def test_demo_writes_k_anonymous_flows(demo_run: DemoRun) -> None:
+    """The demo's flows come from the live aggregates: only pairs of at least k devices."""
     rep = demo_run.out / "report"
-    assert (rep / "flows.png").stat().st_size > 0
     with (rep / "flows.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert rows, "no zone-to-zone transitions at all"
+    s = json.loads((rep / "summary.json").read_text())
+    # the demo's half hour is two slots: most pairs have fewer than k devices in a slot
+    assert rows or s["suppressed"].get("flow_pairs", 0) > 0, "no zone-to-zone moves at all"
     zones = {z.id for z in load_default().zones}
     for r in rows:
         assert r["from_zone"] in zones and r["to_zone"] in zones and r["from_zone"] != r["to_zone"]
-        if r["devices"] == "suppressed":
-            assert r["transitions"] == "suppressed"
-        else:
-            assert int(r["devices"]) >= 5 and int(r["transitions"]) >= int(r["devices"])
-    s = json.loads((rep / "summary.json").read_text())
-    fl = s["flows"]
-    assert fl["k"] == 5
-    assert fl["cells_published"] + fl["cells_suppressed"] == len(rows)
-    assert all(c["devices"] >= 5 for c in fl["top"])
-    tv = s["truth"]["flow_tv_distance"]
-    assert math.isfinite(tv) and 0.0 <= tv <= 1.0
+        assert int(r["devices"]) >= 5 and int(r["transitions"]) >= int(r["devices"])
+    assert s["k"] == 5 and len(s["moves"]) == len(rows)
     text = (rep / "summary.txt").read_text()
-    assert "zone-to-zone flows" in text and "TV distance vs truth" in text
+    assert "zone-to-zone moves" in text

@@ -74,6 +74,8 @@ class PeriodFigures:
     cells: F
     """(nx·ny,) person-seconds per grid cell, kept cells of every piece summed"""
     grid: dict[str, Any]
+    staff_removed: bool = False
+    """every piece's heatmap had the staff's time taken out"""
     suppressed: dict[str, int] = field(default_factory=dict)
     """how many pieces had each figure suppressed"""
     notes: list[str] = field(default_factory=list)
@@ -234,8 +236,11 @@ def load_period(conn: sqlite3.Connection, plan: FloorPlan, t0: int, t1: int) -> 
     counts = {"day": 0, "hour": 0, "slot": 0}
     for pc in pieces:
         counts[pc.unit] += 1
+    staff = bool(pieces) and all(
+        pc.payloads[("footfall", "store")].get("staff_removed_from_heatmap") for pc in pieces
+    )
     return PeriodFigures(
-        label, t0, t1, k, counts, missing, store, zones, mv, cells, grid, sup, notes
+        label, t0, t1, k, counts, missing, store, zones, mv, cells, grid, staff, sup, notes
     )
 
 
@@ -281,10 +286,11 @@ def write(
     grid = grid_for(plan, fig)
     span = _span(fig.t0_ms, fig.t1_ms, plan.timezone)
     s = fig.store
-    staff = "staff left out" if not fig.suppressed.get("staff") else "staff included"
+    staff = "staff left out" if fig.staff_removed else "staff included"
+    v = s.get("visitors")
     sub = (
-        f"{s.get('visitors', 0)} visitors counted by the door beams; person-seconds from the "
-        f"live aggregates ({staff}); cells of fewer than {fig.k} devices left blank"
+        f"{'suppressed' if v is None else v} visitors (door beams); live aggregates, {staff}; "
+        f"blank: cells of fewer than {fig.k} devices"
     )
     f = render.heatmap_figure(
         plan, grid, fig.cells, f"{plan.name}: where people spent time, {span}", sub

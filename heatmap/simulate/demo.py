@@ -2,8 +2,15 @@
 
 simulate (capture files + truth) → one replaying node per ceiling node (real
 decoders, pseudonymizer, batching, QoS 1 publishing) → private broker → aggregator
-ingest (schema validation, dedup, SQLite WAL) → localization and analytics →
-heatmap PNGs, summary → k-anonymous aggregates published back to the broker.
+ingest (schema validation, dedup, SQLite WAL) → the live aggregator
+(:mod:`heatmap.aggregator.live`: every 5-minute interval located, 15-minute, hourly
+and daily k-anonymous aggregates, passers-by's rows deleted as their hour is held)
+→ the report of the period from those aggregates (heatmap PNGs, summary, zones,
+flows) → k-anonymous aggregates published back to the broker.
+
+The replay runs faster than real time, so the live aggregator runs on the store's
+clock (the simulated one) after it: it catches up interval by interval, exactly as
+an aggregator that was away does, and closes the day.
 """
 
 from __future__ import annotations
@@ -17,12 +24,19 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from firmware_bridge.errors import BrokerError
-from heatmap.aggregator import bi_publish
+from heatmap.aggregator import bi_publish, store_db
 from heatmap.aggregator.broker import RunningBroker, start_private_broker
 from heatmap.aggregator.ingest import Ingestor
-from heatmap.report.store_report import Report, analyze
+from heatmap.aggregator.live import periods
+from heatmap.aggregator.live.processor import LiveProcessor
+from heatmap.aggregator.live.settings import LiveSettings
+from heatmap.report import aggregate_report
+from heatmap.report.aggregate_report import PeriodFigures
 from heatmap.simulate.scenario import Scenario
 from heatmap.simulate.store_day import SimResult, simulate
 from heatmap.spatial.floorplan import FloorPlan, load_default
@@ -42,7 +56,11 @@ class DemoResult:
     broker_kind: str
     sim: SimResult
     replays: list[ReplayResult]
-    report: Report
+    report: PeriodFigures
+    truth: dict[str, object]
+    """the report's figures against the simulator's truth"""
+    observations: int
+    """observation rows the aggregator stored (before retention deleted passers-by's)"""
     published_topics: list[str]
     seconds: dict[str, float]
 
@@ -110,23 +128,93 @@ def run_demo(
         secs["ingest_wait"] = time.monotonic() - t - secs["replay"]
         t = time.monotonic()
         t1_ms = sc.t0_ms + sc.duration_s * 1000
-        report = analyze(
-            plan,
-            db_path,
-            sc.t0_ms,
-            t1_ms,
-            out / "report",
-            truth_dir=out / "sim" / "truth",
-            progress=prog,
-            cell_m=cell_m,
-        )
-        secs["analyze"] = time.monotonic() - t
+        observations = _count_obs(db_path)
+        _run_live(plan, db_path, sc.t0_ms, t1_ms, cell_m, prog)
+        secs["live"] = time.monotonic() - t
+        t = time.monotonic()
+        report, truth = _write_report(plan, db_path, sc.t0_ms, t1_ms, out, prog)
+        secs["report"] = time.monotonic() - t
         published = _publish_aggregates(plan, addr, report)
     finally:
         shutil.rmtree(keydir, ignore_errors=True)  # the simulated nodes are gone: so is their key
         if running is not None:
             running.stop()
-    return DemoResult(out, kind, sim, replays, report, published, secs)
+    return DemoResult(out, kind, sim, replays, report, truth, observations, published, secs)
+
+
+def _count_obs(db_path: Path) -> int:
+    conn = store_db.connect(db_path, readonly=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM obs").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _run_live(
+    plan: FloorPlan, db_path: Path, t0_ms: int, t1_ms: int, cell_m: float, prog: Progress
+) -> None:
+    """The live aggregator on the store's clock, from opening until the day is closed."""
+    s = LiveSettings(cell_m=cell_m)
+    day_end = periods.next_local(
+        periods.floor_local(t1_ms - 1, "day", plan.timezone), "day", plan.timezone
+    )
+    stop = max(t1_ms + s.lag_ms + s.settle_ms + s.interval_ms, day_end + int(s.day_close_s * 1000))
+    n_data = -(-(t1_ms - t0_ms) // s.interval_ms)
+    advance = prog.task("live aggregator: locate every 5 min, aggregate", n_data)
+    live = LiveProcessor(db_path, plan, s)
+    done = 0
+    try:
+        now = t0_ms
+        while now < stop:
+            # through the store's hours interval by interval, then straight to the day's close
+            now = now + s.interval_ms if now < t1_ms + 3_600_000 else stop
+            rep = live.step(now)
+            while len(rep.intervals) >= 48:  # a long jump: catch up
+                rep = live.step(now)
+            n = sum(1 for i in (live.last.intervals if live.last else []) if i < t1_ms)
+            step = min(n, n_data - done)
+            advance(step)
+            done += step
+    finally:
+        live.close()
+    advance(n_data - done)
+
+
+def _write_report(
+    plan: FloorPlan, db_path: Path, t0_ms: int, t1_ms: int, out: Path, prog: Progress
+) -> tuple[PeriodFigures, dict[str, object]]:
+    """The period's report from the aggregates, one heatmap per hour from the hours'."""
+    from heatmap.report import render
+
+    conn = store_db.connect(db_path, readonly=True)
+    try:
+        fig = aggregate_report.load_period(conn, plan, t0_ms, t1_ms)
+        truth = aggregate_report.write(plan, fig, out / "report", out / "sim" / "truth")
+        hours = [
+            aggregate_report.load_period(conn, plan, a, b)
+            for a, b in periods.spans(t0_ms, t1_ms, "hour", plan.timezone)
+        ]
+    finally:
+        conn.close()
+    grid = aggregate_report.grid_for(plan, fig)
+    dens = [h.cells / grid.cell_m**2 for h in hours]
+    pos = [d[d > 0] for d in dens if (d > 0).any()]
+    vmax = float(max(np.percentile(p, 99) for p in pos)) if pos else 1.0
+    tz = ZoneInfo(plan.timezone)
+    for h in hours:
+        lt = datetime.fromtimestamp(h.t0_ms / 1000, tz)
+        n_in = h.store.get("visitors")
+        shown = "fewer than k" if n_in is None else str(n_in)
+        f = render.heatmap_figure(
+            plan,
+            grid,
+            h.cells,
+            f"{plan.name}: {lt:%Y-%m-%d %H:00}–{(lt.hour + 1) % 24:02d}:00",
+            f"{shown} visitors came in this hour; same colour scale for every hour",
+            vmax=vmax,
+        )
+        render.save(f, out / "report" / f"heatmap_{lt:%H}00.png")
+    return fig, truth
 
 
 def _replay_all(
@@ -171,12 +259,13 @@ def _replay_all(
     return results
 
 
-def _publish_aggregates(plan: FloorPlan, addr: BrokerAddress, rep: Report) -> list[str]:
+def _publish_aggregates(plan: FloorPlan, addr: BrokerAddress, rep: PeriodFigures) -> list[str]:
     client = make_client(addr, f"footfall-aggregator-{plan.store_id}-bi")
     connect(client, addr)
     pub = Publisher(client)
-    k = 5
+    k = rep.k
     period = rep.period.split("/")[0][:13].replace(":", "")
+    st = rep.store
     topics = [
         bi_publish.publish(
             pub,
@@ -184,11 +273,17 @@ def _publish_aggregates(plan: FloorPlan, addr: BrokerAddress, rep: Report) -> li
             "footfall",
             period,
             bi_publish.footfall_payload(
-                rep.period, k, rep.door_in, rep.door_out, rep.passersby_est, rep.mean_dwell_s
+                rep.period,
+                k,
+                st.get("visitors") or 0,
+                st.get("door_out") or 0,
+                st.get("passersby") or 0,
+                st.get("mean_dwell_s") or 0.0,
             ),
         )
     ]
     for z in plan.zones:
+        zs = rep.zones.get(z.id, {})
         topics.append(
             bi_publish.publish(
                 pub,
@@ -196,10 +291,7 @@ def _publish_aggregates(plan: FloorPlan, addr: BrokerAddress, rep: Report) -> li
                 "zone_stats",
                 z.id,
                 bi_publish.zone_payload(
-                    rep.period,
-                    k,
-                    rep.zone_devices.get(z.id, 0),
-                    rep.zone_person_seconds.get(z.id, 0.0),
+                    rep.period, k, zs.get("devices") or 0, zs.get("person_seconds") or 0.0
                 ),
             )
         )

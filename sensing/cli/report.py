@@ -146,6 +146,10 @@ def cmd_report(a: argparse.Namespace) -> int:
     conn = store_db.connect(db, readonly=True)
     try:
         extent = obs_extent_ms(conn)
+        if a.source != "rows" and a.day and not a.radio:
+            t0, t1 = day_ms(a.day, tz)
+            if a.source == "aggregates" or has_aggregates(conn, t0, t1):
+                return _from_aggregates(conn, plan, t0, t1, a)
         if a.day:
             t0, t1 = day_ms(a.day, tz)
         else:
@@ -160,6 +164,10 @@ def cmd_report(a: argparse.Namespace) -> int:
             t0, t1 = since, until
         if t1 <= t0:
             raise ConfigError("the period is empty: --until must come after --since")
+        if a.source == "aggregates" or (
+            a.source == "auto" and not a.radio and has_aggregates(conn, t0, t1)
+        ):
+            return _from_aggregates(conn, plan, t0, t1, a)
         if t1 - t0 > MAX_PERIOD_DAYS * 24 * HOUR_MS:
             raise ConfigError(
                 f"the period {_span(t0, t1, tz)} is longer than {MAX_PERIOD_DAYS} days: "
@@ -224,6 +232,50 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def has_aggregates(conn: Any, t0: int, t1: int) -> bool:
+    """Whether the live aggregator stored any aggregate within [t0, t1)."""
+    row = conn.execute(
+        "SELECT 1 FROM aggregates WHERE kind = 'footfall' AND t0_ms >= ? AND t1_ms <= ? LIMIT 1",
+        (t0, t1),
+    ).fetchone()
+    return row is not None
+
+
+def _from_aggregates(conn: Any, plan: Any, t0: int, t1: int, a: argparse.Namespace) -> int:
+    """The report of [t0, t1) from the stored aggregates (no row is read)."""
+    from heatmap.report import aggregate_report
+
+    started = time.monotonic()
+    try:
+        fig = aggregate_report.load_period(conn, plan, t0, t1)
+    finally:
+        conn.close()
+    if not sum(fig.pieces.values()):
+        raise ConfigError(f"no aggregates in {_span(t0, t1, plan.timezone)}")
+    out = Path(a.out)
+    truth = aggregate_report.write(plan, fig, out, Path(a.truth) if a.truth else None)
+    parts = ", ".join(f"{n} {u}s" for u, n in fig.pieces.items() if n)
+    st = fig.store
+    print(
+        f"footfall report: {plan.name}, {_span(t0, t1, plan.timezone)}: from the stored "
+        f"aggregates ({parts}; k = {fig.k}) in {time.monotonic() - started:.1f} s"
+    )
+    print(
+        f"  visitors {_shown(st.get('visitors'))}, passersby ≈ {_shown(st.get('passersby'))}, "
+        f"capture rate {_shown(st.get('capture_rate'))}"
+        + (f", heatmap r = {truth['heatmap_pearson_r_1m']:.2f} vs truth" if truth else "")
+    )
+    for n in fig.notes:
+        print(f"  note: {n}")
+    print(f"  heatmap: {out.resolve() / 'heatmap_total.png'}")
+    print(f"  summary: {out.resolve() / 'summary.txt'};  zones.csv, flows.csv")
+    return 0
+
+
+def _shown(v: object) -> str:
+    return "suppressed" if v is None else str(v)
+
+
 def purged_hours(conn: Any, t0: int, t1: int) -> list[int]:
     """Hours of [t0, t1) whose passers-by's rows retention has deleted (the hour was
     aggregated and purged: :mod:`heatmap.aggregator.retention`)."""
@@ -247,6 +299,15 @@ def register(sub: Any) -> None:
         help="heatmaps, zones, flows and summary of a period of the store database",
     )
     r.add_argument("--db", help="the aggregator's store.db (opened read-only)")
+    r.add_argument(
+        "--from",
+        dest="source",
+        choices=("auto", "aggregates", "rows"),
+        default="auto",
+        help="aggregates: the live aggregator's stored aggregates (any period, also after "
+        "retention); rows: locate the pseudonymous rows again (other --cell, a --radio model; "
+        "while they exist); auto (default): aggregates where the period has them",
+    )
     r.add_argument("--floor", help="floor plan TOML (default: the bundled store)")
     r.add_argument(
         "--config", help="the aggregator's store.toml: its db and floor plan (unless given)"

@@ -60,10 +60,17 @@ def cmd_demo(a: argparse.Namespace) -> int:
         f"  broker: {res.broker_kind} on loopback, "
         f"{sum(r.batches for r in res.replays)} obs batches from {len(res.replays)} nodes"
     )
+    st = rep.store
+    dwell = st.get("mean_dwell_s")
+    r = res.truth.get("heatmap_pearson_r_1m")
     print(
-        f"  visitors {rep.door_in}, passersby ≈ {rep.passersby_est}, "
-        f"mean dwell {rep.mean_dwell_s / 60:.1f} min"
-        + (f", heatmap r = {rep.truth['heatmap_pearson_r_1m']:.2f} vs truth" if rep.truth else "")
+        f"  live aggregator: {sum(rep.pieces.values())} stored aggregates make the report "
+        f"({', '.join(f'{n} {u}s' for u, n in rep.pieces.items() if n)}; k = {rep.k})"
+    )
+    print(
+        f"  visitors {_shown(st.get('visitors'))}, passersby ≈ {_shown(st.get('passersby'))}, "
+        f"mean dwell {'suppressed' if dwell is None else f'{dwell / 60:.1f} min'}"
+        + (f", heatmap r = {r:.2f} vs truth" if isinstance(r, float) else "")
     )
     print(f"  heatmaps: {out / 'report' / 'heatmap_total.png'} (+ per hour, vs truth)")
     print(f"  summary:  {out / 'report' / 'summary.txt'}")
@@ -73,6 +80,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
         f" --truth {out / 'sim' / 'truth'} --out …"
     )
     return 0
+
+
+def _shown(v: object) -> str:
+    return "suppressed" if v is None else str(v)
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
