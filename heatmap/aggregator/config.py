@@ -28,6 +28,7 @@ complete file::
     interval_s = 300                     # rows located every …, s
     lag_s = 60                           # … this long after the interval ended
     cell_m = 1.0                         # heatmap grid cell, m
+    occupancy_interval_s = 10            # live occupancy published every …, s
 
     [broker]
     host = "127.0.0.1"

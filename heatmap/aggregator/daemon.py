@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -37,12 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from firmware_bridge.errors import BrokerError, FootfallError
-from heatmap.aggregator import db_migrations, retention
+from heatmap.aggregator import db_migrations, retention, store_db
 from heatmap.aggregator import status as aggregator_status
 from heatmap.aggregator.config import AggregatorConfig
 from heatmap.aggregator.db_migrations import DatabaseError
 from heatmap.aggregator.ingest import Ingestor
 from heatmap.aggregator.ingest_stats import IngestStats
+from heatmap.aggregator.live.occupancy_now import occupancy_payload
 from heatmap.aggregator.live.processor import MAX_INTERVALS_PER_STEP, LiveProcessor
 from heatmap.aggregator.pid_class import HOUR_MS
 from heatmap.aggregator.retention import RetentionReport
@@ -126,6 +128,8 @@ class AggregatorDaemon:
         self._live_thread: threading.Thread | None = None
         self.live_errors = 0
         self.live_error: str | None = None
+        self.occupancy_errors = 0
+        self._occ_conn: sqlite3.Connection | None = None
         if cfg.live is not None and cfg.floor_plan is not None:
             from heatmap.spatial import floorplan
 
@@ -166,7 +170,16 @@ class AggregatorDaemon:
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set; raises if storage failed."""
+        try:
+            self._run(stop)
+        finally:
+            if self._occ_conn is not None:  # opened on this thread: closed on it
+                self._occ_conn.close()
+                self._occ_conn = None
+
+    def _run(self, stop: threading.Event) -> None:
         next_status = time.monotonic()
+        next_occupancy = time.monotonic()
         next_job = self.now_ms()  # at start
         if self.live is not None and self._live_thread is None:
             self._live_thread = threading.Thread(target=self.run_live, name="live", daemon=True)
@@ -192,6 +205,10 @@ class AggregatorDaemon:
                         self._pub.last_refusal,
                     )
                 next_status = time.monotonic() + self.cfg.status_interval_s
+            if self.live is not None and time.monotonic() >= next_occupancy:
+                self.publish_occupancy()
+                assert self.cfg.live is not None
+                next_occupancy = time.monotonic() + self.cfg.live.occupancy_interval_s
             wait_s = min(next_status - time.monotonic(), (next_job - self.now_ms()) / 1000, 1.0)
             if stop.wait(max(wait_s, 0.01)):
                 return
@@ -204,8 +221,7 @@ class AggregatorDaemon:
             self._job.join(timeout=JOB_STEP_TIMEOUT_S)
         if self._live_thread is not None:
             self._live_thread.join(timeout=JOB_STEP_TIMEOUT_S)
-        if self.live is not None:
-            self.live.close()
+
         try:
             self._pub.publish(self.status_topic, OFFLINE, retain=True)
             self._pub.drain(10 if self._status_client.is_connected() else 1)
@@ -220,6 +236,13 @@ class AggregatorDaemon:
         assert self.live is not None
         settings = self.cfg.live
         tick = min(5.0, (settings.interval_s if settings else 300.0) / 10)
+        try:
+            self._live_loop(tick)
+        finally:
+            self.live.close()  # its connections were opened on this thread
+
+    def _live_loop(self, tick: float) -> None:
+        assert self.live is not None
         while not self._stopping.is_set():
             busy = False
             try:
@@ -239,11 +262,28 @@ class AggregatorDaemon:
             if not busy:
                 self._stopping.wait(tick)
 
+    def publish_occupancy(self) -> dict[str, Any] | None:
+        """The live occupancy, retained; a failure is logged and counted, never raised."""
+        assert self.live is not None
+        try:
+            if self._occ_conn is None:
+                self._occ_conn = store_db.connect(self.cfg.db, readonly=True)
+            self._occ_conn.commit()  # a fresh read
+            p = occupancy_payload(self._occ_conn, self.live.plan, self.now_ms(), self.cfg.k)
+            payloads.validate("occupancy", p)
+            self._pub.publish(
+                topics.build("occupancy", self.cfg.store), payloads.encode(p), retain=True
+            )
+        except Exception as e:  # a side publish: logged and counted, the loop goes on
+            self.occupancy_errors += 1
+            log.warning("occupancy not published: %s: %s", type(e).__name__, e)
+            return None
+        return p
+
     def live_status(self) -> dict[str, Any] | None:
         if self.live is None:
             return None
-        rep = self.live.last
-        wm = rep.watermark_ms if rep is not None else None
+        wm = self.live.watermark_ms
         return {
             "watermark_ms": wm,
             "lag_s": None if wm is None else round(max(self.now_ms() - wm, 0) / 1000, 1),
@@ -251,6 +291,7 @@ class AggregatorDaemon:
             "periods_written": self.live.periods_written,
             "errors": self.live_errors,
             "error": self.live_error,
+            "occupancy_errors": self.occupancy_errors,
         }
 
     # ---------------------------------------------------------------- retention

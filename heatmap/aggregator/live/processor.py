@@ -32,11 +32,12 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from heatmap.aggregator import hour_aggregates, pid_class, retention, store_db
-from heatmap.aggregator.live import calibration_state, periods
+from heatmap.aggregator.live import calibration_state, k_guard, periods
 from heatmap.aggregator.live import tracks_table as tt
 from heatmap.aggregator.live.calibration_state import LiveCalibration
 from heatmap.aggregator.live.interval_pass import locate_interval
@@ -112,6 +113,8 @@ class LiveProcessor:
         self.last: StepReport | None = None
         self.cpu_s_total = 0.0
         self.periods_written = 0
+        self.watermark_ms: int | None = None
+        """every interval before this is located (as committed)"""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -195,6 +198,7 @@ class LiveProcessor:
         rep = StepReport()
         self._fresh()
         wm = tt.get_meta_int(self.ro, tt.WATERMARK)
+        self.watermark_ms = wm
         if wm is None:
             wm = self._start_ms()
             if wm is None:
@@ -228,6 +232,8 @@ class LiveProcessor:
 
         self._write(write)
         self._fresh()
+        if advance:
+            self.watermark_ms = t1
         (rep.intervals if advance else rep.redone).append(t0)
 
     def _redo_late(self, wm: int, rep: StepReport) -> None:
@@ -256,10 +262,33 @@ class LiveProcessor:
                         redo.add(a)
             dirty |= self._periods_of(int(t0), hi)
         for a in sorted(redo):
+            rep.passerby_rows_deleted += self._write(
+                partial(self._drop_late_passersby, a=a, b=a + iv)
+            )
+            self._fresh()
             self._locate(a, a + iv, rep, advance=False)
         self._write(lambda c: (self._set_dirty(c, dirty), tt.set_meta_int(c, tt.SCAN, newest)))
         if redo:
             log.info("live: %d interval(s) located again for late rows", len(redo))
+
+    def _drop_late_passersby(self, c: sqlite3.Connection, a: int, b: int) -> int:
+        """Late BLE rows in [a, b) of an hour whose passers-by were deleted already: the
+        rows of pseudonyms the hour does not know as visitors are a passer-by's (their
+        other rows are gone, so they could not be located anyway). They are deleted on
+        arrival, as the hour's other passers-by's were."""
+        hour = pid_class.hour_of(a)
+        if c.execute("SELECT 1 FROM hour_purges WHERE hour_ms = ?", (hour,)).fetchone() is None:
+            return 0
+        cal = calibration_state.load(c)
+        beacons = sorted(cal.beacons) if cal is not None else []
+        marks = ",".join("?" * len(beacons))
+        keep_beacons = f"AND pid NOT IN ({marks})" if beacons else ""
+        n = c.execute(
+            f"DELETE FROM obs WHERE t_ms >= ? AND t_ms < ? AND band = 'ble' {keep_beacons} "
+            "AND pid NOT IN (SELECT pid FROM track_windows WHERE t_ms >= ? AND t_ms < ?)",
+            (a, b, *beacons, hour, hour + pid_class.HOUR_MS),
+        ).rowcount
+        return int(n)
 
     # ------------------------------------------------------------------ periods
 
@@ -287,6 +316,7 @@ class LiveProcessor:
             aggs = compute(self.ro, self.plan, self.grid, self.s, self.tz, unit, a, b, prior)  # type: ignore[arg-type]
             classes = self._hour_classes(a, b) if unit == "hour" else None
             own_tally = aggs[0].payload.pop("_tally")
+            self._carry_passersby(aggs[0], unit, a, b)
 
             def write(
                 c: sqlite3.Connection,
@@ -320,6 +350,44 @@ class LiveProcessor:
             self._fresh()
             rep.periods.append((unit, a))
             self.periods_written += 1
+
+    def _carry_passersby(self, agg: Aggregate, unit: str, a: int, b: int) -> None:
+        """Passers-by of hours whose rows were deleted are no longer in the rows: a day
+        takes them from its hours (they add up), a period written again (late rows)
+        keeps the figures it had."""
+        purged = self.ro.execute(
+            "SELECT COUNT(*) FROM hour_purges WHERE hour_ms >= ? AND hour_ms < ?",
+            (pid_class.hour_of(a), b),
+        ).fetchone()[0]
+        if not purged:
+            return
+        p = agg.payload
+        if unit == "day":
+            rows = self.ro.execute(
+                "SELECT payload FROM aggregates WHERE kind = 'footfall' AND entity = 'store' "
+                "AND t0_ms >= ? AND t1_ms <= ? AND t1_ms - t0_ms = ?",
+                (a, b, pid_class.HOUR_MS),
+            ).fetchall()
+            hours = [json.loads(r[0]) for r in rows]
+            pas = [h["passersby"] for h in hours if h["passersby"] is not None]
+            dev = [h["rf"]["passerby_devices"] for h in hours if h["rf"]["passerby_devices"]]
+            p["passersby"] = k_guard.count(sum(pas), self.s.k) if hours else p["passersby"]
+            p["rf"]["passerby_devices"] = k_guard.count(sum(dev), self.s.k)
+        else:
+            row = self.ro.execute(
+                "SELECT payload FROM aggregates WHERE kind = 'footfall' AND entity = 'store' "
+                "AND t0_ms = ? AND t1_ms = ?",
+                (a, b),
+            ).fetchone()
+            if row is None:
+                return
+            old = json.loads(row[0])
+            p["passersby"] = old["passersby"]
+            p["rf"]["passerby_devices"] = old["rf"]["passerby_devices"]
+        v, pas_n = p["visitors"], p["passersby"]
+        p["capture_rate"] = (
+            round(v / (v + pas_n), 4) if v is not None and pas_n is not None and v + pas_n else None
+        )
 
     @staticmethod
     def _tally(c: sqlite3.Connection) -> dict[int, list[int]]:

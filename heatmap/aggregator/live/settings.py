@@ -28,6 +28,8 @@ class LiveSettings:
     """side of the heatmap's grid cells, m"""
     k: int = 5
     """k-anonymity of every stored figure"""
+    occupancy_interval_s: float = 10.0
+    """the live occupancy is published this often, s"""
     day_close_s: float = 600.0
     """a local day is closed (its day aggregates written) this long after midnight, s"""
 
