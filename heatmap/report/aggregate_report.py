@@ -280,7 +280,7 @@ def write(
     """heatmap_total.png, summary.txt, summary.json, zones.csv, flows.csv (and, with a
     simulator truth, heatmap_vs_truth.png and truth beside every figure). Returns the
     comparison with truth (empty without one)."""
-    from heatmap.report import render, truth_compare
+    from heatmap.report import render
 
     out.mkdir(parents=True, exist_ok=True)
     grid = grid_for(plan, fig)
@@ -298,12 +298,12 @@ def write(
     render.save(f, out / "heatmap_total.png")
     truth: dict[str, Any] = {}
     if truth_dir is not None:
-        truth = compare_truth(plan, grid, fig, truth_dir)
+        truth, truth_cells = compare_truth(plan, grid, fig, truth_dir)
         f = render.comparison_figure(
             plan,
             grid,
             fig.cells,
-            truth_compare.load(truth_dir, grid).per_cell,
+            truth_cells,
             f"{plan.name}, {span}",
             f"Pearson r of person-seconds per 1 m cell inside the store: "
             f"{truth['heatmap_pearson_r_1m']:.2f}",
@@ -353,21 +353,30 @@ def _cell(v: Any) -> Any:
 
 def compare_truth(
     plan: FloorPlan, grid: WalkableGrid, fig: PeriodFigures, truth_dir: Path
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], F]:
+    """The figures against the simulator's truth, and the truth's person-seconds per cell
+    (shoppers only when the aggregates left the staff out)."""
     from heatmap.report import analytics, truth_compare
 
     tf = truth_compare.load(truth_dir, grid)
+    per_cell = tf.per_cell
+    if fig.staff_removed:  # the aggregates left the staff out: so does the truth compared
+        tr = truth_compare.Truth.load(truth_dir)
+        shop = tr.role == "shopper"
+        per_cell = np.bincount(grid.cells_of(tr.xy[shop]), minlength=grid.nx * grid.ny)
+        per_cell = per_cell.astype(float)
     est1 = analytics.cell_sum(grid, fig.cells * grid.inside, 1.0)
-    tru1 = analytics.cell_sum(grid, tf.per_cell * grid.inside, 1.0)
+    tru1 = analytics.cell_sum(grid, per_cell * grid.inside, 1.0)
     inside1 = analytics.cell_sum(grid, grid.inside.astype(float), 1.0) > 0
-    tz_ps = analytics.zone_person_seconds(plan, grid, tf.per_cell * grid.inside)
+    tz_ps = analytics.zone_person_seconds(plan, grid, per_cell * grid.inside)
     return {
         "door_in": tf.door_in,
         "passersby": tf.passersby,
         "median_dwell_s": tf.median_dwell_s,
         "heatmap_pearson_r_1m": truth_compare.pearson_r(est1[inside1], tru1[inside1]),
+        "truth_of": "shoppers" if fig.staff_removed else "everyone inside",
         "zone_person_seconds": tz_ps,
-    }
+    }, per_cell
 
 
 def summary_text(plan: FloorPlan, fig: PeriodFigures, truth: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heatmap.aggregator.door_counts import DoorFlow, door_flow
-from heatmap.aggregator.fusion import Fusion, fit_occupancy
+from heatmap.aggregator.fusion import FUSION_MIN_BINS, Fusion, fit_occupancy
 from heatmap.aggregator.hour_aggregates import period as period_iso
 from heatmap.aggregator.live import k_guard, periods
 from heatmap.aggregator.live.floor_presence import tile_presence
@@ -81,7 +81,7 @@ class DayFusion:
     door: DoorFlow | None
     """door counts from the local midnight to the period's end"""
     staff_profile: F | None
-    """(cells,) where the residents are (RF cells when no visitor was inside), sums to 1"""
+    """(cells,) where the residents are (:func:`_resident_profile`), sums to 1"""
 
 
 def day_fusion(
@@ -105,24 +105,38 @@ def day_fusion(
     door = door_flow(conn, day0, t1_ms, empty_ms=day0)
     if not rows:
         return DayFusion(fit_occupancy(np.zeros(0), np.zeros(0), 0.0, 0.0), door, None)
-    occ, rf, quiet = [], [], np.zeros(n_cells)
+    occ, rf, mats = [], [], []
     for a, b, rf_s, blob in rows:
         lo, hi = (a - day0) // 1000, (b - day0) // 1000
-        o = float(door.occupancy[lo:hi].mean()) if hi > lo else 0.0
-        occ.append(o)
+        occ.append(float(door.occupancy[lo:hi].mean()) if hi > lo else 0.0)
         rf.append(rf_s / ((b - a) / 1000))
-        if o < 0.5:
-            c = np.frombuffer(blob, np.float32)
-            if len(c) == n_cells:
-                quiet += c * grid.inside
+        c = np.frombuffer(blob, np.float32)
+        mats.append(c * grid.inside / ((b - a) / 1000) if len(c) == n_cells else None)
     rf_total = float(sum(r * ((b - a) / 1000) for r, (a, b, _, _) in zip(rf, rows, strict=True)))
     lo = (rows[0][0] - day0) // 1000
     hi = (rows[-1][1] - day0) // 1000
-    fusion = fit_occupancy(
-        np.asarray(occ), np.asarray(rf), float(door.occupancy[lo:hi].sum()), rf_total
-    )
-    profile = quiet / quiet.sum() if quiet.sum() > 0 else None
+    o = np.asarray(occ)
+    fusion = fit_occupancy(o, np.asarray(rf), float(door.occupancy[lo:hi].sum()), rf_total)
+    profile = _resident_profile(o, [m for m in mats if m is not None], mats)
     return DayFusion(fusion, door, profile)
+
+
+def _resident_profile(
+    occ: F, kept: list[NDArray[np.float64]], mats: list[NDArray[np.float64] | None]
+) -> F | None:
+    """Where the residents stand: per grid cell, the intercept of its RF devices against
+    the door occupancy over the day's intervals (what stays when nobody the door
+    counted is inside), normalized. None with too few intervals or no variation."""
+    ok = np.asarray([m is not None for m in mats])
+    if ok.sum() < FUSION_MIN_BINS or float(np.std(occ[ok])) < 1e-9:
+        return None
+    m = np.vstack(kept)  # (intervals, cells) devices per cell
+    x = occ[ok]
+    xc = x - x.mean()
+    slope = np.maximum((xc @ (m - m.mean(axis=0))) / float(xc @ xc), 0.0)
+    intercept = np.maximum(m.mean(axis=0) - slope * x.mean(), 0.0)
+    total = float(intercept.sum())
+    return intercept / total if total > 0 else None
 
 
 def compute(
