@@ -109,6 +109,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE TABLE IF NOT EXISTS live_intervals (
             t0_ms INTEGER PRIMARY KEY, t1_ms INTEGER NOT NULL, processed_ms INTEGER NOT NULL,
             windows INTEGER NOT NULL, rf_inside_s REAL NOT NULL, cells BLOB NOT NULL);
+        CREATE INDEX IF NOT EXISTS batches_received ON batches (received_ms);
         """,
     ),
 )

@@ -56,6 +56,8 @@ TALLY = "live_tally"
 """working state: per slot (sessions seen entering, door ins), for the passer-by scale;
 no pseudonyms, kept two days"""
 TALLY_KEEP_MS = 2 * 86_400_000
+LOOKBACK_MS = 3 * 86_400_000
+"""periods are looked for this far back (rows live at most 48 h)"""
 MAX_INTERVALS_PER_STEP = 48
 """intervals one step locates at most (a long catch-up yields between steps)"""
 
@@ -404,7 +406,8 @@ class LiveProcessor:
         row = self.ro.execute("SELECT MIN(t0_ms) FROM live_intervals").fetchone()
         if row is None or row[0] is None:
             return []
-        first = int(row[0])
+        # periods older than the rows can be were written when they were due
+        first = max(int(row[0]), settled - LOOKBACK_MS)
         out = [(a, b) for a, b in periods.spans(first, settled, unit, self.tz) if b <= settled]
         dirty = {a for u, a in self._dirty() if u == unit}
         have = {a for a, _ in out}
