@@ -90,11 +90,8 @@ def test_live_occupancy_from_the_door_and_suppressed_under_k(db: sqlite3.Connect
     assert q["suppressed"] and q["occupancy"] is None and q["low"] is None
 
 
-def test_live_occupancy_from_rf_without_door_beams(db: sqlite3.Connection, tmp_path: Path) -> None:
-    plan = load_default()
-    no_doors = type(plan)(
-        **{**{f: getattr(plan, f) for f in plan.__dataclass_fields__}, "doors": ()}
-    )
+def test_live_occupancy_from_rf_without_door_beams(db: sqlite3.Connection) -> None:
+    no_doors = dataclasses.replace(load_default(), doors=())
     db.execute(
         "INSERT INTO live_intervals VALUES (?,?,?,?,?,?)",
         (T, T + 300_000, T + 400_000, 100, 12.0 * 300, np.zeros(4, np.float32).tobytes()),
