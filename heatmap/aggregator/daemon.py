@@ -139,6 +139,7 @@ class AggregatorDaemon:
                 cfg.live,
                 write=self._submit,
                 retention_rule=cfg.retention.rule,
+                clock=clock,
             )
 
     def now_ms(self) -> int:

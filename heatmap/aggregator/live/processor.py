@@ -89,6 +89,9 @@ class LiveProcessor:
     model
         a calibrated radio model (``footfall calibrate``) to start from instead of
         the floor plan's defaults.
+    clock
+        the ingest's wall clock, s: when an interval was located is compared with when
+        a batch was received (late rows), so both must read the same clock.
     """
 
     def __init__(
@@ -99,7 +102,9 @@ class LiveProcessor:
         write: Callable[[Step], Any] | None = None,
         model: RadioModel | None = None,
         retention_rule: pid_class.ClassRule | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock
         self.path = Path(db_path)
         self.plan = plan
         self.s = settings or LiveSettings()
@@ -225,7 +230,7 @@ class LiveProcessor:
         tr = locate_interval(
             self.ro, self.plan, self.grid, cal, t0, t1, self.s.context_ms, self.s.window_ms
         )
-        now = int(time.time() * 1000)
+        now = int(self.clock() * 1000)
 
         def write(c: sqlite3.Connection) -> None:
             tt.write_interval(c, tr, now)
@@ -445,6 +450,6 @@ class LiveProcessor:
         n = 0
         for h in range(pid_class.hour_of(a), b, pid_class.HOUR_MS):
             pid_class.write_classes(c, h, classes, "live", replace=True)
-            now = int(time.time() * 1000)
+            now = int(self.clock() * 1000)
             n += retention.purge_passersby(c, h, now, self.rule)
         return n
