@@ -59,6 +59,8 @@ TALLY_KEEP_MS = 2 * 86_400_000
 LOOKBACK_MS = 3 * 86_400_000
 """periods are looked for this far back (rows live at most 48 h)"""
 MAX_INTERVALS_PER_STEP = 48
+IN_FLIGHT_MS = 10_000
+"""a batch validated this long before an interval is read may not be stored yet"""
 """intervals one step locates at most (a long catch-up yields between steps)"""
 
 
@@ -227,10 +229,13 @@ class LiveProcessor:
 
     def _locate(self, t0: int, t1: int, rep: StepReport, advance: bool) -> None:
         cal = self.calibration(t1)
+        # rows of a batch received (validated) shortly before this read may still be on
+        # their way to the database: such batches count as late, and redo the interval
+        now = int(self.clock() * 1000) - IN_FLIGHT_MS
+        self._fresh()
         tr = locate_interval(
             self.ro, self.plan, self.grid, cal, t0, t1, self.s.context_ms, self.s.window_ms
         )
-        now = int(self.clock() * 1000)
 
         def write(c: sqlite3.Connection) -> None:
             tt.write_interval(c, tr, now)
