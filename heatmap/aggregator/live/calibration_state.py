@@ -29,6 +29,8 @@ from heatmap.spatial.walkable_grid import WalkableGrid
 
 CALIBRATION_MIN_MS = 15 * 60_000
 """rows needed before the first fit (before it: the floor plan's default model)"""
+CALIBRATION_MIN_ROWS = 20_000
+"""fewer rows than this in the span (the store closed): no (re)fit"""
 CALIBRATION_SPAN_MS = 3_600_000
 """a fit reads at most this much of the latest rows"""
 REFIT_MS = 3 * 3_600_000

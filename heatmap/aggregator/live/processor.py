@@ -26,6 +26,7 @@ committed, and counts nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -172,6 +173,15 @@ class LiveProcessor:
         if start is not None and cal.due(upto_ms, start):
             lo = max(start, upto_ms - calibration_state.CALIBRATION_SPAN_MS)
             t = time.monotonic()
+            n = self.ro.execute(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM obs WHERE t_ms >= ? AND t_ms < ? LIMIT ?)",
+                (lo, upto_ms, calibration_state.CALIBRATION_MIN_ROWS),
+            ).fetchone()[0]
+            if n < calibration_state.CALIBRATION_MIN_ROWS:  # the store is closed: keep the model
+                cal = dataclasses.replace(cal, fitted_to_ms=upto_ms) if cal.fitted_to_ms else cal
+                if cal.fitted_to_ms:
+                    self._write(lambda c: calibration_state.save(c, cal))
+                return cal
             cal = calibration_state.fit(
                 self.ro, self.base_model, self.grid, lo, upto_ms, self.s.window_ms
             )
