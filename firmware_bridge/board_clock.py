@@ -9,6 +9,11 @@ follows a board clock that runs slow or fast (a 16 MHz crystal is ±50 ppm, abou
 4 s a day; a ceramic resonator ±0.5 %, minutes a day). With a heartbeat a second
 the error from drift stays under ``window`` s × the drift rate (60 ms at 0.1 %).
 
+Mapped times never run backwards between resets: when a less-delayed frame lowers
+the offset by a few ms, a later tick is not given an earlier time than an earlier
+tick was (the board's events stay in their order; the correction is absorbed
+within those few ms).
+
 >>> c = BoardClock()
 >>> c.observe(tick_ms=1000, node_ms=1_700_000_001_030)  # 30 ms in transit
 >>> c.observe(tick_ms=2000, node_ms=1_700_000_002_005)  # 5 ms: the better one
@@ -48,6 +53,8 @@ class BoardClock:
         self._offset: int | None = None
         self._last_tick: int | None = None
         self._wraps = 0
+        self._last_mapped: tuple[int, int] | None = None
+        """(unwrapped tick, epoch ms) of the last tick mapped"""
 
     def reset(self) -> None:
         """Board rebooted: ticks restart at 0."""
@@ -56,6 +63,7 @@ class BoardClock:
         self._offset = None
         self._last_tick = None
         self._wraps = 0
+        self._last_mapped = None
 
     def observe(self, tick_ms: int, node_ms: int) -> None:
         """A frame stamped ``tick_ms`` by the board arrived at node time ``node_ms``."""
@@ -76,7 +84,12 @@ class BoardClock:
     def to_epoch_ms(self, tick_ms: int) -> int:
         if self._offset is None:
             raise ValueError("board clock not synchronised yet")
-        return self._offset + self._unwrap(tick_ms)
+        tick = self._unwrap(tick_ms)
+        t = self._offset + tick
+        if self._last_mapped is not None and tick >= self._last_mapped[0]:
+            t = max(t, self._last_mapped[1])
+        self._last_mapped = (tick, t)
+        return t
 
     def _update(self) -> None:
         candidates = list(self._offsets)
