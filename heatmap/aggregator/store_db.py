@@ -302,7 +302,16 @@ class StoreDB:
         return count(self.conn, table)
 
 
-TABLES = ("obs", "door_events", "floor_events", "batches", "aggregates", "pid_class")
+TABLES = (
+    "obs",
+    "door_events",
+    "floor_events",
+    "batches",
+    "aggregates",
+    "pid_class",
+    "track_windows",
+    "live_intervals",
+)
 
 
 def stored_seqs(conn: sqlite3.Connection, kind: str, publisher: str) -> tuple[int, int | None]:
