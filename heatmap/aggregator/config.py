@@ -26,7 +26,7 @@ complete file::
     [live]
     enabled = true                       # live aggregates (needs floor_plan)
     interval_s = 300                     # rows located every …, s
-    lag_s = 60                           # … this long after the interval ended
+    lag_s = 30                           # … this long after the interval ended
     cell_m = 1.0                         # heatmap grid cell, m
     occupancy_interval_s = 10            # live occupancy published every …, s
 
@@ -138,7 +138,13 @@ def parse(
     )
     lv = f.live
     live = (
-        LiveSettings(interval_s=lv.interval_s, lag_s=lv.lag_s, cell_m=lv.cell_m, k=a.k)
+        LiveSettings(
+            interval_s=lv.interval_s,
+            lag_s=lv.lag_s,
+            cell_m=lv.cell_m,
+            k=a.k,
+            occupancy_interval_s=lv.occupancy_interval_s,
+        )
         if lv.enabled and plan_path is not None
         else None
     )

@@ -98,7 +98,7 @@ class LiveSection(TomlTable):
         json_schema_extra={UNIT: "s"},
     )
     lag_s: Annotated[float, Within(0, 3600)] = Field(
-        60.0,
+        30.0,
         description="an interval is processed this long after it ended (late batches), s",
         json_schema_extra={UNIT: "s"},
     )

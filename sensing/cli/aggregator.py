@@ -35,6 +35,10 @@ def cmd_aggregator(a: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from sensing.runtime.blas_threads import single_blas_thread
+
+    single_blas_thread()  # before numpy: the live aggregator is one thread's work
+
     from heatmap.aggregator import config as aggregator_config
     from heatmap.aggregator import db_migrations
     from heatmap.aggregator.daemon import AggregatorDaemon
