@@ -167,11 +167,9 @@ def compute(
     door = door_flow(conn, t0_ms, t1_ms, empty_ms=day0) if plan.doors else None
     cells = read_cells(conn, t0_ms, t1_ms, n_cells)
     rf_inside_s = float(cells.rf_inside_s.sum())
-    # sessions that ended in the period, whole
-    tr = read_tracks(conn, t0_ms, t1_ms, SESSION_REACH_MS)
-    ses = cut(tr, s.window_ms, s.session_gap_ms)
-    last_ms = ses.end_ms - s.window_ms
-    ending = (last_ms >= t0_ms) & (last_ms < t1_ms)
+    # sessions that ended in the period, whole; and who was located where in it
+    ses, pairs = period_sessions(conn, s, tz, t0_ms, t1_ms)
+    ending = np.ones(len(ses), bool)
     # heatmap: RF device-seconds → people, residents out, tiles in, k-guarded
     rf_cells = cells.cells
     staff_removed = False
@@ -184,8 +182,7 @@ def compute(
     tiles = tile_presence(conn, plan, grid, t0_ms, t1_ms, day0) if plan.tiles else None
     if tiles is not None:
         heat = np.where(tiles.covered, tiles.person_seconds, heat)
-    in_period = (tr.t_ms >= t0_ms) & (tr.t_ms < t1_ms)
-    contributors = _cell_devices(grid, tr.pid[in_period], tr.cell[in_period])
+    contributors = _cell_devices(grid, pairs)
     if tiles is not None:
         contributors = np.where(tiles.covered, tiles.presses, contributors)
     kept = (contributors >= k) & (heat > 0)
@@ -233,22 +230,49 @@ def compute(
     return out
 
 
-def _cell_devices(grid: WalkableGrid, pid: NDArray[np.str_], cell: NDArray[np.int64]) -> F:
-    """Distinct pseudonyms located in each cell's 3 × 3 neighbourhood."""
+def period_sessions(
+    conn: sqlite3.Connection, s: LiveSettings, tz: str, t0_ms: int, t1_ms: int
+) -> tuple[Sessions, NDArray[np.int64]]:
+    """The sessions whose last window lies in [t0, t1), whole, and the distinct
+    (pseudonym code, cell) pairs located in the period.
+
+    Read an hour at a time (a day's located windows at once would be the largest
+    thing the aggregator ever holds): each hour's sessions are read with their
+    windows up to ``SESSION_REACH_MS`` before it."""
+    parts: list[Sessions] = []
+    pair_parts: list[NDArray[np.int64]] = []
+    codes: dict[str, int] = {}
+    for a, b in periods.spans(t0_ms, t1_ms, "hour", tz):
+        a, b = max(a, t0_ms), min(b, t1_ms)
+        tr = read_tracks(conn, a, b, SESSION_REACH_MS)
+        ses = cut(tr, s.window_ms, s.session_gap_ms)
+        last = ses.end_ms - s.window_ms
+        parts.append(ses.select((last >= a) & (last < b)))
+        here = (tr.t_ms >= a) & (tr.t_ms < b)
+        if here.any():
+            pid_code = np.fromiter(
+                (codes.setdefault(p, len(codes)) for p in tr.pid[here].tolist()), np.int64
+            )
+            pair_parts.append(np.unique(np.column_stack([pid_code, tr.cell[here]]), axis=0))
+    pairs = np.unique(np.vstack(pair_parts), axis=0) if pair_parts else np.zeros((0, 2), np.int64)
+    return Sessions.concat(parts), pairs
+
+
+def _cell_devices(grid: WalkableGrid, pairs: NDArray[np.int64]) -> F:
+    """Distinct pseudonyms located in each cell's 3 × 3 neighbourhood, from distinct
+    (pseudonym code, cell) pairs."""
     n = grid.nx * grid.ny
-    if not len(pid):
+    if not len(pairs):
         return np.zeros(n)
-    _, code = np.unique(pid, return_inverse=True)
-    pairs = np.unique(code.ravel().astype(np.int64) * n + cell)
-    c = pairs % n
+    who, c = pairs[:, 0], pairs[:, 1]
     r, q = np.divmod(c, grid.nx)
-    # exact: distinct (pseudonym, neighbourhood cell) pairs
     owners = []
     for dr in (-1, 0, 1):
         for dq in (-1, 0, 1):
             rr, qq = r + dr, q + dq
             ok = (rr >= 0) & (rr < grid.ny) & (qq >= 0) & (qq < grid.nx)
-            owners.append((pairs[ok] // n) * n + rr[ok] * grid.nx + qq[ok])
+            owners.append(who[ok] * n + rr[ok] * grid.nx + qq[ok])
+    # a pseudonym in two cells of one neighbourhood counts once there
     uniq = np.unique(np.concatenate(owners))
     return np.bincount(uniq % n, minlength=n).astype(float)
 

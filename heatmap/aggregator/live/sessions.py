@@ -57,6 +57,57 @@ class Sessions:
     def __len__(self) -> int:
         return len(self.pid)
 
+    def select(self, keep: B) -> Sessions:
+        """The sessions where ``keep``, with their stays (re-numbered)."""
+        new_id = np.cumsum(keep) - 1
+        st = keep[self.stay_session] if len(self.stay_session) else np.zeros(0, bool)
+        return Sessions(
+            self.pid[keep],
+            self.start_ms[keep],
+            self.end_ms[keep],
+            self.inside_s[keep],
+            self.visitor[keep],
+            self.passerby[keep],
+            self.entered[keep],
+            self.dwell_s[keep],
+            new_id[self.stay_session[st]],
+            self.stay_zone[st],
+            self.stay_s[st],
+        )
+
+    @staticmethod
+    def concat(parts: list[Sessions]) -> Sessions:
+        """Sessions of several reads one after the other (stays re-numbered)."""
+        if not parts:
+            return cut(_NO_TRACKS, 1000, 1000)
+        offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
+        return Sessions(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in _SESSION_FIELDS),
+            np.concatenate([p.stay_session + o for p, o in zip(parts, offsets, strict=True)]),
+            np.concatenate([p.stay_zone for p in parts]),
+            np.concatenate([p.stay_s for p in parts]),
+        )
+
+
+_SESSION_FIELDS = (
+    "pid",
+    "start_ms",
+    "end_ms",
+    "inside_s",
+    "visitor",
+    "passerby",
+    "entered",
+    "dwell_s",
+)
+_NO_TRACKS = TrackRows(
+    np.zeros(0, str),
+    np.zeros(0, np.int64),
+    np.zeros((0, 2)),
+    np.zeros(0),
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int64),
+)
+
 
 def cut(tr: TrackRows, window_ms: int, session_gap_ms: int) -> Sessions:
     """Sessions of located windows sorted by pid then time."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -86,14 +87,19 @@ class TrackRows:
 def read_tracks(conn: sqlite3.Connection, t0_ms: int, t1_ms: int, reach_ms: int) -> TrackRows:
     """Every located window of each pseudonym located in [t0, t1), from ``reach_ms``
     before t0 to ``reach_ms`` after t1 (whole sessions of the period's devices)."""
-    rows = conn.execute(
+    cur = conn.execute(
         "SELECT t.pid, t.t_ms, t.x, t.y, t.p_in, t.zone, t.cell FROM track_windows t "
         "WHERE t.t_ms >= ? AND t.t_ms < ? AND t.pid IN "
         "(SELECT DISTINCT pid FROM track_windows WHERE t_ms >= ? AND t_ms < ?) "
         "ORDER BY t.pid, t.t_ms",
         (t0_ms - reach_ms, t1_ms + reach_ms, t0_ms, t1_ms),
-    ).fetchall()
-    if not rows:
+    )
+    # in chunks into arrays: a busy hour is ~1M windows at 1 s, too many as tuples
+    cols: list[list[NDArray[Any]]] = [[] for _ in range(7)]
+    while rows := cur.fetchmany(FETCH_ROWS):
+        for i, col in enumerate(zip(*rows, strict=True)):
+            cols[i].append(np.array(col, dtype=_TYPES[i]))
+    if not cols[0]:
         e = np.zeros(0)
         return TrackRows(
             np.zeros(0, str),
@@ -103,15 +109,12 @@ def read_tracks(conn: sqlite3.Connection, t0_ms: int, t1_ms: int, reach_ms: int)
             e.astype(np.int64),
             e.astype(np.int64),
         )
-    pid, t, x, y, p, z, c = zip(*rows, strict=True)
-    return TrackRows(
-        np.array(pid, dtype=str),
-        np.array(t, np.int64),
-        np.column_stack([np.array(x, float), np.array(y, float)]),
-        np.array(p, float),
-        np.array(z, np.int64),
-        np.array(c, np.int64),
-    )
+    pid, t, x, y, p, z, c = (np.concatenate(parts) for parts in cols)
+    return TrackRows(pid, t, np.column_stack([x, y]), p, z, c)
+
+
+FETCH_ROWS = 50_000
+_TYPES: tuple[Any, ...] = (str, np.int64, float, float, float, np.int64, np.int64)
 
 
 @dataclass(frozen=True)
