@@ -48,6 +48,7 @@ from heatmap.aggregator.live.settings import LiveSettings
 from heatmap.spatial.floorplan import FloorPlan
 from heatmap.spatial.radio_model import RadioModel
 from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
+from sensing.runtime.process_memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,8 @@ class LiveProcessor:
 
         self._write(write)
         self._fresh()
+        del tr
+        release_free_memory()  # the interval's temporaries: freed, and given back
         if advance:
             self.watermark_ms = t1
         (rep.intervals if advance else rep.redone).append(t0)
@@ -370,6 +373,7 @@ class LiveProcessor:
 
             rep.passerby_rows_deleted += self._write(write)
             self._fresh()
+            release_free_memory()
             rep.periods.append((unit, a))
             self.periods_written += 1
 
