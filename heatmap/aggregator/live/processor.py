@@ -255,7 +255,6 @@ class LiveProcessor:
 
         self._write(write)
         self._fresh()
-        del tr
         release_free_memory()  # the interval's temporaries: freed, and given back
         if advance:
             self.watermark_ms = t1
