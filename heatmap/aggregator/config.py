@@ -28,6 +28,7 @@ complete file::
     interval_s = 300                     # rows located every …, s
     lag_s = 30                           # … this long after the interval ended
     cell_m = 1.0                         # heatmap grid cell, m
+    window_s = 5                         # localization window, s
     occupancy_interval_s = 10            # live occupancy published every …, s
 
     [broker]
@@ -144,6 +145,7 @@ def parse(
             cell_m=lv.cell_m,
             k=a.k,
             occupancy_interval_s=lv.occupancy_interval_s,
+            window_ms=lv.window_s * 1000,
         )
         if lv.enabled and plan_path is not None
         else None

@@ -105,6 +105,11 @@ class LiveSection(TomlTable):
     cell_m: Annotated[float, Within(0.25, 5)] = Field(
         1.0, description="heatmap grid cell, m", json_schema_extra={UNIT: "m"}
     )
+    window_s: Annotated[int, Within(1, 10)] = Field(
+        5,
+        description="localization window, s (1 s: finer tracks, about 3x the CPU)",
+        json_schema_extra={UNIT: "s"},
+    )
     occupancy_interval_s: Annotated[float, Within(1, 3600)] = Field(
         10.0,
         description="live occupancy published (retained) every, s",
