@@ -18,6 +18,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from heatmap.aggregator.retention import MAX_RETENTION_HOURS
 from sensing.runtime.config_fields import (
+    Bool,
     BrokerTls,
     PathText,
     Text,
@@ -89,7 +90,7 @@ class RetentionSection(TomlTable):
 class LiveSection(TomlTable):
     """``[live]``: the live aggregator (needs ``aggregator.floor_plan``)."""
 
-    enabled: bool = Field(
+    enabled: Bool = Field(
         True, description="locate the rows every interval and keep k-anonymous aggregates"
     )
     interval_s: Annotated[float, Within(30, 900)] = Field(
