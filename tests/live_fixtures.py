@@ -104,11 +104,22 @@ def start_broker(workdir: Path) -> RunningBroker:
     return start_mosquitto(workdir)
 
 
+IN_FLIGHT_S = 12.0
+"""a batch received less than this before an interval is located counts as late for it
+(``processor.IN_FLIGHT_MS``, 10 s): the store day is handed over only this long after
+its last batch, so that every run over it sees the same batches as on time"""
+
+
 def build_store_day(
-    out: Path, sc: Scenario, record_node: str | None = None, workers: int = 2
+    out: Path,
+    sc: Scenario,
+    record_node: str | None = None,
+    workers: int = 2,
+    settle_s: float = IN_FLIGHT_S,
 ) -> StoreDay:
     """Simulate ``sc`` in the bundled store and ingest it through the real pipeline
-    into ``out/store.db`` (checkpointed: the file alone holds everything)."""
+    into ``out/store.db`` (checkpointed: the file alone holds everything), and return
+    ``settle_s`` after its last batch was received."""
     plan = load_default()
     out.mkdir(parents=True, exist_ok=True)
     sim = simulate(plan, sc, out / "sim")
@@ -155,6 +166,12 @@ def build_store_day(
         broker.stop()
         shutil.rmtree(keyfile.parent, ignore_errors=True)
     checkpoint(db)
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        last_s = c.execute("SELECT MAX(received_ms) FROM batches").fetchone()[0] / 1000
+    finally:
+        c.close()
+    time.sleep(min(max(last_s + settle_s - time.time(), 0.0), settle_s))
     return StoreDay(db, plan, sc, sim, recorded)
 
 

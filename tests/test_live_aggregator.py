@@ -170,7 +170,7 @@ def test_an_hour_with_three_visitors_stores_and_draws_nothing_but_suppressed(
         staff=0,
         phone_share=1.0,
     )
-    day = build_store_day(tmp_path / "day", sc)
+    day = build_store_day(tmp_path / "day", sc, settle_s=0)
     # the premise: three people, each with a phone, walked in (and nobody else)
     assert day.sim.people == {"shopper": 3, "passerby": 0, "staff": 0}
     assert day.sim.phones == 3 and day.sim.door_in_truth == 3
