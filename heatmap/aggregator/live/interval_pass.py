@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heatmap.aggregator.live.calibration_state import LiveCalibration
-from heatmap.aggregator.obs_reader import read_windows
+from heatmap.aggregator.obs_reader import read_observations, read_windows
 from heatmap.localizers.localize import locate
 from heatmap.spatial.floorplan import FloorPlan
 from heatmap.spatial.motion import MotionModel
@@ -95,6 +95,9 @@ def locate_interval(
     model = cal.model
     node_index = {n: i for i, n in enumerate(model.node_ids)}
     codes = {p: i for i, p in enumerate(sorted(cal.beacons))}
+    # and whatever can be a node beacon (beacon kind, public address: no phone is),
+    # also before the first fit has found which they are
+    read_observations(db, t0_ms - context_ms, t1_ms, node_index, beacons_only=True, pid_codes=codes)
     exclude = set(codes.values())
     win, n_rows = read_windows(
         db, t0_ms - context_ms, t1_ms, node_index, model.n_nodes, window_ms, codes, exclude

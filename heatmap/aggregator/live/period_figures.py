@@ -186,6 +186,8 @@ def compute(
     if tiles is not None:
         contributors = np.where(tiles.covered, tiles.presses, contributors)
     kept = (contributors >= k) & (heat > 0)
+    # devices located inside the store in the period (the group of its RF figures)
+    inside_devices = len(np.unique(pairs[grid.inside[pairs[:, 1]], 0])) if len(pairs) else 0
     entered = int((ses.entered & ending).sum()) + before[0]
     ins = (door.ins if door is not None else 0) + before[1]
     per_visitor = entered / ins if ins and entered else None
@@ -202,6 +204,7 @@ def compute(
         fus,
         staff_removed,
         per_visitor,
+        inside_devices,
     )
     heat_payload = {
         "v": 1,
@@ -290,6 +293,7 @@ def _store_payload(
     fus: Fusion,
     staff_removed: bool,
     entered_per_visitor: float | None,
+    inside_devices: int,
 ) -> dict[str, Any]:
     vis = int((ses.visitor & ending).sum())
     pas = int((ses.passerby & ending).sum())
@@ -337,7 +341,7 @@ def _store_payload(
             "visitor_devices": k_guard.count(vis, k),
             "passerby_devices": k_guard.count(pas, k),
             "seen_entering": k_guard.count(entered, k),
-            "device_seconds_inside": k_guard.figure(round(rf_inside_s, 1), vis, k),
+            "device_seconds_inside": k_guard.figure(round(rf_inside_s, 1), inside_devices, k),
             "people_per_device": round(ppd, 4),
         },
         "visits_ended": k_guard.count(len(dwell), k),

@@ -124,6 +124,8 @@ class LiveProcessor:
         self.last: StepReport | None = None
         self.cpu_s_total = 0.0
         self.periods_written = 0
+        self.late_after_close = 0
+        """intervals that received rows after their hour was closed (not in its aggregates)"""
         self.watermark_ms: int | None = None
         """every interval before this is located (as committed)"""
 
@@ -276,20 +278,27 @@ class LiveProcessor:
         redo: set[int] = set()
         dirty = self._dirty()
         iv = self.s.interval_ms
+        closed = {int(r[0]) for r in self.ro.execute("SELECT hour_ms FROM hour_purges").fetchall()}
+        after_close: set[int] = set()
         for kind, t0, t1, received in rows:
             lo = periods.floor_ms(int(t0), iv)
             hi = min(int(t1) + 1, wm)
-            if kind == "obs":
-                for a in range(lo, hi, iv):
-                    # an interval located after the batch arrived has its rows already
-                    if a in processed and processed[a] < received:
-                        redo.add(a)
-            dirty |= self._periods_of(int(t0), hi)
-        for a in sorted(redo):
+            for a in range(lo, hi, iv):
+                if pid_class.hour_of(a) in closed:
+                    # the hour is closed (its passers-by's rows are gone): its aggregates
+                    # stay as they are; a passer-by's late rows go at once
+                    after_close.add(a)
+                    continue
+                # an interval located after the batch arrived has its rows already
+                if kind == "obs" and a in processed and processed[a] < received:
+                    redo.add(a)
+                dirty |= self._periods_of(a, a + iv)
+        for a in sorted(after_close):
             rep.passerby_rows_deleted += self._write(
                 partial(self._drop_late_passersby, a=a, b=a + iv)
             )
-            self._fresh()
+        self.late_after_close += len(after_close)
+        for a in sorted(redo):
             self._locate(a, a + iv, rep, advance=False)
         self._write(lambda c: (self._set_dirty(c, dirty), tt.set_meta_int(c, tt.SCAN, newest)))
         if redo:
@@ -322,8 +331,11 @@ class LiveProcessor:
         todo: list[tuple[str, int, int]] = []
         for unit in ("slot", "hour"):
             for a, b in self._candidates(unit, settled):
-                if b <= settled and ((unit, a) in dirty or not self._written(a, b)):
-                    todo.append((unit, a, b))
+                if b > settled or not ((unit, a) in dirty or not self._written(a, b)):
+                    continue
+                if unit == "hour" and not self._hour_complete(a, b, now_ms):
+                    continue  # a node has not delivered past the hour yet: wait for it
+                todo.append((unit, a, b))
         close = self.s.day_close_s * 1000
         for a, b in self._candidates("day", settled):
             if (
@@ -341,6 +353,8 @@ class LiveProcessor:
             classes = self._hour_classes(a, b) if unit == "hour" else None
             own_tally = aggs[0].payload.pop("_tally")
             self._carry_passersby(aggs[0], unit, a, b)
+            if unit == "day":
+                self._compose_day(aggs, a, b)
 
             def write(
                 c: sqlite3.Connection,
@@ -418,6 +432,69 @@ class LiveProcessor:
     def _tally(c: sqlite3.Connection) -> dict[int, list[int]]:
         row = c.execute("SELECT value FROM meta WHERE key = ?", (TALLY,)).fetchone()
         return {} if row is None else {int(t): v for t, v in json.loads(row[0]).items()}
+
+    def _hours_with_rows(self, a: int, b: int) -> list[tuple[int, int]]:
+        """The hours of [a, b) that have located intervals."""
+        starts = {
+            periods.floor_local(int(r[0]), "hour", self.tz)
+            for r in self.ro.execute(
+                "SELECT t0_ms FROM live_intervals WHERE t0_ms >= ? AND t0_ms < ? AND windows > 0",
+                (a, b),
+            )
+        }
+        return [(h, periods.next_local(h, "hour", self.tz)) for h in sorted(starts)]
+
+    def _compose_day(self, aggs: list[Aggregate], a: int, b: int) -> None:
+        """What a day holds of its passers-by comes from its hours (their rows are gone
+        by the day's close): the heatmap is the sum of the hours' kept cells, and the zones'
+        person-seconds follow it. Visits, dwell and zone stays are the visitors', whose
+        rows are still there: the day's own, exact percentiles included."""
+        hours: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for kind, ent, pl in self.ro.execute(
+            "SELECT kind, entity, payload FROM aggregates WHERE t0_ms >= ? AND t1_ms <= ? "
+            "AND t1_ms - t0_ms = ? AND kind IN ('heatmap', 'zone')",
+            (a, b, pid_class.HOUR_MS),
+        ):
+            hours.setdefault((kind, ent), []).append(json.loads(pl))
+        span_s = (b - a) / 1000
+        for g in aggs:
+            if g.kind == "heatmap":
+                cells: dict[str, float] = {}
+                for h in hours.get(("heatmap", "store"), []):
+                    for i, v in h["cells"].items():
+                        cells[i] = cells.get(i, 0.0) + v
+                g.payload["cells"] = {
+                    i: round(v, 1) for i, v in sorted(cells.items(), key=lambda kv: int(kv[0]))
+                }
+                g.payload["cells_suppressed"] = sum(
+                    h["cells_suppressed"] for h in hours.get(("heatmap", "store"), [])
+                )
+                g.payload["from_hours"] = True
+            elif g.kind == "zone":
+                hz = hours.get(("zone", g.entity), [])
+                ps = sum(h["person_seconds"] for h in hz)
+                g.payload["person_seconds"] = round(ps, 1)
+                g.payload["occupancy_mean"] = round(ps / span_s, 3)
+                g.payload["cells_suppressed"] = sum(h["cells_suppressed"] for h in hz)
+
+    def _hour_complete(self, a: int, b: int, now_ms: int) -> bool:
+        """Whether every node's rows of the hour are in, or the hour's grace is over.
+
+        A node's batches carry consecutive ``seq`` numbers and a node replays its spool
+        in order, so its rows of [a, b) are all in when its batches around the hour have
+        no gap in their seqs and one reaches past the hour's end. Closing an hour deletes
+        its passers-by's rows, after which late rows cannot be located: so an hour a
+        node owes batches of waits for it, up to ``hour_grace_s``.
+        """
+        if now_ms >= b + self.s.hour_grace_ms:
+            return True
+        margin = 60_000
+        rows = self.ro.execute(
+            "SELECT publisher, MIN(seq), MAX(seq), COUNT(*), MAX(t1) FROM batches "
+            "WHERE kind = 'obs' AND t1 >= ? AND t0 < ? GROUP BY publisher",
+            (a - margin, b + margin),
+        ).fetchall()
+        return all(hi - lo + 1 == n and last >= b for _p, lo, hi, n, last in rows)
 
     def _dirty_in(self, c: sqlite3.Connection) -> set[tuple[str, int]]:
         row = c.execute("SELECT value FROM meta WHERE key = ?", (DIRTY,)).fetchone()

@@ -144,7 +144,8 @@ def cut(tr: TrackRows, window_ms: int, session_gap_ms: int) -> Sessions:
     run_s = (t[run_last] - t[run]) / 1000.0
     keep = (zi[run] >= 0) & (run_s >= MIN_DWELL_S)
     s_sid, s_zone, s_dur = sid[run][keep], zi[run][keep], run_s[keep]
-    merge = np.r_[False, (s_sid[1:] == s_sid[:-1]) & (s_zone[1:] == s_zone[:-1])]
+    same = (s_sid[1:] == s_sid[:-1]) & (s_zone[1:] == s_zone[:-1])
+    merge = np.r_[False, same] if len(s_sid) else np.zeros(0, bool)
     group = np.cumsum(~merge) - 1
     first = np.flatnonzero(~merge)
     stay_s = np.bincount(group, s_dur) if len(group) else np.zeros(0)

@@ -30,6 +30,9 @@ class LiveSettings:
     """k-anonymity of every stored figure"""
     occupancy_interval_s: float = 10.0
     """the live occupancy is published this often, s"""
+    hour_grace_s: float = 7200.0
+    """an hour is closed (aggregates written, passers-by's rows deleted) once every node
+    that sent rows around it has delivered past its end, or this long after it, s"""
     day_close_s: float = 600.0
     """a local day is closed (its day aggregates written) this long after midnight, s"""
 
@@ -56,6 +59,10 @@ class LiveSettings:
     @property
     def session_gap_ms(self) -> int:
         return round(self.session_gap_s * 1000)
+
+    @property
+    def hour_grace_ms(self) -> int:
+        return round(self.hour_grace_s * 1000)
 
     @property
     def settle_ms(self) -> int:
