@@ -293,6 +293,7 @@ def truth_figures(day: Day) -> dict[str, Any]:
         "zone_share_visitors": shares(shopper),
         "zone_share_everyone": shares(np.ones(len(zi), bool)),
         "zone_dwell_p50_s": {z: float(np.median(v)) if v else None for z, v in stays.items()},
+        "zone_stays": {z: len(v) for z, v in stays.items()},
         "door_in": int(entries),
         "shoppers_entered": int(entered),
     }
@@ -770,6 +771,7 @@ def live_figures(res: dict[str, Any], tf: dict[str, Any], plan: FloorPlan) -> di
         "staff_removed": heat["staff_removed"],
         "zone_share": {z: v / tot for z, v in zps.items()},
         "zone_dwell_p50_s": {z: aggs[f"zone/{z}"]["dwell_p50_s"] for z in ids},
+        "zone_visits": {z: aggs[f"zone/{z}"]["visits"] for z in ids},
         "door_in": store["door_in"],
         "visitors": store["visitors"],
         "store": store,
@@ -852,7 +854,7 @@ def print_table(
     )
     print(
         "\n  per zone: share % live / visitors' truth  |  batch / everyone's truth  |  "
-        "dwell p50 s live / truth"
+        "dwell p50 s live / truth  |  stays live / truth"
     )
     for z in ids:
         b = f"{b_share[z] * 100:5.1f}" if b_share else "  n/a"
@@ -864,6 +866,7 @@ def print_table(
             f"    {z:14}{live['zone_share'][z] * 100:6.1f} / "
             f"{tf['zone_share_visitors'][z] * 100:5.1f}"
             f"   |  {b} / {tf['zone_share_everyone'][z] * 100:5.1f}   |  {lvs} / {tvs}"
+            f"  |  {live['zone_visits'][z]} / {tf['zone_stays'][z]}"
         )
     out.update(
         heatmap_r_live_visitors=live["heatmap_r_visitors"],
@@ -878,6 +881,26 @@ def print_table(
         door_in_truth=tf["door_in"],
     )
     return out
+
+
+def code_version() -> str:
+    """The commit measured, and whether the aggregator's code differed from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "heatmap", "sensing"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (heatmap/ or sensing/ modified)" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -899,6 +922,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(batch_child(Path(db), Path(tdir), Path(out), int(t0), int(t1))))
         return 0
 
+    code = code_version()
+    print(f"code: {code}", flush=True)
     with contextlib.ExitStack() as stack:
         if a.keep:
             a.keep.mkdir(parents=True, exist_ok=True)
@@ -988,6 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
     figs = print_table(live, batch, tf, day.plan)
     if a.json:
         fig = {
+            "code": code,
             "hours": a.hours,
             "seed": a.seed,
             "speed_target": a.speed,

@@ -293,6 +293,7 @@ class AggregatorDaemon:
             "errors": self.live_errors,
             "error": self.live_error,
             "occupancy_errors": self.occupancy_errors,
+            "late_after_close": self.live.late_after_close,
         }
 
     # ---------------------------------------------------------------- retention
