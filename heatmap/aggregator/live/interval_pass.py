@@ -43,7 +43,7 @@ class IntervalTracks:
     xy: F
     p_in: F
     zone: NDArray[np.int64]
-    """index into the plan's zones, -1 outside every zone"""
+    """index into the plan's zones, -1 outside every zone (and when more likely outside)"""
     cell: NDArray[np.int64]
     cells: NDArray[np.float32]
     """(nx·ny,) device-seconds per grid cell in the interval"""
@@ -139,7 +139,9 @@ def locate_interval(
         np.asarray(win.t_ms)[idx],
         xy,
         loc.p_inside[idx],
-        zone_index(plan, xy),
+        # a zone is a part of the store: a window more likely outside is in none (the
+        # mean of a walker on the street right by the door lies just inside it)
+        np.where(loc.p_inside[idx] > 0.5, zone_index(plan, xy), -1),
         grid.cells_of(xy),
         loc.person_seconds.astype(np.float32),
         float(loc.person_seconds[grid.inside].sum()),
