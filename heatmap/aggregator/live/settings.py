@@ -18,7 +18,7 @@ class LiveSettings:
     """rows are located and folded into the aggregates every this long, s (divides 15 min)"""
     lag_s: float = 30.0
     """an interval is processed this long after it ended (batches still on their way), s"""
-    context_s: float = 60.0
+    context_s: float = 30.0
     """lead-in: the smoother starts this long before the interval, on rows already counted, s"""
     session_gap_s: float = 120.0
     """a pseudonym silent this long has ended its session (left, or its address rotated), s"""
