@@ -31,9 +31,10 @@ CALIBRATION_MIN_MS = 15 * 60_000
 """rows needed before the first fit (before it: the floor plan's default model)"""
 CALIBRATION_MIN_ROWS = 20_000
 """fewer rows than this in the span (the store closed): no (re)fit"""
-CALIBRATION_SPAN_MS = 3_600_000
-"""a fit reads at most this much of the latest rows"""
-REFIT_MS = 3 * 3_600_000
+CALIBRATION_SPAN_MS = 30 * 60_000
+"""a fit reads at most this much of the latest rows (a busy hour, node beacons included,
+made the fit the aggregator's peak memory)"""
+REFIT_MS = 6 * 3_600_000
 """the model is refitted this often (data time)"""
 META_KEY = "live_calibration"
 
