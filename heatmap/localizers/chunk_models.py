@@ -112,6 +112,10 @@ def _cached_likelihood(
     key = (id(model), id(grid), band, weight, label)
     got = _LIK_CACHE.get(key)
     if got is None or got.model is not model:
+        # a new model (a refit) retires the tables of the old ones: each is ~10 MB, and
+        # the live aggregator refits through the day
+        for k in [k for k, v in _LIK_CACHE.items() if v.model is not model]:
+            del _LIK_CACHE[k]
         if len(_LIK_CACHE) > 8:
             _LIK_CACHE.clear()
         got = _LIK_CACHE[key] = GridLikelihood(model, grid.centers[cells], band, weight)
