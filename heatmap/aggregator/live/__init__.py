@@ -14,5 +14,6 @@ The flow, one module per step:
   the visit's dwell, its zone stays and moves;
 * :mod:`.period_figures` and :mod:`.k_guard`: a period's figures, suppressed where they
   come from fewer than k devices (k people for door counts);
+* :mod:`.closing`: when an hour may close, and what a day takes from its hours;
 * :mod:`.processor`: the loop that ties them together, crash-safe and idempotent.
 """

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from heatmap.aggregator import hour_aggregates, pid_class, retention, store_db
-from heatmap.aggregator.live import calibration_state, k_guard, periods
+from heatmap.aggregator.live import calibration_state, closing, periods
 from heatmap.aggregator.live import tracks_table as tt
 from heatmap.aggregator.live.calibration_state import LiveCalibration
 from heatmap.aggregator.live.interval_pass import locate_interval
@@ -215,7 +215,11 @@ class LiveProcessor:
         return cal
 
     def _dirty(self) -> set[tuple[str, int]]:
-        row = self.ro.execute("SELECT value FROM meta WHERE key = ?", (DIRTY,)).fetchone()
+        return self._read_dirty(self.ro)
+
+    @staticmethod
+    def _read_dirty(conn: sqlite3.Connection) -> set[tuple[str, int]]:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (DIRTY,)).fetchone()
         return set() if row is None else {(u, int(t)) for u, t in json.loads(row[0])}
 
     @staticmethod
@@ -351,7 +355,9 @@ class LiveProcessor:
             for a, b in self._candidates(unit, settled):
                 if b > settled or not ((unit, a) in dirty or not self._written(a, b)):
                     continue
-                if unit == "hour" and not self._hour_complete(a, b, now_ms):
+                if unit == "hour" and not closing.hour_complete(
+                    self.ro, a, b, now_ms, self.s.hour_grace_ms
+                ):
                     continue  # a node has not delivered past the hour yet: wait for it
                 todo.append((unit, a, b))
         close = self.s.day_close_s * 1000
@@ -370,9 +376,9 @@ class LiveProcessor:
             aggs = compute(self.ro, self.plan, self.grid, self.s, self.tz, unit, a, b, prior)  # type: ignore[arg-type]
             classes = self._hour_classes(a, b) if unit == "hour" else None
             own_tally = aggs[0].payload.pop("_tally")
-            self._carry_passersby(aggs[0], unit, a, b)
+            closing.carry_passersby(self.ro, aggs[0], unit, a, b, self.s.k)
             if unit == "day":
-                self._compose_day(aggs, a, b)
+                closing.compose_day(self.ro, aggs, a, b)
 
             def write(
                 c: sqlite3.Connection,
@@ -387,7 +393,7 @@ class LiveProcessor:
                     hour_aggregates.put_aggregate(
                         c, g.kind, g.payload["period"], g.entity, g.t0_ms, g.t1_ms, g.payload
                     )
-                left = self._dirty_in(c) - {(unit, a)}
+                left = self._read_dirty(c) - {(unit, a)}
                 self._set_dirty(c, left)
                 if unit == "slot":
                     t = self._tally(c)
@@ -408,115 +414,10 @@ class LiveProcessor:
             rep.periods.append((unit, a))
             self.periods_written += 1
 
-    def _carry_passersby(self, agg: Aggregate, unit: str, a: int, b: int) -> None:
-        """Passers-by of hours whose rows were deleted are no longer in the rows: a day
-        takes them from its hours (they add up), a period written again (late rows)
-        keeps the figures it had."""
-        purged = self.ro.execute(
-            "SELECT COUNT(*) FROM hour_purges WHERE hour_ms >= ? AND hour_ms < ?",
-            (pid_class.hour_of(a), b),
-        ).fetchone()[0]
-        if not purged:
-            return
-        p = agg.payload
-        if unit == "day":
-            rows = self.ro.execute(
-                "SELECT payload FROM aggregates WHERE kind = 'footfall' AND entity = 'store' "
-                "AND t0_ms >= ? AND t1_ms <= ? AND t1_ms - t0_ms = ?",
-                (a, b, pid_class.HOUR_MS),
-            ).fetchall()
-            hours = [json.loads(r[0]) for r in rows]
-            pas = [h["passersby"] for h in hours if h["passersby"] is not None]
-            dev = [h["rf"]["passerby_devices"] for h in hours if h["rf"]["passerby_devices"]]
-            p["passersby"] = k_guard.count(sum(pas), self.s.k) if hours else p["passersby"]
-            p["rf"]["passerby_devices"] = k_guard.count(sum(dev), self.s.k)
-        else:
-            row = self.ro.execute(
-                "SELECT payload FROM aggregates WHERE kind = 'footfall' AND entity = 'store' "
-                "AND t0_ms = ? AND t1_ms = ?",
-                (a, b),
-            ).fetchone()
-            if row is None:
-                return
-            old = json.loads(row[0])
-            p["passersby"] = old["passersby"]
-            p["rf"]["passerby_devices"] = old["rf"]["passerby_devices"]
-        v, pas_n = p["visitors"], p["passersby"]
-        p["capture_rate"] = (
-            round(v / (v + pas_n), 4) if v is not None and pas_n is not None and v + pas_n else None
-        )
-
     @staticmethod
     def _tally(c: sqlite3.Connection) -> dict[int, list[int]]:
         row = c.execute("SELECT value FROM meta WHERE key = ?", (TALLY,)).fetchone()
         return {} if row is None else {int(t): v for t, v in json.loads(row[0]).items()}
-
-    def _hours_with_rows(self, a: int, b: int) -> list[tuple[int, int]]:
-        """The hours of [a, b) that have located intervals."""
-        starts = {
-            periods.floor_local(int(r[0]), "hour", self.tz)
-            for r in self.ro.execute(
-                "SELECT t0_ms FROM live_intervals WHERE t0_ms >= ? AND t0_ms < ? AND windows > 0",
-                (a, b),
-            )
-        }
-        return [(h, periods.next_local(h, "hour", self.tz)) for h in sorted(starts)]
-
-    def _compose_day(self, aggs: list[Aggregate], a: int, b: int) -> None:
-        """What a day holds of its passers-by comes from its hours (their rows are gone
-        by the day's close): the heatmap is the sum of the hours' kept cells, and the zones'
-        person-seconds follow it. Visits, dwell and zone stays are the visitors', whose
-        rows are still there: the day's own, exact percentiles included."""
-        hours: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for kind, ent, pl in self.ro.execute(
-            "SELECT kind, entity, payload FROM aggregates WHERE t0_ms >= ? AND t1_ms <= ? "
-            "AND t1_ms - t0_ms = ? AND kind IN ('heatmap', 'zone')",
-            (a, b, pid_class.HOUR_MS),
-        ):
-            hours.setdefault((kind, ent), []).append(json.loads(pl))
-        span_s = (b - a) / 1000
-        for g in aggs:
-            if g.kind == "heatmap":
-                cells: dict[str, float] = {}
-                for h in hours.get(("heatmap", "store"), []):
-                    for i, v in h["cells"].items():
-                        cells[i] = cells.get(i, 0.0) + v
-                g.payload["cells"] = {
-                    i: round(v, 1) for i, v in sorted(cells.items(), key=lambda kv: int(kv[0]))
-                }
-                g.payload["cells_suppressed"] = sum(
-                    h["cells_suppressed"] for h in hours.get(("heatmap", "store"), [])
-                )
-                g.payload["from_hours"] = True
-            elif g.kind == "zone":
-                hz = hours.get(("zone", g.entity), [])
-                ps = sum(h["person_seconds"] for h in hz)
-                g.payload["person_seconds"] = round(ps, 1)
-                g.payload["occupancy_mean"] = round(ps / span_s, 3)
-                g.payload["cells_suppressed"] = sum(h["cells_suppressed"] for h in hz)
-
-    def _hour_complete(self, a: int, b: int, now_ms: int) -> bool:
-        """Whether every node's rows of the hour are in, or the hour's grace is over.
-
-        A node's batches carry consecutive ``seq`` numbers and a node replays its spool
-        in order, so its rows of [a, b) are all in when its batches around the hour have
-        no gap in their seqs and one reaches past the hour's end. Closing an hour deletes
-        its passers-by's rows, after which late rows cannot be located: so an hour a
-        node owes batches of waits for it, up to ``hour_grace_s``.
-        """
-        if now_ms >= b + self.s.hour_grace_ms:
-            return True
-        margin = 60_000
-        rows = self.ro.execute(
-            "SELECT publisher, MIN(seq), MAX(seq), COUNT(*), MAX(t1) FROM batches "
-            "WHERE kind = 'obs' AND t1 >= ? AND t0 < ? GROUP BY publisher",
-            (a - margin, b + margin),
-        ).fetchall()
-        return all(hi - lo + 1 == n and last >= b for _p, lo, hi, n, last in rows)
-
-    def _dirty_in(self, c: sqlite3.Connection) -> set[tuple[str, int]]:
-        row = c.execute("SELECT value FROM meta WHERE key = ?", (DIRTY,)).fetchone()
-        return set() if row is None else {(u, int(t)) for u, t in json.loads(row[0])}
 
     def _candidates(self, unit: periods.Unit, settled: int) -> list[tuple[int, int]]:
         """Periods of ``unit`` with located intervals, ending by ``settled`` (and those

@@ -141,10 +141,3 @@ def read_cells(conn: sqlite3.Connection, t0_ms: int, t1_ms: int, n_cells: int) -
         starts.append(int(a))
         inside.append(float(rf))
     return IntervalCells(starts, np.asarray(inside, float), total)
-
-
-def delete_before(conn: sqlite3.Connection, t_ms: int) -> tuple[int, int]:
-    """Retention: located windows and interval cells older than ``t_ms``."""
-    a = conn.execute("DELETE FROM track_windows WHERE t_ms < ?", (t_ms,)).rowcount
-    b = conn.execute("DELETE FROM live_intervals WHERE t1_ms <= ?", (t_ms,)).rowcount
-    return a, b
