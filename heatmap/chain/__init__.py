@@ -1,0 +1,1 @@
+"""The chain's centre: aggregates of every store, from the central MQTT broker into ClickHouse."""
