@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "sensing.cli.node",  # node, doctor, provision
     "sensing.cli.optout",  # optout add|remove|list
     "sensing.cli.schema",  # schema (JSON Schema / Markdown reference of a file kind)
+    "sensing.cli.chain",  # chain run|report (the chain's centre: aggregates into ClickHouse)
 )
 
 
