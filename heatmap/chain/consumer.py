@@ -18,10 +18,13 @@ topic (``bad_period``, ``period_mismatch``) or a zone with its topic
 period: counted (``cleared``), never a deletion here. Rejected and cleared messages
 are acknowledged too (sending them again would not change them).
 
-Retained messages are not sent to shared subscriptions (MQTT 5, 4.8.2): what stores
-published before the group's first subscription is read with ``retained_sweep``, a
-plain subscription that takes the retained messages once (the rows are idempotent, so
-reading them again replaces nothing but themselves).
+A client subscribes when the broker has no session for it (its first start, or after
+the session expired); a resumed session keeps its subscription. MQTT 5 sends no
+retained messages to a shared subscription (4.8.2), Mosquitto 2.0 sends them to each
+new one anyway: with a broker that keeps to the standard, what stores published before
+the group's first subscription is read with ``retained_sweep`` (``footfall chain run
+--retained``), a plain subscription that takes the retained messages once. Rows are
+idempotent, so reading an aggregate again replaces nothing but itself.
 """
 
 from __future__ import annotations
@@ -251,9 +254,10 @@ class ChainConsumer:
             )
         flt = self.topic_filter
 
-        def on_connect(cl: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
-            if not getattr(rc, "is_failure", False):
-                # a resumed session has the subscription already; subscribing again is harmless
+        def on_connect(cl: mqtt.Client, _u: object, flags: Any, rc: Any, _p: object) -> None:
+            # a resumed session has the subscription: subscribing again would make
+            # Mosquitto send every retained message to it again
+            if not getattr(rc, "is_failure", False) and not flags.session_present:
                 cl.subscribe(flt, qos=1)
 
         def on_message(_cl: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
