@@ -69,19 +69,28 @@ def test_every_mqtt_payload_follows_the_contract(demo_run: DemoRun) -> None:
 
 
 def test_published_aggregates_are_k_anonymous(demo_run: DemoRun) -> None:
+    """What BI got at closing time: the day so far per zone (null below k devices, as the
+    report of the same period from the same aggregates says), closed hours and the day."""
     s = json.loads((demo_run.out / "report" / "summary.json").read_text())
-    zone_devices = {z: (v.get("devices") or 0) for z, v in s["zones"].items()}
-    zone_msgs = [
-        (topics.parse(t).entity, json.loads(raw))
-        for t, raw, _ in demo_run.mqtt.messages
-        if topics.parse(t).kind == "zone_stats"
-    ]
-    assert zone_msgs
+    msgs = [(topics.parse(t), json.loads(raw)) for t, raw, _ in demo_run.mqtt.messages if raw]
+    zone_msgs = [(t.entity, p) for t, p in msgs if t.kind == "zone_stats"]
+    assert {z for z, _ in zone_msgs} == set(s["zones"])
     for zone, p in zone_msgs:
-        devices = zone_devices[zone]
-        assert p["k"] == 5
-        assert p["suppressed"] == (devices < 5)
-        assert ("person_seconds" in p) == (devices >= 5)
+        devices = s["zones"][zone].get("devices") or 0
+        assert p["k"] == 5 and p["unit"] == "day" and not p["final"]
+        assert (p["visits"] is None) == (devices < 5), (zone, p, devices)
+        assert p["visits"] == s["zones"][zone].get("visits")
+        assert p["occupancy"] is None or p["occupancy"] >= 0
+    footfall = {t.entity: p for t, p in msgs if t.kind == "footfall"}
+    assert "today" in footfall and "hour" in footfall
+    closed = [e for e in footfall if e not in ("today", "hour")]  # none in half an hour
+    assert all(footfall[e]["final"] and footfall[e]["unit"] == "hour" for e in closed)
+    for p in footfall.values():
+        for key in ("in", "out", "visitors", "passersby", "visits"):
+            assert p.get(key) is None or p[key] >= 5 or p[key] == 0, (key, p)
+    today = footfall["today"]
+    assert today["visitors"] == s["store"]["door_in"] or today["visitors"] is None
+    assert today["passersby"] == s["store"]["passersby"]
 
 
 def test_cli_demo_on_a_fresh_output_dir(tmp_path: Path) -> None:

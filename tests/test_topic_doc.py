@@ -56,15 +56,19 @@ def test_schema_documents_every_field_and_its_examples_validate(kind: str) -> No
 @pytest.mark.parametrize("kind", ["footfall", "zone_stats"])
 def test_suppressed_aggregates_carry_no_figures(kind: str) -> None:
     """k-anonymity in the contract: a suppressed payload with a number is invalid."""
-    base = {"v": 1, "period": "2026-11-20T10:00:00+01:00/2026-11-20T11:00:00+01:00", "k": 5}
-    payloads.validate(kind, {**base, "suppressed": True})
+    ok = payloads.schema(kind)["examples"][-1]
+    assert ok["suppressed"] is True
+    payloads.validate(kind, ok)
     figure = {"footfall": {"in": 3}, "zone_stats": {"person_seconds": 12.0}}[kind]
     with pytest.raises(ValueError, match=r"invalid at"):
-        payloads.validate(kind, {**base, "suppressed": True, **figure})
+        payloads.validate(kind, {**ok, **figure})
+    with pytest.raises(ValueError, match=r"invalid at"):
+        payloads.validate(kind, {**ok, "dwell_s": {**ok["dwell_s"], "p50": 12.0}})
+    payloads.validate(kind, {**ok, **figure, "suppressed": False})
     with pytest.raises(ValueError):
-        payloads.validate(kind, {**base, "suppressed": False})
+        payloads.validate(kind, {**ok, "period": "today"})
     with pytest.raises(ValueError):
-        payloads.validate(kind, {**base, "period": "today", "suppressed": True})
+        payloads.validate(kind, {k: v for k, v in ok.items() if k != "as_of"})
 
 
 def test_aggregator_status_topic_round_trip() -> None:
@@ -75,3 +79,14 @@ def test_aggregator_status_topic_round_trip() -> None:
     payloads.validate("aggregator_status", {"v": 1, "state": "offline"})
     with pytest.raises(ValueError):
         payloads.validate("aggregator_status", {"v": 1, "state": "online"})  # needs the figures
+
+
+def test_every_home_assistant_sensor_is_in_the_reference() -> None:
+    """The discovery table of docs/mqtt.md names every component the aggregator announces."""
+    from heatmap.aggregator.publish.ha_discovery import discovery_payload
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "mqtt.md").read_text()
+    p = discovery_payload("s1", "Shop", [("checkout", "Checkout")], "0.1.0")
+    assert len(p["cmps"]) == 6
+    for key in p["cmps"]:
+        assert f"`{key.replace('checkout', '{zone}')}`" in doc, key

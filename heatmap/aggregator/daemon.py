@@ -47,7 +47,11 @@ from heatmap.aggregator.ingest_stats import IngestStats
 from heatmap.aggregator.live.occupancy_now import occupancy_payload
 from heatmap.aggregator.live.processor import MAX_INTERVALS_PER_STEP, LiveProcessor
 from heatmap.aggregator.pid_class import HOUR_MS
+from heatmap.aggregator.publish import ha_discovery
+from heatmap.aggregator.publish.bi_publisher import BiPublisher
+from heatmap.aggregator.publish.retained_state import RetainedState
 from heatmap.aggregator.retention import RetentionReport
+from heatmap.spatial.floorplan import FloorPlan
 from sensing.runtime.mqtt_link import Publisher
 from sensing.runtime.systemd_notify import Notifier
 from sensing.runtime.version import __version__
@@ -56,9 +60,10 @@ from sensing.wire import payloads, topics
 log = logging.getLogger(__name__)
 
 JOB_STEP_TIMEOUT_S = 600.0
-STATUS_PENDING_MAX = 100
-"""statuses handed to the broker connection and not yet acknowledged, at most (a broker
-away for longer than 100 status intervals: the newer ones are dropped and counted)"""
+STATUS_PENDING_MAX = 500
+"""messages (statuses, BI's retained aggregates) handed to the broker connection and not
+yet acknowledged, at most (a broker away for long: the newer ones are not handed over and
+counted; the BI state is published again once there is room)"""
 OFFLINE = payloads.encode({"v": 1, "state": "offline"})
 
 
@@ -74,6 +79,17 @@ def next_job_ms(now_ms: int, aggregate_after_s: float) -> int:
     grace = int(aggregate_after_s * 1000)
     t = now_ms - now_ms % HOUR_MS + grace
     return t if t > now_ms else t + HOUR_MS
+
+
+def _discovery(
+    store: str, plan: FloorPlan
+) -> Callable[[dict[str, Any] | None, bool], dict[str, Any]]:
+    """Home Assistant's device discovery of the store, given the payload the broker holds
+    and whether Home Assistant has just announced itself."""
+    zones = [(z.id, z.name) for z in plan.zones]
+    return lambda previous, birth: ha_discovery.discovery_payload(
+        store, plan.name, zones, __version__, previous, ha_birth=birth
+    )
 
 
 class AggregatorDaemon:
@@ -130,17 +146,29 @@ class AggregatorDaemon:
         self.live_error: str | None = None
         self.occupancy_errors = 0
         self._occ_conn: sqlite3.Connection | None = None
+        self.bi: BiPublisher | None = None
         if cfg.live is not None and cfg.floor_plan is not None:
             from heatmap.spatial import floorplan
 
+            plan = floorplan.load(cfg.floor_plan)
             self.live = LiveProcessor(
                 cfg.db,
-                floorplan.load(cfg.floor_plan),
+                plan,
                 cfg.live,
                 write=self._submit,
                 retention_rule=cfg.retention.rule,
                 clock=clock,
             )
+            self.bi = BiPublisher(
+                cfg.store,
+                plan,
+                cfg.k,
+                RetainedState(self._pub),
+                window_s=cfg.live.window_ms / 1000,
+                discovery=_discovery(cfg.store, plan),
+            )
+            self.ingest.subscribe_side(ha_discovery.HA_STATUS_TOPIC, self._on_ha_status)
+            self.ingest.subscribe_side(self.bi.discovery_topic, self.bi.ha_previous)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -207,7 +235,7 @@ class AggregatorDaemon:
                     )
                 next_status = time.monotonic() + self.cfg.status_interval_s
             if self.live is not None and time.monotonic() >= next_occupancy:
-                self.publish_occupancy()
+                self.publish_bi()
                 assert self.cfg.live is not None
                 next_occupancy = time.monotonic() + self.cfg.live.occupancy_interval_s
             wait_s = min(next_status - time.monotonic(), (next_job - self.now_ms()) / 1000, 1.0)
@@ -263,23 +291,27 @@ class AggregatorDaemon:
             if not busy:
                 self._stopping.wait(tick)
 
-    def publish_occupancy(self) -> dict[str, Any] | None:
-        """The live occupancy, retained; a failure is logged and counted, never raised."""
-        assert self.live is not None
+    def publish_bi(self) -> dict[str, Any] | None:
+        """The live occupancy and the retained BI state (:mod:`heatmap.aggregator.publish`);
+        a failure is logged and counted, never raised. Returns the occupancy estimate."""
+        assert self.live is not None and self.bi is not None
+        p: dict[str, Any] | None = None
         try:
             if self._occ_conn is None:
                 self._occ_conn = store_db.connect(self.cfg.db, readonly=True)
             self._occ_conn.commit()  # a fresh read
             p = occupancy_payload(self._occ_conn, self.live.plan, self.now_ms(), self.cfg.k)
-            payloads.validate("occupancy", p)
-            self._pub.publish(
-                topics.build("occupancy", self.cfg.store), payloads.encode(p), retain=True
-            )
-        except Exception as e:  # a side publish: logged and counted, the loop goes on
+        except Exception as e:  # a side output: logged and counted, the loop goes on
             self.occupancy_errors += 1
-            log.warning("occupancy not published: %s: %s", type(e).__name__, e)
-            return None
+            log.warning("occupancy not estimated: %s: %s", type(e).__name__, e)
+        if self._occ_conn is not None:
+            self.bi.tick(self._occ_conn, self.now_ms(), p)
         return p
+
+    def _on_ha_status(self, payload: bytes) -> None:
+        if self.bi is not None and ha_discovery.is_ha_online(payload):
+            log.info("Home Assistant is online: discovery goes out again")
+            self.bi.ha_online()
 
     def live_status(self) -> dict[str, Any] | None:
         if self.live is None:
@@ -370,6 +402,7 @@ class AggregatorDaemon:
                     "subscriptions_refused": len(self.ingest.refused_subscriptions),
                 },
                 live=self.live_status(),
+                bi=None if self.bi is None else self.bi.status(),
             ),
             state,
         )

@@ -128,6 +128,8 @@ class Ingestor(IngestWriter):
         self._filters = topics.inbound_filters(store)
         self._subscribed = threading.Event()
         """the broker answered the last SUBSCRIBE"""
+        self._side: dict[str, Callable[[bytes], None]] = {}
+        """filters outside the inbound tree (QoS 0, not stored) → what handles them"""
         self.refused_subscriptions: list[str] = []
         """filters the broker's last SUBACK refused (reason code >= 0x80), with the reason"""
         self._validator = threading.Thread(
@@ -180,16 +182,38 @@ class Ingestor(IngestWriter):
         if not getattr(rc, "is_failure", False):
             self._subscribe()
 
+    def subscribe_side(self, topic_filter: str, handle: Callable[[bytes], None]) -> None:
+        """Also receive ``topic_filter`` (QoS 0, never stored nor acknowledged as a batch)
+        and hand each payload to ``handle`` on the network thread (it must be quick and
+        must not raise); subscribed again after every reconnect. Call before :meth:`start`."""
+
+        def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+            try:
+                handle(bytes(msg.payload))
+            except Exception:  # a side channel never stops ingest
+                log.exception("handling a message on %s failed", msg.topic)
+
+        self._side[topic_filter] = handle
+        self._client.message_callback_add(topic_filter, on_message)
+
     def _subscribe(self) -> None:
         with self._lock:
             self._subscribed.clear()
-        # one SUBSCRIBE: its SUBACK carries a reason code per filter, in order
-        self._client.subscribe([(f, 1) for f in self._filters])
+        # one SUBSCRIBE: its SUBACK carries a reason code per filter, in order (the
+        # side filters last)
+        self._client.subscribe([(f, 1) for f in self._filters] + [(f, 0) for f in self._side])
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: object, _mid: int, codes: object, _p: object
     ) -> None:
         rcs = codes if isinstance(codes, list) else [codes]
+        side = [
+            f"{f} ({rc})"
+            for f, rc in zip(self._side, rcs[len(self._filters) :], strict=False)
+            if getattr(rc, "is_failure", False)
+        ]
+        if side:  # logged; ingest does not depend on them
+            log.error("the broker refused the side subscriptions %s", ", ".join(side))
         refused = [
             f"{f} ({rc})"
             for f, rc in zip(self._filters, rcs, strict=False)

@@ -84,6 +84,8 @@ class StatusInputs:
     mqtt: Mapping[str, int] | None = None
     live: Mapping[str, Any] | None = None
     """the live aggregator's progress (None: not running)"""
+    bi: Mapping[str, Any] | None = None
+    """what the BI publisher did (None: not running)"""
     """the aggregator's own connection: publish_refused, publish_dropped,
     subscriptions_refused"""
 
@@ -130,4 +132,6 @@ def status_payload(i: StatusInputs, state: str = "online") -> dict[str, Any]:
         out["mqtt"] = {k: int(v) for k, v in i.mqtt.items()}
     if i.live is not None:
         out["live"] = dict(i.live)
+    if i.bi is not None:
+        out["bi"] = dict(i.bi)
     return out

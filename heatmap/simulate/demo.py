@@ -29,12 +29,15 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from firmware_bridge.errors import BrokerError
-from heatmap.aggregator import bi_publish, store_db
+from heatmap.aggregator import store_db
 from heatmap.aggregator.broker import RunningBroker, start_private_broker
 from heatmap.aggregator.ingest import Ingestor
 from heatmap.aggregator.live import periods
+from heatmap.aggregator.live.occupancy_now import occupancy_payload
 from heatmap.aggregator.live.processor import LiveProcessor
 from heatmap.aggregator.live.settings import LiveSettings
+from heatmap.aggregator.publish.bi_publisher import BiPublisher
+from heatmap.aggregator.publish.retained_state import RetainedState
 from heatmap.report import aggregate_report
 from heatmap.report.aggregate_report import PeriodFigures
 from heatmap.simulate.scenario import Scenario
@@ -44,6 +47,7 @@ from sensing.node.replay import ReplayResult, replay_node
 from sensing.privacy.key_file import KeyFile
 from sensing.runtime.mqtt_link import BrokerAddress, Publisher, connect, make_client
 from sensing.runtime.progress import NoProgress, Progress
+from sensing.wire import topics
 
 REPLAY_TIMEOUT_S = 900.0
 KEY_ROLL_HOUR = 4
@@ -134,7 +138,7 @@ def run_demo(
         t = time.monotonic()
         report, truth = _write_report(plan, db_path, sc.t0_ms, t1_ms, out, prog)
         secs["report"] = time.monotonic() - t
-        published = _publish_aggregates(plan, addr, report)
+        published = _publish_aggregates(plan, addr, db_path, t1_ms)
     finally:
         shutil.rmtree(keydir, ignore_errors=True)  # the simulated nodes are gone: so is their key
         if running is not None:
@@ -259,46 +263,31 @@ def _replay_all(
     return results
 
 
-def _publish_aggregates(plan: FloorPlan, addr: BrokerAddress, rep: PeriodFigures) -> list[str]:
+def _publish_aggregates(
+    plan: FloorPlan, addr: BrokerAddress, db_path: Path, at_ms: int
+) -> list[str]:
+    """What a BI client sees at the end of the simulated opening hours: the aggregator's
+    retained v1 state at that moment (closed hours, the day so far, zones, occupancy),
+    published the way ``footfall aggregator`` publishes it."""
     client = make_client(addr, f"footfall-aggregator-{plan.store_id}-bi")
     connect(client, addr)
     pub = Publisher(client)
-    k = rep.k
-    period = rep.period.split("/")[0][:13].replace(":", "")
-    st = rep.store
-    topics = [
-        bi_publish.publish(
-            pub,
-            plan.store_id,
-            "footfall",
-            period,
-            bi_publish.footfall_payload(
-                rep.period,
-                k,
-                st.get("visitors") or 0,
-                st.get("door_out") or 0,
-                st.get("passersby") or 0,
-                st.get("mean_dwell_s") or 0.0,
-            ),
-        )
-    ]
-    for z in plan.zones:
-        zs = rep.zones.get(z.id, {})
-        topics.append(
-            bi_publish.publish(
-                pub,
-                plan.store_id,
-                "zone_stats",
-                z.id,
-                bi_publish.zone_payload(
-                    rep.period, k, zs.get("devices") or 0, zs.get("person_seconds") or 0.0
-                ),
-            )
-        )
+    state = RetainedState(pub)
+    k = LiveSettings().k
+    bi = BiPublisher(plan.store_id, plan, k, state)
+    conn = store_db.connect(db_path, readonly=True)
+    try:
+        occupancy = occupancy_payload(conn, plan, at_ms, k)
+        bi.tick(conn, at_ms, occupancy)
+    finally:
+        conn.close()
+    if bi.counts.error is not None:
+        raise BrokerError(f"the aggregates were not published: {bi.counts.error}")
     pub.drain()
     client.loop_stop()
     client.disconnect()
-    return topics
+    occupancy_topic = topics.build("occupancy", plan.store_id)
+    return sorted(t for t in [*bi.counts.wanted, occupancy_topic] if state.confirmed(t))
 
 
 def default_scenario(hours: float, seed: int, start: str | None = None) -> Scenario:

@@ -11,7 +11,10 @@ says what each may do:
 * the aggregator (``aggregator-{store}``) reads what nodes publish and publishes
   the aggregates and Home Assistant discovery;
 * a BI client (``bi-{name}``) may only read the aggregates (occupancy, zone
-  stats, footfall) and discovery;
+  stats, footfall), the aggregator's status (so a dashboard tells "no data" from
+  "pipeline down", and Home Assistant takes its availability from it) and discovery,
+  and write Home Assistant's ``homeassistant/status`` (its birth and last will: a
+  Home Assistant connects with a BI certificate);
 * everybody else — anonymous clients, other certificates — nothing (the broker
   also refuses them at the TLS handshake; see ``deploy/mosquitto/footfall.conf``).
 
@@ -131,11 +134,13 @@ def acl_text(layout: StoreLayout) -> str:
     lines.append(f"topic readwrite {base}/aggregator/status")
     lines.append("topic readwrite homeassistant/#")
     lines.append("")
-    lines += ["# --- BI clients: aggregates only", ""]
+    lines += ["# --- BI clients (and Home Assistant): aggregates only", ""]
     for name in sorted(layout.bi_clients):
         lines.append(f"user {bi_user(name)}")
         for f in aggregate_filters(s):
             lines.append(f"topic read {f}")
+        lines.append(f"topic read {base}/aggregator/status")
         lines.append("topic read homeassistant/#")
+        lines.append("topic write homeassistant/status")
         lines.append("")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ import ssl
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -162,8 +163,8 @@ class Publisher:
         self._cond = threading.Condition()
         self._pending: dict[int, str] = {}
         """message id → topic, handed to paho and not yet acknowledged"""
-        self._early: set[int] = set()
-        """message ids whose PUBACK came before :meth:`publish` recorded them"""
+        self._early: dict[int, bool] = {}
+        """message ids whose PUBACK came before :meth:`publish` recorded them → accepted"""
         self.handed = 0
         """messages handed to paho (sent, or queued for the reconnect)"""
         self.acked = 0
@@ -174,6 +175,9 @@ class Publisher:
         """messages never handed to paho: the pending list was full, or paho refused them"""
         self.last_refusal = ""
         """topic and reason of the last refused or dropped message (no payload data)"""
+        self.on_done: Callable[[str, bool], None] | None = None
+        """called with (topic, accepted) when the broker answers a message handed over by
+        :meth:`publish` (on paho's network thread, holding its lock: bookkeeping only)"""
         client.on_publish = self._on_publish
 
     @property
@@ -198,10 +202,11 @@ class Publisher:
             return False
         with self._cond:
             self.handed += 1
-            if info.mid in self._early:
-                self._early.discard(info.mid)
-            else:
+            early = self._early.pop(info.mid, None)
+            if early is None:
                 self._pending[info.mid] = topic
+        if early is not None and self.on_done is not None:
+            self.on_done(topic, early)
         return True
 
     def _room(self) -> bool:
@@ -226,16 +231,19 @@ class Publisher:
         # paho's network thread, holding paho's message lock: only bookkeeping here
         with self._cond:
             topic = self._pending.pop(mid, None)
+            failed = bool(getattr(rc, "is_failure", False))
             if topic is None:
                 if len(self._early) > 4 * self.max_pending:
                     self._early.clear()  # PUBACKs of messages somebody else published
-                self._early.add(mid)
-            if getattr(rc, "is_failure", False):
+                self._early[mid] = not failed
+            if failed:
                 self.refused += 1
                 self.last_refusal = f"{topic or 'message ' + str(mid)}: {rc}"
             else:
                 self.acked += 1
             self._cond.notify_all()
+        if topic is not None and self.on_done is not None:
+            self.on_done(topic, not failed)
 
     def drain(self, timeout_s: float = 60.0) -> None:
         """Wait until the broker acknowledged everything handed over; BrokerError if

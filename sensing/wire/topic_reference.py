@@ -38,8 +38,15 @@ RSSI is in dBm. Inbound batches carry a per-publisher `seq`: redelivery of
 The aggregator subscribes to the inbound topics with a persistent session
 (clean session off) at QoS 1 and acknowledges a message only once it is stored.
 Outbound aggregates are k-anonymous: a figure computed from fewer than `k`
-distinct pseudonyms (or people) is not published.
+distinct pseudonyms (or people) is published as `null` (a field that is absent
+was not measured, e.g. door counts in a store without beams); `suppressed: true`
+means every figure of the payload is null. Outbound topics are retained and
+published when their payload changes; a zero-length retained message clears a
+closed period the broker no longer keeps (consumers ignore it).
 """
+
+SECTIONS = Path(__file__).resolve().parent / "reference"
+"""hand-written sections after the generated ones: Home Assistant discovery, connecting as BI"""
 
 
 def _type(s: dict[str, Any]) -> str:
@@ -170,6 +177,8 @@ def render() -> str:
     out.append("")
     for kind in topics.SPECS:
         out.append(_section(kind))
+    for name in ("home_assistant.md", "connect_as_bi.md"):
+        out.append((SECTIONS / name).read_text(encoding="utf-8"))
     return "\n".join(out).rstrip("\n") + "\n"
 
 

@@ -1,1 +1,1 @@
-"""What leaves the store aggregator: the v1 aggregate topics for BI, and Home Assistant discovery."""
+"""What leaves the store aggregator: the v1 aggregate topics for BI, Home Assistant discovery."""
