@@ -12,17 +12,24 @@ from __future__ import annotations
 import copy
 import doctest
 import json
+import os
+import subprocess
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from firmware_bridge.errors import ConfigError, TopicError
+from heatmap.aggregator.broker import free_port, start_mosquitto
 from heatmap.aggregator.publish import ha_discovery
 from heatmap.aggregator.publish.ha_discovery import discovery_payload, encode
 from sensing.wire import payloads, topics
+
+from broker_fixtures import wait_for
 
 DATA = Path(__file__).parent / "data" / "ha"
 SCHEMAS = Path(payloads.__file__).parent / "schemas"
@@ -292,3 +299,189 @@ def test_home_assistant_birth() -> None:
 def test_docstring_examples() -> None:
     result = doctest.testmod(ha_discovery)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------ a real Home Assistant
+
+HA_PYTHON_ENV = "FOOTFALL_HA_PYTHON"
+HA_SETUP = (
+    "Home Assistant with device discovery (2024.11+) needs Python >= 3.12; set "
+    f"{HA_PYTHON_ENV} to a Python that has it, e.g. python3.12 -m venv ha && ha/bin/pip "
+    "install homeassistant==2024.12.0 paho-mqtt==1.6.1 home-assistant-frontend==20241127.4"
+)
+HA_NOISE = ("homeassistant.components.mqtt", "homeassistant.components.sensor", "template")
+
+
+def _ha_python() -> str:
+    """The Python Home Assistant runs under, or skip (this suite runs on 3.11)."""
+    exe = os.environ.get(HA_PYTHON_ENV)
+    if not exe or not Path(exe).exists():
+        pytest.skip(HA_SETUP)
+    out = subprocess.run(
+        [exe, "-c", "import homeassistant.const as c; print(c.MAJOR_VERSION, c.MINOR_VERSION)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if out.returncode != 0:
+        pytest.skip(f"{exe} cannot import homeassistant: {HA_SETUP}")
+    major, minor = map(int, out.stdout.split())
+    if (major, minor) < (2024, 11):
+        pytest.skip(f"Home Assistant {major}.{minor} has no device discovery: {HA_SETUP}")
+    return exe
+
+
+def _ha_config(cfg: Path, broker_port: int) -> None:
+    """A minimal Home Assistant: its MQTT integration on the loopback broker, its HTTP
+    server on loopback, and mqtt_statestream mirroring every state to ``hastate/``."""
+    (cfg / ".storage").mkdir(parents=True)
+    (cfg / "configuration.yaml").write_text(
+        "homeassistant:\n  name: footfall test\n  time_zone: Europe/Berlin\n"
+        "  unit_system: metric\n  latitude: 52.5\n  longitude: 13.4\n  elevation: 0\n"
+        f"http:\n  server_host: 127.0.0.1\n  server_port: {free_port()}\n"
+        "mqtt_statestream:\n  base_topic: hastate\n  publish_attributes: true\n"
+        "logger:\n  default: warning\n"
+    )
+    now = "2026-12-07T00:00:00+00:00"
+    entry = {
+        "created_at": now,
+        "modified_at": now,
+        "data": {"broker": "127.0.0.1", "port": broker_port},
+        "discovery_keys": {},
+        "disabled_by": None,
+        "domain": "mqtt",
+        "entry_id": "footfalltestmqtt",
+        "minor_version": 1,
+        "options": {},
+        "pref_disable_new_entities": False,
+        "pref_disable_polling": False,
+        "source": "user",
+        "title": "loopback",
+        "unique_id": None,
+        "version": 1,
+    }
+    (cfg / ".storage" / "core.config_entries").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "minor_version": 4,
+                "key": "core.config_entries",
+                "data": {"entries": [entry]},
+            }
+        )
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_real_home_assistant_shows_the_store(tmp_path: Path) -> None:
+    ha_python = _ha_python()
+    broker = start_mosquitto(tmp_path / "broker")
+    got: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    def on_message(_c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        with lock:
+            got[m.topic] = m.payload
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-ha")
+    client.on_message = on_message
+    client.connect("127.0.0.1", broker.address.port)
+    client.loop_start()
+    client.subscribe([("hastate/#", 1), (ha_discovery.HA_STATUS_TOPIC, 1)])
+
+    def publish(topic: str, body: bytes) -> None:
+        client.publish(topic, body, qos=1, retain=True).wait_for_publish(10)
+
+    def state(entity: str, attribute: str = "state") -> str | None:
+        with lock:
+            raw = got.get(f"hastate/sensor/example_store_{entity}/{attribute}")
+        return None if raw is None else raw.decode()
+
+    def states_are(want: dict[str, str], what: str) -> None:
+        wait_for(lambda: all(state(e) == v for e, v in want.items()), 30, what)
+
+    seen, hidden = [_today(e) for e in _examples("footfall")]
+    zone_seen, zone_hidden = _examples("zone_stats")
+    (occ,) = _examples("occupancy")
+    online, will = _examples("aggregator_status")
+    status = topics.aggregator_status_topic(STORE)
+    today = topics.build("footfall", STORE, "today")
+    publish(status, payloads.encode(online))
+    publish(topics.build("occupancy", STORE), payloads.encode(occ))
+    publish(today, payloads.encode(seen))
+    publish(topics.build("zone_stats", STORE, "checkout"), payloads.encode(zone_seen))
+    publish(topics.build("zone_stats", STORE, "fitting"), payloads.encode(zone_hidden))
+    both = _payload()
+    publish(ha_discovery.discovery_topic(STORE), encode(both))
+
+    cfg = tmp_path / "ha"
+    _ha_config(cfg, broker.address.port)
+    log = tmp_path / "ha.log"
+    with log.open("wb") as out:
+        ha = subprocess.Popen(
+            [ha_python, "-m", "homeassistant", "-c", str(cfg), "--skip-pip"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # Home Assistant's birth comes once it has read the retained discovery
+        wait_for(lambda: ha_discovery.is_ha_online(got.get("homeassistant/status", b"")), 90)
+        states_are(
+            {
+                "occupancy": "23",
+                "visitors_today": "112",
+                "passers_by_today": "389",
+                "capture_rate_today": "22.4",
+                "mean_dwell_today": "731.4",
+                "checkout_occupancy": "6",
+                "fitting_rooms_occupancy": "unknown",  # suppressed under k
+            },
+            "the example figures in Home Assistant",
+        )
+        assert state("visitors_today", "state_class") == '"total"'
+        assert state("visitors_today", "last_reset") == '"2026-11-20T00:00:00+01:00"'
+        assert state("occupancy", "unit_of_measurement") == '"people"'
+        assert state("mean_dwell_today", "device_class") == '"duration"'
+
+        publish(today, payloads.encode(hidden))
+        states_are(
+            {e: "unknown" for e in ("visitors_today", "capture_rate_today", "mean_dwell_today")},
+            "a suppressed day shown as unknown",
+        )
+        publish(status, payloads.encode(will))
+        states_are({"occupancy": "unavailable", "checkout_occupancy": "unavailable"}, "will")
+        publish(status, payloads.encode(online))
+        states_are({"occupancy": "23", "checkout_occupancy": "6"}, "available again")
+
+        # the fitting rooms leave the floor plan: their entity is removed
+        one = discovery_payload(STORE, "Example Store", ZONES[:1], "0.1.0", both)
+        publish(ha_discovery.discovery_topic(STORE), encode(one))
+        uid = both["cmps"]["zone_fitting_occupancy"]["uniq_id"]
+        registry = cfg / ".storage" / "core.entity_registry"
+
+        def removed() -> bool:
+            if not registry.exists():
+                return False
+            data = json.loads(registry.read_text())["data"]
+            live = {e["unique_id"] for e in data["entities"]}
+            return uid not in live and uid in {e["unique_id"] for e in data["deleted_entities"]}
+
+        wait_for(removed, 30, "the fitting rooms' entity removed")
+        assert state("checkout_occupancy") == "6"
+    finally:
+        ha.terminate()
+        try:
+            ha.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            ha.kill()
+            ha.wait(timeout=10)
+        client.loop_stop()
+        client.disconnect()
+        broker.stop()
+    noise = [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if (" WARNING " in line or " ERROR " in line) and any(n in line for n in HA_NOISE)
+    ]
+    assert not noise, "\n".join(noise)
