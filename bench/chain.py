@@ -17,11 +17,17 @@ Two figures per run, each on a fresh Mosquitto:
 Then, with the consumer stopped: the rows in chDB against what was published (lost =
 published identities without a row, duplicated = rows read with FINAL beyond them),
 and ``footfall chain report`` of the week over the 1,000 stores (its queries timed).
-The median of ``--runs`` runs is printed and written to bench/baselines/chain.json.
+The median of ``--runs`` runs is printed and written to bench/baselines/chain.json
+(``--save``).
+
+``--example-week DIR`` instead writes the chain report of a simulated week of 12 stores
+(one closed on its Sunday: suppressed) through the same path into DIR: the picture of
+docs/chain.md.
 
 Usage::
 
-    python bench/chain.py [--stores 1000] [--runs 3] [--consumers 2] [--publishers 4]
+    python bench/chain.py [--stores 1000] [--runs 3] [--consumers 2] [--publishers 4] [--save]
+    python bench/chain.py --example-week docs/img
 """
 
 from __future__ import annotations
@@ -212,6 +218,67 @@ def chain_run(
     }
 
 
+EXAMPLE_STORES = (
+    "amsterdam-centrum",
+    "utrecht-hoog-catharijne",
+    "rotterdam-zuidplein",
+    "den-haag-spui",
+    "eindhoven",
+    "groningen",
+    "zwolle",
+    "maastricht",
+    "breda",
+    "nijmegen",
+    "haarlem",
+    "leiden",
+)
+
+
+def example_week(out: Path) -> Path:
+    """The chain report of a simulated week of 12 stores (zwolle closed on Sunday)."""
+    from datetime import timedelta
+
+    monday = date(2026, 11, 16)
+    per_store = []
+    for i, s in enumerate(EXAMPLE_STORES):
+        msgs = []
+        for d in range(7):
+            scale = 0.0 if (s == "zwolle" and d == 6) else 1.0 + 0.15 * i
+            msgs += store_day(s, monday + timedelta(days=d), scale=scale).messages
+        per_store.append(msgs)
+    n = sum(len(m) for m in per_store)
+    with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
+        work = Path(tmp)
+        broker = start_mosquitto(work / "broker")
+        stats = work / "stats.json"
+        argv = [sys.executable, "-m", "sensing.cli.main", "chain", "run", "--db", str(work / "db")]
+        argv += ["--broker", f"127.0.0.1:{broker.address.port}", "--log-every", "0.2"]
+        proc = subprocess.Popen([*argv, "--stats", str(stats)], stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while not stats.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            publish_all(broker, per_store, 2)
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError, ValueError):
+                    if json.loads(stats.read_text())["accepted_total"] >= n:
+                        break
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+            broker.stop()
+        store = ChainStore(ChdbBackend(work / "db"))
+        try:
+            _week, paths = chain_report.report(store, WEEK, work / "report")
+        finally:
+            store.close()
+        out.mkdir(parents=True, exist_ok=True)
+        png = out / "chain_week.png"
+        png.write_bytes(paths[-1].read_bytes())
+    return png
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stores", type=int, default=1000)
@@ -219,7 +286,11 @@ def main() -> int:
     ap.add_argument("--consumers", type=int, default=2)
     ap.add_argument("--publishers", type=int, default=4)
     ap.add_argument("--save", action="store_true", help="write bench/baselines/chain.json")
+    ap.add_argument("--example-week", help="write the example week's chain_week.png here")
     a = ap.parse_args()
+    if a.example_week:
+        print(f"wrote {example_week(Path(a.example_week))}")
+        return 0
     t = time.perf_counter()
     per_store = build_messages(a.stores)
     print(

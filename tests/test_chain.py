@@ -382,3 +382,60 @@ def test_consumer_killed_and_restarted_loses_nothing(broker: Broker, tmp_path: P
             assert got[(d.store, "day", period_start(d.messages[24][1]))][1] == d.day_visitors
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_bad_command_lines_end_in_one_line(tmp_path: Path) -> None:
+    """Each bad argument: exit 1 and one line ``footfall: error: ...``, no traceback."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from heatmap.aggregator.broker import free_port
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    (tmp_path / "e").mkdir()
+    db = str(tmp_path / "db")
+
+    def run(name: str) -> list[str]:  # a directory each: one process owns a chDB directory
+        return ["chain", "run", "--db", str(tmp_path / name), "--broker"]
+
+    cases = {
+        "broker": [*run("b"), "no-port"],
+        "port": [*run("p"), "127.0.0.1:99999"],
+        "nobody": [*run("n"), f"127.0.0.1:{free_port()}"],
+        "consumers": [*run("c"), "127.0.0.1:1883", "--consumers", "0"],
+        "group": [*run("g"), "127.0.0.1:1883", "--group", "a/b"],
+        "ca": [*run("ca"), "127.0.0.1:1883", "--ca", str(tmp_path / "missing.crt")],
+        "both": [*run("bo"), "127.0.0.1:1883", "--clickhouse", "http://localhost:1"],
+        "week": ["chain", "report", "--db", db, "--week", "2026-47"],
+        "stores": ["chain", "report", "--db", db, "--week", "2026-W47", "--stores", "a b"],
+        "no-db": ["chain", "report", "--db", str(tmp_path / "none"), "--week", "2026-W47"],
+        "db-file": ["chain", "run", "--db", str(a_file), "--broker", "127.0.0.1:1883"],
+        "empty-db": ["chain", "report", "--db", str(tmp_path / "e"), "--week", "2026-W47"],
+    }
+
+    def one(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=60)
+
+    with ThreadPoolExecutor(2) as ex:
+        results = dict(zip(cases, ex.map(one, cases.values()), strict=True))
+    for name, r in results.items():
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1, (name, r.stderr)
+        assert lines[-1].startswith("footfall: error: "), (name, r.stderr)
+        assert "Traceback" not in r.stderr, (name, r.stderr)
+    assert "cannot reach broker" in results["nobody"].stderr
+    assert "no chain tables" in results["empty-db"].stderr
+
+
+@pytest.mark.parametrize(
+    "module", ["aggregate_rows", "consumer", "chain_report", "simulated_stores"]
+)
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(f"heatmap.chain.{module}"))
+    assert res.attempted > 0 and res.failed == 0

@@ -247,6 +247,7 @@ def write_png(week: ChainWeek, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     stores = week.stores[:MAX_STORES_DRAWN]
     n = max(len(stores), 1)
@@ -272,6 +273,7 @@ def write_png(week: ChainWeek, path: Path, title: str) -> Path:
         ax.set_title(label, fontsize=10)
         ax.set_ylim(n - 0.5, -0.5)
         ax.tick_params(axis="x", labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(3))
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
 
@@ -319,11 +321,14 @@ def write_png(week: ChainWeek, path: Path, title: str) -> Path:
         "mean visitors per hour of day (grey: under k, suppressed; ● busiest hour of the week)",
         fontsize=10,
     )
-    cb = fig.colorbar(im, ax=ax3, orientation="horizontal", fraction=0.03, pad=0.08, aspect=40)
+    fig.suptitle(title, fontsize=12, x=0.01, ha="left")
+    fig.subplots_adjust(left=0.12, right=0.9, top=1 - 0.9 / fig_h, bottom=1.25 / fig_h)
+    # the colour scale in its own axes below, so the table's rows line up with the bars'
+    x0, _y0, w, _h = ax3.get_position().bounds
+    cax = fig.add_axes((x0 + w * 0.2, 0.5 / fig_h, w * 0.6, 0.12 / fig_h))
+    cb = fig.colorbar(im, cax=cax, orientation="horizontal")
     cb.set_label("visitors per hour", fontsize=8)
     cb.ax.tick_params(labelsize=8)
-    fig.suptitle(title, fontsize=12, x=0.01, ha="left")
-    fig.subplots_adjust(left=0.12, right=0.9, top=1 - 0.9 / fig_h, bottom=0.9 / fig_h)
     fig.savefig(path)
     plt.close(fig)
     return path
@@ -342,5 +347,9 @@ def report(
         f"{len(week.stores)} stores"
         + (f", the {shown} most visited drawn" if shown < len(week.stores) else "")
     )
+    hidden = [s.store for s in week.stores[MAX_STORES_DRAWN:] if s.visitors is None]
+    if hidden:
+        more = f" and {len(hidden) - 3} more" if len(hidden) > 3 else ""
+        title += f"; no visitor figure (suppressed or missing): {', '.join(hidden[:3])}{more}"
     paths.append(write_png(week, out / "chain_week.png", title))
     return week, paths

@@ -257,6 +257,14 @@ class ChainStore:
         for ddl in SCHEMA.values():
             self.backend.execute(ddl)
 
+    def has_schema(self) -> bool:
+        """Whether every table of the chain is there."""
+        [[n]] = self.backend.rows(
+            f"SELECT count() FROM system.tables WHERE database = '{DATABASE}' "
+            f"AND name IN ({', '.join(repr(t) for t in SCHEMA)})"
+        )
+        return int(n) == len(SCHEMA)
+
     def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         """Insert ``rows`` (dicts of column → value) into ``table`` in one statement."""
         if table not in SCHEMA:

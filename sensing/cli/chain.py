@@ -143,6 +143,10 @@ def cmd_report(a: argparse.Namespace) -> int:
         raise ConfigError(f"--db {a.db}: no such chDB directory")
     store = _store(a)
     try:
+        if not store.has_schema():
+            raise ConfigError(
+                f"{a.db or 'the server'}: no chain tables (footfall chain run writes them)"
+            )
         week, paths = chain_report.report(store, a.week, out, stores)
     finally:
         store.close()
