@@ -221,17 +221,66 @@ def test_a_bi_client_gets_the_live_aggregates_k_anonymous_and_retained(store: St
     finally:
         _stop(d, stop, t)
         bi.close()
-    # the aggregator restarts: a BI client connecting afterwards finds the same state
-    d, stop, t = _run(store, now + 10_000)
+    # a BI client connecting while the aggregator is down finds the state retained ...
     late = Bi(BrokerAddress("127.0.0.1", store.broker.port, store.pki.client("bi-dash")), "bi-2")
     try:
-        wait_for(lambda: (late.get(f"{base}/aggregator/status") or {}).get("state") == "online", 30)
-        time.sleep(1.5)
+        wait_for(lambda: late.get(f"{base}/footfall/today") is not None, 10, "retained")
+        time.sleep(1.0)
         for tp, raw in before.items():
-            got = late.get(tp)
-            want = json.loads(raw) if raw else None
-            assert got == want, tp
+            assert late.get(tp) == (json.loads(raw) if raw else None), tp
             assert late.retained[tp], f"{tp} came retained to a client that connected later"
+        status = late.get(f"{base}/aggregator/status")
+        assert status == {"v": 1, "state": "offline"}, "BI tells a stopped pipeline"
+        # ... and the same state after the aggregator is back
+        d, stop, t = _run(store, now + 10_000)
+        try:
+            wait_for(lambda: (late.get(f"{base}/aggregator/status") or {}).get("state") == "online")
+            wait_for(lambda: d.bi is not None and d.bi.counts.recomputed >= 1, 30, "a BI tick")
+            time.sleep(1.0)
+            for tp, raw in before.items():
+                assert late.get(tp) == (json.loads(raw) if raw else None), tp
+        finally:
+            _stop(d, stop, t)
+    finally:
+        late.close()
+
+
+def test_home_assistant_discovery_follows_birth_and_a_removed_zone(store: Store) -> None:
+    """Discovery is retained, sent again when Home Assistant announces itself, and a zone
+    taken out of the floor plan is removed from Home Assistant in two steps."""
+    topic = f"homeassistant/device/{STORE}/config"
+    now = store.end_ms + 20 * 60_000
+    zone_ids = [z.id for z in store.plan.zones]
+    last = f"zone_{zone_ids[-1]}_occupancy"
+    count: dict[str, int] = {"n": 0}
+    ha = Bi(BrokerAddress("127.0.0.1", store.broker.port, store.pki.client("bi-dash")), "bi-dash")
+    ha.c.message_callback_add(topic, lambda _c, _u, m: count.__setitem__("n", count["n"] + 1))
+    d, stop, t = _run(store, now)
+    try:
+        wait_for(lambda: count["n"] >= 1, 60, "discovery")
+        wait_for(lambda: ha.c.is_connected(), 10)
+        n = count["n"]
+        ha.c.publish("homeassistant/status", b"online", qos=1)
+        wait_for(lambda: count["n"] > n, 30, "discovery again after Home Assistant's birth")
     finally:
         _stop(d, stop, t)
-        late.close()
+    # the last zone leaves the floor plan (the others keep their places)
+    plan2 = store.cfg_path.parent / "plan_without_last_zone.toml"
+    text = (store.cfg_path.parent / "plan.toml").read_text()
+    cut = text.rindex("[[zones]]")
+    end = text.find("\n[", cut + 1)
+    plan2.write_text(text[:cut] + (text[end + 1 :] if end >= 0 else ""))
+    cfg2 = store.cfg_path.parent / "store2.toml"
+    cfg2.write_text(store.cfg_path.read_text().replace("plan.toml", plan2.name))
+    got: list[dict[str, Any]] = []
+    ha.c.message_callback_add(topic, lambda _c, _u, m: got.append(json.loads(m.payload)))
+    d, stop, t = _run(Store(store.pki, store.broker, cfg2, store.plan, store.end_ms), now + 5_000)
+    try:
+        wait_for(lambda: got and got[-1]["cmps"].get(last) == {"p": "sensor"}, 60, "removal")
+        assert all(f"zone_{z}_occupancy" in got[-1]["cmps"] for z in zone_ids[:-1])
+        n = len(got)
+        ha.c.publish("homeassistant/status", b"online", qos=1)
+        wait_for(lambda: len(got) > n and last not in got[-1]["cmps"], 30, "left out")
+    finally:
+        _stop(d, stop, t)
+        ha.close()
