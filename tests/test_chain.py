@@ -10,6 +10,8 @@ stores' bridges would (QoS 1, retained) under many store ids.
 from __future__ import annotations
 
 import csv
+import doctest
+import importlib
 import json
 import os
 import signal
@@ -17,12 +19,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from random import Random
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from heatmap.aggregator.broker import free_port
+from heatmap.aggregator.hour_aggregates import period
+from heatmap.aggregator.publish import bi_payloads
 from heatmap.chain.aggregate_rows import parse_period
 from heatmap.chain.clickhouse_store import ChainStore, ChdbBackend
 from heatmap.chain.consumer import row_of
@@ -314,10 +322,6 @@ def test_bad_messages_rejected_by_reason_and_nothing_written(
 def test_row_identity_and_version() -> None:
     """The hour in progress and the closed hour share one identity; the closed one
     has the higher version even with the same as_of; a later arrival beats an earlier."""
-    from datetime import datetime
-    from random import Random
-    from zoneinfo import ZoneInfo
-
     z = ZoneInfo("Europe/Amsterdam")
     a = datetime(2026, 11, 18, 10, tzinfo=z)
     b = datetime(2026, 11, 18, 11, tzinfo=z)
@@ -389,10 +393,6 @@ def test_consumer_killed_and_restarted_loses_nothing(broker: Broker, tmp_path: P
 
 def test_bad_command_lines_end_in_one_line(tmp_path: Path) -> None:
     """Each bad argument: exit 1 and one line ``footfall: error: ...``, no traceback."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from heatmap.aggregator.broker import free_port
-
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     (tmp_path / "e").mkdir()
@@ -434,8 +434,54 @@ def test_bad_command_lines_end_in_one_line(tmp_path: Path) -> None:
     "module", ["aggregate_rows", "consumer", "chain_report", "simulated_stores"]
 )
 def test_doctests(module: str) -> None:
-    import doctest
-    import importlib
-
     res = doctest.testmod(importlib.import_module(f"heatmap.chain.{module}"))
     assert res.attempted > 0 and res.failed == 0
+
+
+def test_what_stores_publish_becomes_rows() -> None:
+    """The schemas' examples and the store aggregator's own payload builders
+    (heatmap/aggregator/publish/bi_payloads.py) are accepted as rows: the consumer and
+    the publisher read the contract alike (topic levels, periods, DST's repeated hour)."""
+    for kind in ("footfall", "zone_stats", "occupancy", "aggregator_status"):
+        for ex in payloads.schema(kind)["examples"]:
+            if kind == "footfall":
+                a, _b = parse_period(ex["period"])
+                entity: str | None = a.strftime("%Y-%m-%dT%H" if ex["unit"] == "hour" else "%F")
+            else:
+                entity = ex.get("zone")
+            r = row_of(topics.build(kind, "s1", entity), payloads.encode(ex), 1)
+            assert isinstance(r, tuple), (kind, r)
+    tz = "Europe/Prague"
+    second_two = 1_792_890_000_000  # 2026-10-25 01:00 UTC: the second 02:00 in Prague
+    store = {"visitors": 12, "passersby": 40, "capture_rate": 0.23, "mean_dwell_s": 300.0}
+    for t0, doors in ((second_two - 3_600_000, True), (second_two, False)):
+        p = bi_payloads.footfall_payload(
+            store,
+            period=period(t0, t0 + 3_600_000, tz),
+            unit="hour",
+            final=True,
+            as_of=t0 + 3_600_000,
+            k=5,
+            doors=doors,
+        )
+        level = bi_payloads.period_id(t0, "hour", tz)
+        r = row_of(topics.build("footfall", "s1", level), payloads.encode(p), 1)
+        assert isinstance(r, tuple), (level, r)
+        assert r[1]["visitors"] == 12 and r[1]["local_hour"] == 2
+        assert ("in" in r[1]["not_measured"]) is not doors
+    z = ZoneInfo(tz)
+    d0 = int(datetime(2026, 10, 25, tzinfo=z).timestamp() * 1000)
+    d1 = int(datetime(2026, 10, 26, tzinfo=z).timestamp() * 1000)
+    assert d1 - d0 == 25 * 3_600_000
+    zp = bi_payloads.zone_payload(
+        "fruit",
+        "Fruit",
+        {"visits": 9, "dwell_p50_s": 60.0, "dwell_p90_s": 200.0},
+        period=period(d0, d1, tz),
+        as_of=second_two,
+        k=5,
+        occupancy=None,
+        occupancy_as_of=None,
+    )
+    r = row_of(topics.build("zone_stats", "s1", "fruit"), payloads.encode(zp), 1)
+    assert isinstance(r, tuple) and r[1]["local_date"] == "2026-10-25", r
