@@ -53,7 +53,12 @@ import paho.mqtt.client as mqtt
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from heatmap.aggregator.broker import RunningBroker, start_mosquitto
+from heatmap.aggregator.broker import (
+    RunningBroker,
+    free_port,
+    mosquitto_config,
+    start_mosquitto,
+)
 from heatmap.chain import chain_report
 from heatmap.chain.clickhouse_store import ChainStore, ChdbBackend
 from heatmap.chain.simulated_stores import store_day
@@ -62,6 +67,22 @@ from sensing.runtime.mqtt_link import Publisher, connect, make_client
 DAY = date(2026, 11, 18)
 WEEK = "2026-W47"
 REPO = Path(__file__).resolve().parents[1]
+
+
+MAX_INFLIGHT = [0]
+"""Mosquitto's max_inflight_messages for the brokers started here (0: no limit)"""
+
+
+def broker_at(workdir: Path) -> RunningBroker:
+    """A fresh Mosquitto with the central broker's inflight limit (``--max-inflight``)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = mosquitto_config(port, workdir)
+    text = conf.read_text().replace(
+        "max_inflight_messages 0\n", f"max_inflight_messages {MAX_INFLIGHT[0]}\n"
+    )
+    conf.write_text(text)
+    return start_mosquitto(workdir, conf=conf, port=port)
 
 
 def build_messages(stores: int) -> list[list[tuple[str, bytes]]]:
@@ -108,7 +129,7 @@ def baseline(
 ) -> dict[str, float]:
     """Delivery to one plain subscriber that writes nothing."""
     n = sum(len(m) for m in per_store)
-    broker = start_mosquitto(work / "broker-baseline")
+    broker = broker_at(work / "broker-baseline")
     got = [0]
     done = threading.Event()
     last = [0.0]
@@ -150,7 +171,7 @@ def chain_run(
 ) -> dict[str, Any]:
     """``footfall chain run`` into a fresh chDB; then the counts and the report."""
     n = sum(len(m) for m in per_store)
-    broker = start_mosquitto(work / "broker-chain")
+    broker = broker_at(work / "broker-chain")
     db = work / "db"
     stats = work / "stats.json"
     argv = [sys.executable, "-m", "sensing.cli.main", "chain", "run"]
@@ -249,7 +270,7 @@ def example_week(out: Path) -> Path:
     n = sum(len(m) for m in per_store)
     with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
         work = Path(tmp)
-        broker = start_mosquitto(work / "broker")
+        broker = broker_at(work / "broker")
         stats = work / "stats.json"
         argv = [sys.executable, "-m", "sensing.cli.main", "chain", "run", "--db", str(work / "db")]
         argv += ["--broker", f"127.0.0.1:{broker.address.port}", "--log-every", "0.2"]
@@ -285,9 +306,17 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--consumers", type=int, default=2)
     ap.add_argument("--publishers", type=int, default=4)
+    ap.add_argument(
+        "--max-inflight",
+        type=int,
+        default=100,
+        help="Mosquitto's max_inflight_messages (%(default)s, as the central broker's "
+        "config: sensing/provision/central_broker.py; 0: no limit)",
+    )
     ap.add_argument("--save", action="store_true", help="write bench/baselines/chain.json")
     ap.add_argument("--example-week", help="write the example week's chain_week.png here")
     a = ap.parse_args()
+    MAX_INFLIGHT[0] = a.max_inflight
     if a.example_week:
         print(f"wrote {example_week(Path(a.example_week))}")
         return 0
@@ -331,6 +360,7 @@ def main() -> int:
         "messages": sum(len(m) for m in per_store),
         "consumers": a.consumers,
         "publishers": a.publishers,
+        "max_inflight_messages": a.max_inflight,
         "cpus": os.cpu_count(),
         "runs": a.runs,
         "baseline_per_s": med(lambda r: r["baseline"]["per_s"]),
