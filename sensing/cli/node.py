@@ -7,6 +7,9 @@
 * ``footfall provision acl|certs`` makes the broker's ACL and the store's
   certificates from the floor plan (run once per store, on the installer's
   machine or the aggregator).
+* ``footfall provision central`` makes the chain's central broker (CA, certificates
+  of the store bridges, consumers and BI, its config and ACL); ``footfall provision
+  bridge`` the bridge stanza that carries one store's aggregates there.
 """
 
 from __future__ import annotations
@@ -112,6 +115,72 @@ def cmd_provision_certs(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_provision_bridge(a: argparse.Namespace) -> int:
+    from sensing.cli import checks
+    from sensing.provision.bridge_config import (
+        BridgeSettings,
+        bridge_conf_text,
+        check_bridge_files,
+        parse_host_port,
+    )
+
+    out = checks.output_file(a.out, "--out") if a.out else None
+    host, port = parse_host_port(a.central, "--central")
+    ca, cert, key = (Path(p).absolute() for p in (a.ca, a.cert, a.key))
+    s = BridgeSettings(a.store, host, port, ca, cert, key, protocol=a.protocol)
+    check_bridge_files(a.store, ca, cert, key)
+    text = bridge_conf_text(s)
+    if out:
+        out.write_text(text)
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_provision_central(a: argparse.Namespace) -> int:
+    from firmware_bridge.errors import ConfigError
+    from sensing.cli import checks
+    from sensing.provision.central_broker import (
+        DEFAULT_ETC,
+        CentralLayout,
+        CentralSettings,
+        acl_text,
+        conf_text,
+        parse_names,
+        provision_central,
+    )
+
+    out = checks.output_dir(a.out, "--out")
+    for host in a.host:
+        if not host.strip() or any(c.isspace() for c in host):
+            raise ConfigError(f"--host {host!r}: a DNS name or an IP address")
+    layout = CentralLayout(
+        parse_names(a.stores, "--stores"),
+        parse_names(",".join(a.consumer or ["main"]), "--consumer"),
+        parse_names(",".join(a.bi), "--bi") if a.bi else (),
+    )
+    etc = Path(a.etc).absolute() if a.etc else DEFAULT_ETC
+    settings = CentralSettings(port=a.port, bind=a.bind, etc=etc)
+    made = provision_central(out, layout, a.host, new_ca=a.force)
+    (out / "acl").write_text(acl_text(layout))
+    (out / "mosquitto.conf").write_text(conf_text(settings))
+    kept = [n for n in made.issued if n not in made.new]
+    print(f"wrote to {out}: mosquitto.conf, acl, {len(made.new)} new certificates")
+    for name in made.new:
+        f = made.issued[name]
+        print(f"  {name:<24} {f.cert.name}  {f.key.name} (0600)")
+    if kept:
+        more = ", ..." if len(kept) > 5 else ""
+        print(f"  kept {len(kept)} from before ({', '.join(kept[:5])}{more})")
+    print(
+        f"keep ca.key offline; install ca.crt broker.crt broker.key acl in {etc} and "
+        "mosquitto.conf as /etc/mosquitto/conf.d/footfall-central.conf; each store gets "
+        "ca.crt and its bridge-{store}.crt/.key (deploy/README.md, Chain)"
+    )
+    return 0
+
+
 def register(sub: Any) -> None:
     n = sub.add_parser("node", help="run the node daemon (sources → MQTT, spool, status)")
     n.add_argument("--config", required=True, help="node.toml (see deploy/node.example.toml)")
@@ -128,7 +197,9 @@ def register(sub: Any) -> None:
     )
     d.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("provision", help="broker ACL and certificates for a store")
+    p = sub.add_parser(
+        "provision", help="broker ACL and certificates for a store; the chain's bridge and centre"
+    )
     psub = p.add_subparsers(dest="what", required=True)
     acl = psub.add_parser("acl", help="Mosquitto ACL from the floor plan")
     acl.add_argument("--floor", help="floor plan TOML (default: the bundled demo store)")
@@ -147,3 +218,43 @@ def register(sub: Any) -> None:
     )
     certs.add_argument("--force", action="store_true")
     certs.set_defaults(func=cmd_provision_certs)
+    bridge = psub.add_parser(
+        "bridge", help="Mosquitto bridge stanza: this store's aggregates to the central broker"
+    )
+    bridge.add_argument("--store", required=True, help="the store id")
+    bridge.add_argument("--central", required=True, help="the central broker, HOST:PORT")
+    bridge.add_argument("--ca", required=True, help="the chain CA certificate (ca.crt)")
+    bridge.add_argument("--cert", required=True, help="bridge-{store}.crt of the chain CA")
+    bridge.add_argument("--key", required=True, help="bridge-{store}.key")
+    bridge.add_argument(
+        "--protocol",
+        choices=("mqttv311", "mqttv50"),
+        default="mqttv311",
+        help="MQTT version spoken to the centre (%(default)s)",
+    )
+    bridge.add_argument("--out", help="write here (e.g. conf.d/footfall-bridge.conf), not stdout")
+    bridge.set_defaults(func=cmd_provision_bridge)
+    central = psub.add_parser(
+        "central", help="the chain's central broker: CA, certificates, mosquitto.conf and ACL"
+    )
+    central.add_argument("--stores", required=True, help="store ids, comma-separated")
+    central.add_argument("--out", required=True)
+    central.add_argument(
+        "--host",
+        action="append",
+        required=True,
+        help="DNS name or IP address the bridges use for the central broker (repeatable)",
+    )
+    central.add_argument(
+        "--consumer", action="append", help="a chain consumer name (repeatable; default main)"
+    )
+    central.add_argument("--bi", action="append", help="a central BI client name (repeatable)")
+    central.add_argument("--port", type=int, default=8883, help="TLS port (%(default)s)")
+    central.add_argument("--bind", help="listen on this address only (default: all)")
+    central.add_argument(
+        "--etc",
+        help="where ca.crt, broker.crt, broker.key and acl will be installed, as written into "
+        "mosquitto.conf (default /etc/mosquitto/footfall-central)",
+    )
+    central.add_argument("--force", action="store_true", help="a new CA (every cert reissued)")
+    central.set_defaults(func=cmd_provision_central)
