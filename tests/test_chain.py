@@ -485,3 +485,26 @@ def test_what_stores_publish_becomes_rows() -> None:
     )
     r = row_of(topics.build("zone_stats", "s1", "fruit"), payloads.encode(zp), 1)
     assert isinstance(r, tuple) and r[1]["local_date"] == "2026-10-25", r
+
+
+def test_retained_sweep_reads_what_was_published_before(broker: Broker, tmp_path: Path) -> None:
+    """``--retained``'s sweep: the retained aggregates on the broker (published before any
+    consumer subscribed) are written once each; a cleared period (zero-length retained)
+    is no longer retained, so it is not there to be read."""
+    from heatmap.chain.consumer import retained_sweep
+
+    days = [store_day(f"r{i}", MONDAY) for i in range(4)]
+    publish(broker, [m for d in days for m in d.messages])
+    cleared = topics.build("footfall", "r0", f"{MONDAY}T03")
+    publish(broker, [(cleared, b"")])
+    store = open_store(tmp_path / "db")
+    try:
+        stats = retained_sweep(broker.address, store, quiet_s=0.5, timeout_s=30)
+        assert sum(stats.accepted.values()) == 4 * 33 - 1 and not stats.rejected
+        assert store.count("footfall").rows == 4 * 25 - 1
+        assert store.count("zone_stats").rows == 4 * 6
+        again = retained_sweep(broker.address, store, "r1", quiet_s=0.5, timeout_s=30)
+        assert sum(again.accepted.values()) == 33
+        assert store.count("footfall").rows == 4 * 25 - 1  # replaced, not added
+    finally:
+        store.close()
