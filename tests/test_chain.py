@@ -180,6 +180,8 @@ def test_every_aggregate_once_replaced_and_reported(broker: Broker, tmp_path: Pa
     ]
     publish(broker, in_progress)
     run.wait_handled(2)
+    bridges = [(f"footfall/bridge/{s}/state", b"1") for s in stores]
+    first = bridges + first + [("footfall/bridge/store-4/state", b"0")]
     publish(broker, first)
     s1 = run.wait_handled(2 + len(first))
     assert s1["rejected_total"] == 0, s1["rejected"]
@@ -208,6 +210,9 @@ def test_every_aggregate_once_replaced_and_reported(broker: Broker, tmp_path: Pa
         assert counts["zone_stats"].rows == 6 * 3 * 6
         assert counts["occupancy"].rows == 6
         assert store.count("store_status").rows == 6
+        assert store.rows(
+            "SELECT store, connected FROM footfall.bridge_state FINAL ORDER BY store"
+        ) == [[s, s != "store-4"] for s in stores]
         dupes = store.rows(
             "SELECT count() FROM (SELECT store, unit, period_start, count() AS n "
             "FROM footfall.footfall FINAL GROUP BY store, unit, period_start HAVING n > 1)"
@@ -293,12 +298,14 @@ def test_bad_messages_rejected_by_reason_and_nothing_written(
         (topics.build("zone_stats", "s1", "bakery"), payloads.encode(z)),  # zone_mismatch
         (hour_topic, b"\xff\xfe"),  # not_utf8
         (hour_topic, b""),  # a store clearing an old period: counted, nothing deleted
+        ("footfall/bridge/s1/state", b"yes"),  # bad_bridge_state
+        ("footfall/bridge/s.1/state", b"1"),  # bad_topic
     ]
     run = ChainRun(broker, tmp_path / "db", tmp_path)
     publish(broker, bad)
     s = run.wait_handled(len(bad))
     assert s["rejected"] == {
-        "bad_topic": 1,
+        "bad_topic": 2,
         "unexpected_kind": 1,
         "not_json": 1,
         "schema": 2,
@@ -306,14 +313,15 @@ def test_bad_messages_rejected_by_reason_and_nothing_written(
         "bad_period": 1,
         "zone_mismatch": 1,
         "not_utf8": 1,
+        "bad_bridge_state": 1,
     }
     assert s["cleared"] == 1 and s["accepted_total"] == 0
     log = run.stop()
     assert "Traceback" not in log
-    assert "rejected (zone_mismatch)" in log and "rejected 10" in log
+    assert "rejected (zone_mismatch)" in log and "rejected 12" in log
     store = open_store(tmp_path / "db")
     try:
-        for t in ("footfall", "zone_stats", "occupancy", "store_status"):
+        for t in ("footfall", "zone_stats", "occupancy", "store_status", "bridge_state"):
             assert store.count(t).stored == 0
     finally:
         store.close()
@@ -506,5 +514,29 @@ def test_retained_sweep_reads_what_was_published_before(broker: Broker, tmp_path
         again = retained_sweep(broker.address, store, "r1", quiet_s=0.5, timeout_s=30)
         assert sum(again.accepted.values()) == 33
         assert store.count("footfall").rows == 4 * 25 - 1  # replaced, not added
+    finally:
+        store.close()
+
+
+def test_the_docs_sql_runs(tmp_path: Path) -> None:
+    """Every statement of docs/chain.md's SQL for BI runs on the chain's tables and
+    returns rows (a store's day, its hours, a bridge down, the occupancy)."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "chain.md").read_text()
+    block = doc.split("```sql\n", 1)[1].split("```", 1)[0]
+    statements = [q.strip() for q in block.split(";") if q.strip()]
+    assert len(statements) == 4
+    store = open_store(tmp_path / "db")
+    try:
+        store.create_schema()
+        rows: dict[str, list[dict[str, Any]]] = {}
+        day = store_day("s1", MONDAY)
+        for topic, payload in [*day.messages, ("footfall/bridge/s1/state", b"0")]:
+            r = row_of(topic, payload, time.time_ns())
+            assert isinstance(r, tuple)
+            rows.setdefault(r[0], []).append(r[1])
+        for table, rs in rows.items():
+            store.insert(table, rs)
+        for q in statements:
+            assert store.rows(q), q
     finally:
         store.close()

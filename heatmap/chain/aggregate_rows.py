@@ -231,3 +231,19 @@ def status_row(store: str, p: dict[str, Any], raw: str, received_ns: int) -> dic
         "received_at": _ts(received_ns // 1_000_000),
         "ver": str(received_ns),
     }
+
+
+def bridge_row(store: str, payload: bytes, received_ns: int) -> dict[str, Any]:
+    """The bridge state table's row: whether ``store``'s bridge is connected to the
+    centre (its notification ``1`` or ``0``; the central broker publishes ``0`` as the
+    bridge's last will when the store drops off)."""
+    if payload not in (b"1", b"0"):
+        raise PayloadError(
+            f"bridge state of {store} is {payload[:20]!r}, not 1 or 0", "bad_bridge_state"
+        )
+    return {
+        "store": store,
+        "connected": payload == b"1",
+        "received_at": _ts(received_ns // 1_000_000),
+        "ver": str(received_ns),
+    }

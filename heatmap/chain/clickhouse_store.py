@@ -16,7 +16,9 @@ one before it (the higher ``ver`` wins, see :mod:`heatmap.chain.aggregate_rows`)
 * ``zone_stats``: one row per (store, zone, unit, period_start), today so far;
 * ``occupancy``: the latest estimate per store;
 * ``store_status``: the latest aggregator status per store (``offline`` when the
-  broker published the aggregator's last will).
+  broker published the aggregator's last will);
+* ``bridge_state``: whether each store's bridge is connected to the centre now (a
+  store whose connection is down cannot send its aggregator's status).
 
 Until ClickHouse merges the parts, a replaced row is still stored: every read of the
 figures says ``FINAL``, so duplicates never add up.
@@ -113,6 +115,13 @@ ORDER BY store""",
     t Nullable({_TS}),
     version Nullable(String),
     uptime_s Nullable(Float64),{_TAIL}
+) ENGINE = ReplacingMergeTree(ver)
+ORDER BY store""",
+    "bridge_state": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.bridge_state (
+    store LowCardinality(String),
+    connected Bool,
+    received_at {_TS},
+    ver UInt128
 ) ENGINE = ReplacingMergeTree(ver)
 ORDER BY store""",
 }

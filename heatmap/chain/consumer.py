@@ -1,7 +1,8 @@
 """The chain's consumer: every store's aggregates from the central MQTT broker into ClickHouse.
 
 ``consumers`` MQTT 5 clients in one shared subscription group
-(``$share/{group}/footfall/v1/{store}/#``): the broker hands each message to one
+(``$share/{group}/footfall/v1/{store}/#``, and the stores' bridge states
+``footfall/bridge/{store}/state``): the broker hands each message to one
 member, so several clients, and with a ClickHouse server several processes, share
 the load. Each client resumes a persistent session (clean start off, a session
 expiry), so what the broker queued while the consumer was away comes when it is back,
@@ -14,7 +15,8 @@ outside the v1 tree (``bad_topic``), a kind that is not an aggregate
 (``unexpected_kind``: observations never reach the centre), bad JSON or schema (the
 reasons of :func:`sensing.wire.payloads.decode`), a period that disagrees with its
 topic (``bad_period``, ``period_mismatch``) or a zone with its topic
-(``zone_mismatch``). A zero-length message is a store clearing an old retained
+(``zone_mismatch``), a bridge state other than ``1`` or ``0``
+(``bad_bridge_state``). A zero-length message is a store clearing an old retained
 period: counted (``cleared``), never a deletion here. Rejected and cleared messages
 are acknowledged too (sending them again would not change them).
 
@@ -57,7 +59,14 @@ TABLE_OF_KIND = {
     "occupancy": "occupancy",
     "aggregator_status": "store_status",
 }
-"""topic kind → the table its rows go to"""
+"""topic kind → the table its rows go to (and ``footfall/bridge/{store}/state`` →
+``bridge_state``)"""
+
+
+def plain_filters(store_filter: str) -> list[str]:
+    """What the chain reads of one store (or ``+``: every store): its v1 topics and its
+    bridge's state (``footfall/bridge/{store}/state``, written by the central broker)."""
+    return [f"{topics.ROOT}/{store_filter}/#", f"footfall/bridge/{store_filter}/state"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,17 @@ def row_of(
     >>> row_of("footfall/v1/s1/footfall/today", b"", 0) is None
     True
     """
+    levels = topic.split("/")
+    if len(levels) == 4 and levels[:2] == ["footfall", "bridge"] and levels[3] == "state":
+        if not payload:
+            return None
+        try:
+            store = topics.check_id(levels[2], "store")
+            return "bridge_state", aggregate_rows.bridge_row(store, payload, received_ns)
+        except TopicError as e:
+            return Rejected("bad_topic", str(e)[:200])
+        except PayloadError as e:
+            return Rejected(e.reason, str(e)[:200])
     try:
         t = topics.parse(topic)
     except TopicError as e:
@@ -198,9 +218,10 @@ class ChainConsumer:
             topics.check_id(self.settings.store_filter, "store filter")
 
     @property
-    def topic_filter(self) -> str:
+    def topic_filters(self) -> list[str]:
+        """The shared subscriptions: the stores' aggregates and their bridges' states."""
         s = self.settings
-        return f"$share/{s.group}/{topics.ROOT}/{s.store_filter}/#"
+        return [f"$share/{s.group}/{f}" for f in plain_filters(s.store_filter)]
 
     @property
     def waiting(self) -> int:
@@ -252,13 +273,13 @@ class ChainConsumer:
                 cert_reqs=ssl.CERT_REQUIRED,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
-        flt = self.topic_filter
+        filters = [(f, 1) for f in self.topic_filters]
 
         def on_connect(cl: mqtt.Client, _u: object, flags: Any, rc: Any, _p: object) -> None:
             # a resumed session has the subscription: subscribing again would make
             # Mosquitto send every retained message to it again
             if not getattr(rc, "is_failure", False) and not flags.session_present:
-                cl.subscribe(flt, qos=1)
+                cl.subscribe(filters)
 
         def on_message(_cl: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
             # paho's network thread: hand over only
@@ -424,7 +445,7 @@ def retained_sweep(
     sweep._queues.append(q)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     last = [time.monotonic()]
-    flt = f"{topics.ROOT}/{store_filter}/#"
+    filters = [(f, 1) for f in plain_filters(store_filter)]
 
     def on_message(_cl: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if msg.retain:
@@ -432,7 +453,7 @@ def retained_sweep(
             q.put(_Message(msg.topic, bytes(msg.payload), msg.mid, 0, time.time_ns()))
 
     def on_connect(cl: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
-        cl.subscribe(flt, qos=1)
+        cl.subscribe(filters)
 
     c.on_message = on_message
     c.on_connect = on_connect

@@ -97,7 +97,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     try:
         consumer.start()
         print(
-            f"footfall chain: {settings.consumers} consumers of {consumer.topic_filter} on "
+            f"footfall chain: {settings.consumers} consumers of "
+            f"{' and '.join(consumer.topic_filters)} on "
             f"{addr}, into {store.backend.name} {a.db or '(server)'}",
             file=sys.stderr,
             flush=True,
