@@ -242,8 +242,8 @@ class ChainConsumer:
             self._connect(c, f"{self.settings.client_prefix}-{i}", connect_timeout_s)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Write and acknowledge what was received, then disconnect (what comes after
-        stays unacknowledged in the sessions, for the next start)."""
+        """Take no more messages, write and acknowledge those taken, then disconnect
+        (what comes after stays unacknowledged in the sessions, for the next start)."""
         self._stopping.set()
         deadline = time.monotonic() + timeout_s
         for w in self._writers:
@@ -282,8 +282,10 @@ class ChainConsumer:
                 cl.subscribe(filters)
 
         def on_message(_cl: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-            # paho's network thread: hand over only
-            q.put(_Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._clock()))
+            # paho's network thread: hand over only. Once stopping, take nothing more: a
+            # message left unacknowledged stays in the session for the next start
+            if not self._stopping.is_set():
+                q.put(_Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._clock()))
 
         c.on_connect = on_connect
         c.on_message = on_message
