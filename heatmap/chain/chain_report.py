@@ -260,12 +260,18 @@ def write_png(week: ChainWeek, path: Path, title: str) -> Path:
     names = [s.store for s in stores]
     grey = "#c8c8c8"
 
+    # why a store's figure is missing: its store published it suppressed, or nothing came
+    why = [
+        "suppressed" if any(d.status == "suppressed" for d in st.days.values()) else "no data"
+        for st in stores
+    ]
+
     def bars(ax: Any, values: list[float | None], fmt: str, color: str, label: str) -> None:
         top = max([v for v in values if v is not None] or [1.0])
         for i, v in enumerate(values):
             if v is None:
                 ax.barh(i, top, color="none", edgecolor=grey, hatch="///", linewidth=0)
-                ax.text(top * 0.02, i, "suppressed", va="center", fontsize=8, color="#707070")
+                ax.text(top * 0.02, i, why[i], va="center", fontsize=8, color="#707070")
             else:
                 ax.barh(i, v, color=color)
                 ax.text(v, i, " " + fmt.format(v), va="center", fontsize=8)
