@@ -182,8 +182,8 @@ class Collector:
             return list(self.got)
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 def publish(addr: BrokerAddress, client_id: str, msgs: Iterable[Msg]) -> list[int]:
@@ -204,8 +204,8 @@ def publish(addr: BrokerAddress, client_id: str, msgs: Iterable[Msg]) -> list[in
         wait_for(lambda: all(mid in codes for mid in mids), 30, "PUBACKs")
         return [codes[mid] for mid in mids]
     finally:
+        c.disconnect()  # wakes the network loop, which then ends at once
         c.loop_stop()
-        c.disconnect()
 
 
 def mosquitto_log_lines(broker: Broker, needle: str) -> int:

@@ -375,3 +375,19 @@ def test_adding_a_store_keeps_the_ca_and_the_certificates(tmp_path: Path) -> Non
         == 0
     )
     assert (out / "ca.crt").read_bytes() != before["ca.crt"]
+
+
+def test_the_example_bridge_conf_is_what_the_generator_writes() -> None:
+    from sensing.provision.bridge_config import BridgeSettings, bridge_conf_text
+
+    d = Path("/etc/mosquitto/footfall/bridge")
+    s = BridgeSettings(
+        "demo",
+        "mqtt.chain.example",
+        8883,
+        d / "ca.crt",
+        d / "bridge-demo.crt",
+        d / "bridge-demo.key",
+    )
+    example = Path(__file__).resolve().parents[1] / "deploy/mosquitto/footfall-bridge.example.conf"
+    assert example.read_text() == bridge_conf_text(s)

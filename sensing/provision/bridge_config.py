@@ -42,9 +42,20 @@ What the stanza settles, and why:
   sees which stores' bridges are up. The payload is one character and the topic holds
   only the store id; the central ACL grants the bridge write on exactly this topic
   (Mosquitto's default ``$SYS/broker/connection/...`` topic would be refused there).
-* **Reconnecting**: ``restart_timeout 5 60``, Mosquitto's "decorrelated jitter" backoff
-  from 5 s up to 60 s, so a thousand stores do not reconnect in one second when the
-  centre comes back.
+* **Reconnecting**: ``restart_timeout 5 300``, Mosquitto's "decorrelated jitter" backoff
+  from 5 s up to 5 min: a blip is over in seconds, and a thousand stores do not
+  reconnect in one second when the centre comes back. The cap is long on purpose:
+  Mosquitto (2.0.11 to 2.0.20, built with ADNS as Debian's is) queues the retained
+  message of every forwarded topic to the bridge at every connection *attempt*, failed
+  ones included; a store keeps about 95 retained aggregates (48 closed hours, 35 closed
+  days, the zones, the hour and day in progress, occupancy, status), so each attempt adds
+  about 95 copies to the queue that ``max_queued_messages`` bounds (100,000 in
+  footfall.conf). With a 60 s cap that is about 80 attempts and 8,000 copies an hour of
+  outage, and with the store's own ~750 aggregates an hour the queue is full after about
+  11 h (then new messages are dropped; what is still retained is re-sent on reconnect);
+  with 300 s about 22 attempts and 2,100 copies an hour, full after about 35 h. The
+  copies are harmless at the centre (each is an earlier publication of its topic, and
+  the latest comes last).
 
 >>> print(bridge_conf_text(BridgeSettings("s1", "central.example", 8883,
 ...     Path("/b/ca.crt"), Path("/b/bridge-s1.crt"), Path("/b/bridge-s1.key"))).count("out 1"))
@@ -131,7 +142,7 @@ class BridgeSettings:
     key: Path
     protocol: Protocol = "mqttv311"
     restart_base_s: int = 5
-    restart_cap_s: int = 60
+    restart_cap_s: int = 300
     keepalive_s: int = 60
 
     def __post_init__(self) -> None:
