@@ -7,7 +7,6 @@ Light at import time: each handler imports what it needs.
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,8 @@ def _mib(n: int) -> str:
 
 
 def cmd_aggregator(a: argparse.Namespace) -> int:
-    import logging
-    import signal
-    import threading
-
     from sensing.runtime.blas_threads import single_blas_thread
+    from sensing.runtime.service_process import log_to_stderr, stop_on_signals
 
     single_blas_thread()  # before numpy: the live aggregator is one thread's work
 
@@ -46,18 +42,8 @@ def cmd_aggregator(a: argparse.Namespace) -> int:
 
     cfg = aggregator_config.load(a.config)
     checks.tls_files(cfg.broker.tls, a.config)
-    logging.basicConfig(
-        level=logging.DEBUG if a.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    stop = threading.Event()
-
-    def on_signal(_sig: int, _frame: object) -> None:
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    log_to_stderr(a.verbose)
+    stop = stop_on_signals()
     private_umask()  # the store database and what it writes are private, systemd or not
     daemon = AggregatorDaemon(cfg)
     daemon.start()

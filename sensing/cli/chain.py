@@ -48,9 +48,6 @@ def _store(a: argparse.Namespace) -> Any:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    import logging
-    import signal
-    import threading
     import time
 
     from heatmap.chain.consumer import (
@@ -59,6 +56,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         progress_line,
         retained_sweep,
     )
+    from sensing.runtime.service_process import log_to_stderr, stop_on_signals
 
     addr = _broker(a)
     checks.within(a.consumers, 1, 64, "--consumers")
@@ -73,18 +71,8 @@ def cmd_run(a: argparse.Namespace) -> int:
             checks.within(a.session_expiry_s, 0, 0xFFFFFFFF, "--session-expiry-s")
         ),
     )
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    stop = threading.Event()
-
-    def on_signal(_sig: int, _frame: object) -> None:
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    log_to_stderr()
+    stop = stop_on_signals()
     store = _store(a)
     consumer = ChainConsumer(addr, store, settings)
 
