@@ -31,6 +31,7 @@ Saved to ``bench/baselines/bridge_outage.json`` with ``--save``.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import platform
 import shutil
@@ -51,6 +52,7 @@ from bridge_fixtures import (  # noqa: E402
     _checked,
     _example,
     build_rig,
+    footfall_msg,
     mosquitto_log_lines,
     publish,
     start_rig,
@@ -68,18 +70,18 @@ BASE = f"footfall/v1/{STORE}"
 T0 = 1_795_683_600_000
 
 
-def _footfall(level: str, t: int, unit: str, final: bool) -> Msg:
-    p = _example("footfall")
-    p.update(as_of=t, unit=unit, final=final)
-    return Msg(f"{BASE}/footfall/{level}", _checked("footfall", p), True)
+def _footfall(level: str, t: int) -> Msg:
+    return footfall_msg(STORE, level, t)
 
 
 def steady_state(closed_hours: int, closed_days: int, zones: int) -> list[Msg]:
     """The retained set of a store's aggregator that has run for a while."""
-    out = [_footfall(f"2026-11-{1 + h // 24:02d}T{h % 24:02d}", T0 + h, "hour", True)
-           for h in range(closed_hours)]  # fmt: skip
-    out += [_footfall(f"2026-10-{1 + d:02d}", T0 + d, "day", True) for d in range(closed_days)]
-    return out + tick(0, zones, every_300=True)
+    day0 = dt.date(2026, 10, 1)
+    out = [
+        _footfall(f"2026-11-{1 + h // 24:02d}T{h % 24:02d}", T0 + h) for h in range(closed_hours)
+    ]
+    out += [_footfall(str(day0 + dt.timedelta(days=d)), T0 + d) for d in range(closed_days)]
+    return out + tick(-300, zones, every_300=True)  # before the outage's first tick
 
 
 def tick(t_s: int, zones: int, every_300: bool) -> list[Msg]:
@@ -94,7 +96,7 @@ def tick(t_s: int, zones: int, every_300: bool) -> list[Msg]:
         Msg(f"{BASE}/aggregator/status", _checked("aggregator_status", s), True),
     ]
     if every_300:
-        out += [_footfall("hour", t, "hour", False), _footfall("today", t, "day", False)]
+        out += [_footfall("hour", t), _footfall("today", t)]
         for z in range(zones):
             p = _example("zone_stats")
             p.update(zone=f"z{z}", as_of=t)
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, object]:
                 if t_s and t_s % args.hour_every_s == 0:
                     hour += 1
                     level = f"2026-11-{3 + hour // 24:02d}T{hour % 24:02d}"
-                    msgs.append(_footfall(level, T0 + 20_000_000 + t_s, "hour", True))
+                    msgs.append(_footfall(level, T0 + 20_000_000 + t_s))
                 publish(agg, f"aggregator-{STORE}", msgs)
                 sent += msgs
                 bar.update(task, n=len(sent))

@@ -11,6 +11,7 @@ location, the log). Both use TLS with client certificates and their generated AC
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -76,6 +77,29 @@ def _checked(kind: str, obj: dict[str, Any]) -> bytes:
     return payloads.encode(obj)
 
 
+def period(level: str) -> tuple[str, str]:
+    """The ISO interval and unit a footfall period level stands for (November: +01:00)."""
+    tz = dt.timezone(dt.timedelta(hours=1))
+    if level == "hour":
+        start, unit = dt.datetime(2026, 11, 20, 10, tzinfo=tz), "hour"
+    elif level == "today":
+        start, unit = dt.datetime(2026, 11, 20, tzinfo=tz), "day"
+    elif "T" in level:
+        start, unit = dt.datetime.strptime(level, "%Y-%m-%dT%H").replace(tzinfo=tz), "hour"
+    else:
+        start, unit = dt.datetime.strptime(level, "%Y-%m-%d").replace(tzinfo=tz), "day"
+    end = start + (dt.timedelta(hours=1) if unit == "hour" else dt.timedelta(days=1))
+    return f"{start.isoformat()}/{end.isoformat()}", unit
+
+
+def footfall_msg(store: str, level: str, as_of: int, n: int = 0) -> Msg:
+    """A footfall aggregate of period ``level`` (its payload's period and unit agree)."""
+    p = _example("footfall", n)
+    p["period"], p["unit"] = period(level)
+    p.update(as_of=as_of, final=level not in ("hour", "today"))
+    return Msg(f"footfall/v1/{store}/footfall/{level}", _checked("footfall", p), True)
+
+
 def aggregates(store: str, i: int) -> list[Msg]:
     """One round of what the aggregator publishes (retained, valid v1 payloads), every
     payload unique to round ``i`` (its ``as_of``/``t``): the footfall of the hour and
@@ -83,16 +107,15 @@ def aggregates(store: str, i: int) -> list[Msg]:
     a zone's stats, occupancy and the aggregator's status."""
     base = f"footfall/v1/{store}"
     t = 1_795_683_600_000 + i * 1000
-    out: list[Msg] = []
-    for level, n, unit in (
-        ("hour", 0, "hour"),
-        ("today", 0, "day"),
-        (f"2026-11-{1 + i // 24 % 28:02d}T{i % 24:02d}", 0, "hour"),
-        ("2026-11-20", 1, "day"),
-    ):
-        p = _example("footfall", n)
-        p.update(as_of=t, unit=unit, final=level not in ("hour", "today"))
-        out.append(Msg(f"{base}/footfall/{level}", _checked("footfall", p), True))
+    out = [
+        footfall_msg(store, level, t, n)
+        for level, n in (
+            ("hour", 0),
+            ("today", 0),
+            (f"2026-11-{1 + i // 24 % 28:02d}T{i % 24:02d}", 0),
+            ("2026-11-19", 1),
+        )
+    ]
     z = _example("zone_stats")
     z["as_of"] = t
     out.append(Msg(f"{base}/zone/{z['zone']}/stats", _checked("zone_stats", z), True))
@@ -109,10 +132,8 @@ def closed_hours(store: str, n: int, start: int = 0) -> list[Msg]:
     """``n`` closed hours, each on its own topic and with its own ``as_of``."""
     out = []
     for i in range(start, start + n):
-        p = _example("footfall")
-        p["as_of"] = 1_795_683_600_000 + i * 1000
-        level = f"2026-{1 + i // (24 * 28) % 12:02d}-{1 + i // 24 % 28:02d}T{i % 24:02d}"
-        out.append(Msg(f"footfall/v1/{store}/footfall/{level}", _checked("footfall", p), True))
+        hour = dt.datetime(2026, 1, 1) + dt.timedelta(hours=i)
+        out.append(footfall_msg(store, hour.strftime("%Y-%m-%dT%H"), 1_795_683_600_000 + i * 1000))
     return out
 
 

@@ -14,11 +14,15 @@ processes on loopback, TLS and generated ACLs on both (tests/bridge_fixtures.py)
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bridge_fixtures import (
@@ -200,6 +204,44 @@ def test_mqtt5_bridge_forwards_the_same(tmp_path: Path) -> None:
         audit.close()
     finally:
         rig.stop()
+
+
+@pytest.mark.slow
+def test_the_chain_consumer_reads_through_the_central_tls_and_acl(tmp_path: Path) -> None:
+    """`footfall chain run` on a chain-main certificate, two MQTT 5 clients in a shared
+    subscription: every aggregate that crossed the bridge is written, nothing rejected."""
+    pytest.importorskip("chdb")
+    rig = start_rig(build_rig(tmp_path))
+    d, stats = rig.central_dir, tmp_path / "stats.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "sensing.cli.main", "chain", "run",
+            "--broker", f"127.0.0.1:{rig.central.port}", "--ca", str(d / "ca.crt"),
+            "--cert", str(d / "chain-main.crt"), "--key", str(d / "chain-main.key"),
+            "--db", str(tmp_path / "chdb"), "--stats", str(stats), "--log-every", "1",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: rig.central.log().count("u'chain-main'") >= 2, 30, "2 consumers")
+        sent = [m for i in range(3) for m in aggregates("s1", i)]
+        assert accepted(publish(rig.store_addr("aggregator-s1"), "aggregator-s1", sent))
+        for cn, msgs in store_only("s1").items():
+            publish(rig.store_addr(cn), cn, msgs)
+
+        def counts() -> dict[str, Any]:
+            c: dict[str, Any] = json.loads(stats.read_text()) if stats.exists() else {}
+            return c
+
+        wait_for(lambda: counts().get("accepted_total", 0) > len(sent), 30, "rows written")
+        c = counts()
+        assert c["rejected_total"] == 0, c
+        assert c["accepted"]["footfall"] == 12 and c["accepted"]["bridge_state"] >= 1, c
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        rig.stop()
+    assert proc.returncode == 0, out
 
 
 # ------------------------------------------------------------------ the central ACL
