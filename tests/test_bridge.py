@@ -340,6 +340,8 @@ def test_centre_away_and_store_restarted_nothing_lost(tmp_path: Path, store_rest
 
         wait_for(all_arrived, 30, "every aggregate after the outage")
         got = consumer.messages()
+        # the queue, not the retained re-sends, brought the earlier values of a topic
+        assert len({m for m in got if m.topic.endswith("/occupancy")}) == 20
         # extra copies: Mosquitto queues the retained message of every forwarded topic
         # to the bridge at each connection attempt (also the failed ones while the centre
         # is away) and again once connected. Each is an earlier publication of its topic,
@@ -433,3 +435,33 @@ def test_the_example_bridge_conf_is_what_the_generator_writes() -> None:
     )
     example = Path(__file__).resolve().parents[1] / "deploy/mosquitto/footfall-bridge.example.conf"
     assert example.read_text() == bridge_conf_text(s)
+
+
+@pytest.mark.slow
+def test_without_a_persistent_bridge_session_the_outage_loses_the_queue(tmp_path: Path) -> None:
+    """The control of the test above: the same outage with ``cleansession true`` (and
+    ``local_cleansession true``) queues nothing for the bridge, so only what is retained
+    (each topic's latest) reaches the centre."""
+    rig = build_rig(tmp_path)
+    text = (rig.store_broker.workdir / "conf.d" / "footfall-bridge.conf").read_text()
+    assert "cleansession false\nlocal_cleansession false\n" in text
+    text = text.replace("cleansession false\nlocal_cleansession false\n",
+                        "cleansession true\nlocal_cleansession true\n")  # fmt: skip
+    (rig.store_broker.workdir / "conf.d" / "footfall-bridge.conf").write_text(text)
+    start_rig(rig)
+    try:
+        consumer = Collector(
+            rig.central_addr("chain-main"), "chain-main-0", list(AGGREGATE_READ_FILTERS),
+            persistent=True,
+        )  # fmt: skip
+        rig.central.stop()
+        sent = [m for i in range(10) for m in aggregates("s1", i)]
+        assert accepted(publish(rig.store_addr("aggregator-s1"), "aggregator-s1", sent))
+        rig.central.start()
+        latest = {m.topic: m for m in sent}
+        wait_for(lambda: set(latest.values()) <= set(consumer.messages()), 30, "the latest")
+        occupancy = {m for m in consumer.messages() if m.topic.endswith("/occupancy")}
+        assert occupancy == {latest["footfall/v1/s1/occupancy"]}  # 9 of 10 lost
+        consumer.close()
+    finally:
+        rig.stop()
