@@ -51,7 +51,6 @@ from heatmap.aggregator.publish import ha_discovery
 from heatmap.aggregator.publish.bi_publisher import BiPublisher
 from heatmap.aggregator.publish.retained_state import RetainedState
 from heatmap.aggregator.retention import RetentionReport
-from heatmap.spatial.floorplan import FloorPlan
 from sensing.runtime.mqtt_link import Publisher
 from sensing.runtime.systemd_notify import Notifier
 from sensing.runtime.version import __version__
@@ -79,17 +78,6 @@ def next_job_ms(now_ms: int, aggregate_after_s: float) -> int:
     grace = int(aggregate_after_s * 1000)
     t = now_ms - now_ms % HOUR_MS + grace
     return t if t > now_ms else t + HOUR_MS
-
-
-def _discovery(
-    store: str, plan: FloorPlan
-) -> Callable[[dict[str, Any] | None, bool], dict[str, Any]]:
-    """Home Assistant's device discovery of the store, given the payload the broker holds
-    and whether Home Assistant has just announced itself."""
-    zones = [(z.id, z.name) for z in plan.zones]
-    return lambda previous, birth: ha_discovery.discovery_payload(
-        store, plan.name, zones, __version__, previous, ha_birth=birth
-    )
 
 
 class AggregatorDaemon:
@@ -165,7 +153,7 @@ class AggregatorDaemon:
                 cfg.k,
                 RetainedState(self._pub),
                 window_s=cfg.live.window_ms / 1000,
-                discovery=_discovery(cfg.store, plan),
+                discovery=ha_discovery.for_plan(cfg.store, plan, __version__),
             )
             self.ingest.subscribe_side(ha_discovery.HA_STATUS_TOPIC, self._on_ha_status)
             self.ingest.subscribe_side(self.bi.discovery_topic, self.bi.ha_previous)

@@ -36,6 +36,7 @@ from heatmap.aggregator.live import periods
 from heatmap.aggregator.live.occupancy_now import occupancy_payload
 from heatmap.aggregator.live.processor import LiveProcessor
 from heatmap.aggregator.live.settings import LiveSettings
+from heatmap.aggregator.publish import ha_discovery
 from heatmap.aggregator.publish.bi_publisher import BiPublisher
 from heatmap.aggregator.publish.retained_state import RetainedState
 from heatmap.report import aggregate_report
@@ -47,6 +48,7 @@ from sensing.node.replay import ReplayResult, replay_node
 from sensing.privacy.key_file import KeyFile
 from sensing.runtime.mqtt_link import BrokerAddress, Publisher, connect, make_client
 from sensing.runtime.progress import NoProgress, Progress
+from sensing.runtime.version import __version__
 from sensing.wire import topics
 
 REPLAY_TIMEOUT_S = 900.0
@@ -274,7 +276,14 @@ def _publish_aggregates(
     pub = Publisher(client)
     state = RetainedState(pub)
     k = LiveSettings().k
-    bi = BiPublisher(plan.store_id, plan, k, state)
+    bi = BiPublisher(
+        plan.store_id,
+        plan,
+        k,
+        state,
+        discovery=ha_discovery.for_plan(plan.store_id, plan, __version__),
+    )
+    bi.ha_previous(b"")  # a fresh broker holds no discovery: send it at the first tick
     conn = store_db.connect(db_path, readonly=True)
     try:
         occupancy = occupancy_payload(conn, plan, at_ms, k)
@@ -287,7 +296,8 @@ def _publish_aggregates(
     client.loop_stop()
     client.disconnect()
     occupancy_topic = topics.build("occupancy", plan.store_id)
-    return sorted(t for t in [*bi.counts.wanted, occupancy_topic] if state.confirmed(t))
+    sent = [*bi.counts.wanted, occupancy_topic, bi.discovery_topic]
+    return sorted(t for t in sent if state.confirmed(t))
 
 
 def default_scenario(hours: float, seed: int, start: str | None = None) -> Scenario:

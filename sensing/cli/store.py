@@ -72,6 +72,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
         f"mean dwell {'suppressed' if dwell is None else f'{dwell / 60:.1f} min'}"
         + (f", heatmap r = {r:.2f} vs truth" if isinstance(r, float) else "")
     )
+    v1 = [t for t in res.published_topics if t.startswith("footfall/")]
+    store = v1[0].split("/")[2] if v1 else "?"
+    levels = [t.split("/", 3)[3] for t in v1]
+    zones = [lv for lv in levels if lv.startswith("zone/")]
+    shown = sorted(lv for lv in levels if not lv.startswith("zone/"))
+    shown += [f"zone/*/stats ({len(zones)} zones)"] if zones else []
+    ha = " + Home Assistant discovery" if len(v1) < len(res.published_topics) else ""
+    print(f"  published for BI (retained, QoS 1): footfall/v1/{store}/{{{', '.join(shown)}}}{ha}")
     print(f"  heatmaps: {out / 'report' / 'heatmap_total.png'} (+ per hour, vs truth)")
     print(f"  summary:  {out / 'report' / 'summary.txt'}")
     print(f"  database: {out / 'aggregator' / 'store.db'};  captures + truth: {out / 'sim'}")

@@ -53,9 +53,11 @@ on a change.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from firmware_bridge.errors import ConfigError
+from heatmap.spatial.floorplan import FloorPlan
 from sensing.wire import topics
 
 DISCOVERY_TOPIC = "homeassistant/device/{store}/config"
@@ -282,6 +284,18 @@ def discovery_payload(
         "qos": QOS,
         "cmps": {k: cmps[k] for k in sorted(cmps)},
     }
+
+
+def for_plan(
+    store: str, plan: FloorPlan, version: str
+) -> Callable[[dict[str, Any] | None, bool], dict[str, Any]]:
+    """The discovery of ``store`` with ``plan``'s zones, given the payload the broker holds
+    and whether Home Assistant has just announced itself (what
+    :class:`~heatmap.aggregator.publish.bi_publisher.BiPublisher` calls)."""
+    zones = [(z.id, z.name) for z in plan.zones]
+    return lambda previous, birth: discovery_payload(
+        store, plan.name, zones, version, previous, ha_birth=birth
+    )
 
 
 def encode(payload: dict[str, Any]) -> bytes:
