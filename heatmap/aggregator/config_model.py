@@ -12,9 +12,10 @@ Paths stay strings here; the loader resolves them against the file's directory.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+import re
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from heatmap.aggregator.retention import MAX_RETENTION_HOURS
 from sensing.runtime.config_fields import (
@@ -25,6 +26,7 @@ from sensing.runtime.config_fields import (
     TomlTable,
     TopicId,
     Within,
+    one_of,
 )
 from sensing.runtime.typed_config import UNIT
 
@@ -125,6 +127,54 @@ class LiveSection(TomlTable):
         return v
 
 
+PRIVACY_MODES = ("standard", "strict")
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+URL_PATTERN = r"^https?://[^\s]+$"
+
+
+def _matching(pattern: str, what: str) -> BeforeValidator:
+    """A before-validator: a string matching ``pattern``, else "not {what}: '...'"."""
+
+    def check(v: object) -> object:
+        if not isinstance(v, str):
+            raise ValueError(f"must be text, not {type(v).__name__}")
+        if not re.fullmatch(pattern, v):
+            raise ValueError(f"not {what}: {v[:60]!r}")
+        return v
+
+    return BeforeValidator(check)
+
+
+Email = Annotated[str, Field(pattern=EMAIL_PATTERN), _matching(EMAIL_PATTERN, "an e-mail address")]
+Url = Annotated[str, Field(pattern=URL_PATTERN), _matching(URL_PATTERN, "an http(s) address")]
+
+
+class PrivacySection(TomlTable):
+    """``[privacy]``: who answers for the data, and the mode; what the notice says
+    (``footfall privacy notice``) and the audit checks (``footfall privacy audit``)."""
+
+    controller: Text | None = Field(
+        None, description="the data controller: the legal name of the store's operator"
+    )
+    contact: Text | None = Field(
+        None, description="how to reach the controller: a postal address or a desk in the store"
+    )
+    contact_email: Email | None = Field(
+        None, description="the data protection officer's (or privacy contact's) e-mail"
+    )
+    notice_url: Url | None = Field(
+        None,
+        description="where the notice's HTML page is published (http or https): the QR code "
+        "on the signs points here",
+    )
+    mode: Annotated[Literal["standard", "strict"], BeforeValidator(one_of(*PRIVACY_MODES))] = Field(
+        "standard",
+        description="standard: passers-by's pseudonymous rows go once their hour is "
+        "aggregated, visitors' after retention_hours; strict (designed, not built): no "
+        "pseudonymous row older than 5 minutes on any disk",
+    )
+
+
 class BrokerSection(BrokerTls):
     """``[broker]``: the store's MQTT broker."""
 
@@ -157,3 +207,7 @@ class StoreFile(TomlTable):
         default_factory=LiveSection, description="the live aggregator and its aggregates"
     )
     broker: BrokerSection = Field(default_factory=BrokerSection, description="the MQTT broker")
+    privacy: PrivacySection = Field(
+        default_factory=PrivacySection,
+        description="the controller, the privacy contact, the notice's address and the mode",
+    )
