@@ -166,13 +166,19 @@ def in_progress(
 
 
 def zone_occupancy_now(
-    conn: sqlite3.Connection, plan: FloorPlan, k: int, window_s: float, people_per_device: float
+    conn: sqlite3.Connection,
+    plan: FloorPlan,
+    k: int,
+    window_s: float,
+    people_per_device: float,
+    now_ms: int,
 ) -> tuple[dict[str, int | None], int | None]:
-    """People in each zone over the last located interval (device-seconds in the zone over
-    the interval's length, times people per device); null where fewer than k distinct
-    devices were located in it. Returns (zone id → people, the interval's end)."""
+    """People in each zone over the last interval located by ``now_ms`` (device-seconds in
+    the zone over the interval's length, times people per device); null where fewer than k
+    distinct devices were located in it. Returns (zone id → people, the interval's end)."""
     last = conn.execute(
-        "SELECT t0_ms, t1_ms FROM live_intervals ORDER BY t0_ms DESC LIMIT 1"
+        "SELECT t0_ms, t1_ms FROM live_intervals WHERE t1_ms <= ? ORDER BY t0_ms DESC LIMIT 1",
+        (now_ms,),
     ).fetchone()
     out: dict[str, int | None] = {z.id: None for z in plan.zones}
     if last is None:
@@ -219,7 +225,7 @@ def zone_payload(
         "occupancy": occupancy,
         "visits": day.get("visits"),
         "dwell_s": {"p50": day.get("dwell_p50_s"), "p90": day.get("dwell_p90_s")},
-        "person_seconds": day.get("person_seconds"),
+        "person_seconds": _rounded(day.get("person_seconds")),
         "reach_share": day.get("reach_share"),
     }
     if occupancy_as_of is not None:
@@ -229,3 +235,7 @@ def zone_payload(
         v is None for v in p["dwell_s"].values()
     )
     return p
+
+
+def _rounded(v: float | None, ndigits: int = 1) -> float | None:
+    return None if v is None else round(float(v), ndigits)

@@ -196,8 +196,10 @@ class BiPublisher:
             put("footfall", ident, p)
             if unit == "day":
                 day_zones, day_as_of, day_period = zones, as_of, p["period"]
-        ppd = self._people_per_device(conn)
-        occ, occ_as_of = bi_payloads.zone_occupancy_now(conn, plan, self.k, self.window_s, ppd)
+        ppd = self._people_per_device(conn, now_ms)
+        occ, occ_as_of = bi_payloads.zone_occupancy_now(
+            conn, plan, self.k, self.window_s, ppd, now_ms
+        )
         for z in plan.zones:
             put(
                 "zone_stats",
@@ -219,10 +221,13 @@ class BiPublisher:
                 self._cleared.add(topic)
         return out
 
-    def _people_per_device(self, conn: sqlite3.Connection) -> float:
+    def _people_per_device(self, conn: sqlite3.Connection, now_ms: int) -> float:
+        """People per RF device of the day's door fusion, from the latest stored aggregate."""
         row = conn.execute(
             "SELECT json_extract(payload, '$.rf.people_per_device') FROM aggregates "
-            "WHERE kind = 'footfall' AND entity = 'store' ORDER BY t1_ms DESC LIMIT 1"
+            "WHERE kind = 'footfall' AND entity = 'store' AND t1_ms <= ? "
+            "ORDER BY t1_ms DESC LIMIT 1",
+            (now_ms,),
         ).fetchone()
         return float(row[0]) if row and row[0] else 1.0
 
