@@ -20,9 +20,13 @@ common name (``use_identity_as_username``):
 Client ids are the client's own here (no ``use_username_as_clientid``, unlike a store
 broker): a chain consumer runs several MQTT clients on one certificate in one shared
 subscription group, each with its own persistent session, which one id per
-certificate would make take each other over. What one certificate can do to another's
-session by naming its client id is bounded by the ACL: whatever it publishes is still
-checked against its own name.
+certificate would make take each other over. The price: a certificate that connects
+with another client's id takes that session over (Mosquitto 2.0 does not compare the
+user names), so a store's bridge key used that way could receive what was queued for a
+chain consumer (other stores' aggregates: k-anonymous, never pseudonyms) and make the
+consumer miss it. Whatever it publishes is still checked against its own name. Keep the
+consumers' client ids unguessable (``footfall chain run --client-prefix``), or give the
+readers a listener on an address the stores cannot reach.
 
 >>> print(acl_text(CentralLayout(("s1",), ("main",))).splitlines()[5])
 user bridge-s1
