@@ -27,7 +27,19 @@ from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
 
 F = NDArray[np.float64]
 
-__all__ = ["PeriodFigures", "compare_truth", "grid_for", "load_period", "summary_text", "write"]
+__all__ = [
+    "PeriodFigures",
+    "compare_truth",
+    "grid_for",
+    "load_period",
+    "summary_text",
+    "too_few_visitors",
+    "write",
+    "write_suppressed",
+]
+
+REPORT_FILES = ("heatmap_total.png", "summary.txt", "summary.json", "zones.csv", "flows.csv")
+"""what a report from the aggregates writes (a suppressed one too, with nothing in it)"""
 
 
 def _span(t0: int, t1: int, tz: str) -> str:
@@ -50,10 +62,14 @@ def write(
 ) -> dict[str, Any]:
     """heatmap_total.png, summary.txt, summary.json, zones.csv, flows.csv (and, with a
     simulator truth, heatmap_vs_truth.png and truth beside every figure). Returns the
-    comparison with truth (empty without one)."""
+    comparison with truth (empty without one). A period of fewer than k visitors gets
+    :func:`write_suppressed` instead (no truth either: its comparison would draw them)."""
     from heatmap.report import render
 
     out.mkdir(parents=True, exist_ok=True)
+    if too_few_visitors(fig.store.get("visitors"), fig.k):
+        write_suppressed(plan, out, fig.period, fig.k)
+        return {}
     grid = grid_for(plan, fig)
     span = _span(fig.t0_ms, fig.t1_ms, plan.timezone)
     s = fig.store
@@ -83,18 +99,7 @@ def write(
     zone_total = sum((z.get("person_seconds") or 0) for z in fig.zones.values()) or 1.0
     with (out / "zones.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(
-            [
-                "zone",
-                "visits",
-                "devices",
-                "dwell_p50_s",
-                "dwell_p90_s",
-                "person_seconds",
-                "share",
-                "reach_share",
-            ]
-        )
+        w.writerow(ZONE_COLUMNS)
         for zid, z in fig.zones.items():
             w.writerow(
                 [
@@ -110,12 +115,68 @@ def write(
             )
     with (out / "flows.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["from_zone", "to_zone", "transitions", "devices"])
+        w.writerow(FLOW_COLUMNS)
         w.writerows(fig.moves)
     summary = {**asdict(fig), "cells": None, "truth": truth or None}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     (out / "summary.txt").write_text(summary_text(plan, fig, truth))
     return truth
+
+
+def too_few_visitors(visitors: int | None, k: int) -> bool:
+    """Whether a period of ``visitors`` (None: suppressed where it was stored) is reported
+    as suppressed: fewer than k, none included (the heat of nobody but staff and passers-by
+    is still a few people's).
+
+    >>> too_few_visitors(None, 5), too_few_visitors(4, 5), too_few_visitors(0, 5)
+    (True, True, True)
+    >>> too_few_visitors(5, 5)
+    False
+    """
+    return visitors is None or visitors < k
+
+
+def write_suppressed(plan: FloorPlan, out: Path, period: str, k: int) -> list[Path]:
+    """The report of a period of fewer than k visitors: the same files, holding nothing but
+    "suppressed" (the plan without heat, the zones named with every figure suppressed, no
+    flows). Returns the files written."""
+    from heatmap.report import render
+
+    out.mkdir(parents=True, exist_ok=True)
+    why = f"fewer than k = {k} visitors in the period: every figure is suppressed"
+    f = render.suppressed_figure(plan, f"{plan.name}: {period}", why)
+    written = [render.save(f, out / "heatmap_total.png")]
+    zones = out / "zones.csv"
+    with zones.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(ZONE_COLUMNS)
+        for z in plan.zones:
+            w.writerow([z.id] + ["suppressed"] * (len(ZONE_COLUMNS) - 1))
+    flows = out / "flows.csv"
+    with flows.open("w", newline="") as fh:
+        csv.writer(fh).writerow(FLOW_COLUMNS)
+    summary = out / "summary.json"
+    summary.write_text(json.dumps({"period": period, "k": k, "suppressed": True}, indent=1))
+    text = out / "summary.txt"
+    text.write_text(f"footfall summary — {period}\nsuppressed: {why}\n")
+    for stale in ("heatmap_vs_truth.png", "flows.png", "radio_model.json"):
+        (out / stale).unlink(missing_ok=True)  # an earlier report's, of another period
+    for old in out.glob("heatmap_[0-9][0-9]00.png"):
+        old.unlink()
+    return [*written, zones, flows, summary, text]
+
+
+ZONE_COLUMNS = (
+    "zone",
+    "visits",
+    "devices",
+    "dwell_p50_s",
+    "dwell_p90_s",
+    "person_seconds",
+    "share",
+    "reach_share",
+)
+FLOW_COLUMNS = ("from_zone", "to_zone", "transitions", "devices")
 
 
 def _cell(v: Any) -> Any:

@@ -26,8 +26,11 @@ CMAP = "YlOrRd"
 """light for little time, dark red for much: reads on a light floor plan"""
 
 
-def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
-    """Outline, street, shelves, walls, zones, doors, nodes and tiles, in metres."""
+def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True, nodes: bool = True) -> None:
+    """Outline, street, shelves, walls, zones, doors, nodes and tiles, in metres.
+
+    ``labels``: zone, door and node names; ``nodes``: the node markers (the installer's
+    pictures; a planner's leave them off)."""
     if plan.street:
         ax.add_patch(MplPolygon(plan.street, closed=True, fc="#e9e9e9", ec="none", zorder=0))
         sx = np.mean([p[0] for p in plan.street])
@@ -116,7 +119,7 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True) -> None:
                 zorder=4.5,
             )
         )
-    for n in plan.nodes:
+    for n in plan.nodes if nodes else ():
         ax.plot(n.x, n.y, marker="^", ms=7, mfc="#00b4d8", mec="black", mew=0.7, zorder=7)
         if labels:
             ax.text(
@@ -172,6 +175,29 @@ def heatmap_figure(
     cb = fig.colorbar(im, ax=ax, shrink=0.75, pad=0.02)
     cb.set_label("person-seconds per m²")
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=11, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def suppressed_figure(plan: FloorPlan, title: str, note: str) -> Figure:
+    """The plan with no heat at all and "suppressed" across it: what a report of fewer
+    than k visitors draws (where two or three people walked would single them out)."""
+    fig, ax = plt.subplots(figsize=(11, 6.6), dpi=110)
+    draw_plan(ax, plan)
+    x0, y0, x1, y1 = plan.bounds
+    ax.text(
+        (x0 + x1) / 2,
+        (y0 + y1) / 2,
+        "suppressed",
+        ha="center",
+        va="center",
+        fontsize=40,
+        color="#8a1c1c",
+        weight="bold",
+        zorder=8,
+        bbox={"fc": "white", "ec": "#8a1c1c", "alpha": 0.9, "pad": 8},
+    )
+    ax.set_title(f"{title}\n{note}", fontsize=11, loc="left")
     fig.tight_layout()
     return fig
 

@@ -13,6 +13,8 @@ Light at import time: the handler imports the heavy modules it needs.
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -24,6 +26,8 @@ from sensing.cli import checks
 from sensing.cli.progress_bar import progress_bar
 
 HOUR_MS = 3_600_000
+DEFAULT_K = 5
+"""k of a report without --config (the aggregates carry their own)"""
 MAX_PERIOD_DAYS = 31
 """longest period one report covers, days (its hourly pictures and per-window arrays
 grow with it; the pseudonymous rows live a day or two anyway)"""
@@ -121,10 +125,12 @@ def cmd_report(a: argparse.Namespace) -> int:
     from heatmap.spatial.walkable_grid import grid_shape
 
     floor, db_arg = a.floor, a.db
+    k = DEFAULT_K
     if a.config:
         from heatmap.aggregator import config as aggregator_config
 
         cfg = aggregator_config.load(a.config)
+        k = cfg.k
         db_arg = db_arg or str(cfg.db)
         floor = floor or (str(cfg.floor_plan) if cfg.floor_plan else None)
     if not db_arg:
@@ -173,9 +179,9 @@ def cmd_report(a: argparse.Namespace) -> int:
                 f"the period {_span(t0, t1, tz)} is longer than {MAX_PERIOD_DAYS} days: "
                 "report a day (--day) or a shorter --since/--until at a time"
             )
-        n = conn.execute(
-            "SELECT COUNT(*) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
-        ).fetchone()[0]
+        n, devices = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT pid) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
+        ).fetchone()
         purged = purged_hours(conn, t0, t1)
     except sqlite3.Error as e:
         raise DatabaseError(f"{db}: {e}") from e
@@ -187,15 +193,25 @@ def cmd_report(a: argparse.Namespace) -> int:
             "retention_hours, 24 h by default: report a day before they go)"
         )
     out = Path(a.out)
+    if devices < k:  # fewer devices than k: fewer visitors too, nothing to locate
+        _suppressed(plan, out, _span(t0, t1, tz), k, f"{devices} devices")
+        _notes(extent, t0, tz, purged)
+        return 0
     started = time.monotonic()
-    with progress_bar(not a.quiet) as prog:
+    out.mkdir(parents=True, exist_ok=True)
+    # located into a private folder beside --out first: a period of fewer than k
+    # visitors must leave no picture of them behind
+    with (
+        tempfile.TemporaryDirectory(prefix=".footfall-report-", dir=out.resolve().parent) as tmp,
+        progress_bar(not a.quiet) as prog,
+    ):
         try:
             rep = analyze(
                 plan,
                 db,
                 t0,
                 t1,
-                out,
+                Path(tmp),
                 truth_dir=Path(a.truth) if a.truth else None,
                 progress=prog,
                 cell_m=a.cell,
@@ -203,6 +219,13 @@ def cmd_report(a: argparse.Namespace) -> int:
             )
         except sqlite3.Error as e:  # a file damaged past what opening it checks
             raise DatabaseError(f"{db}: {e}") from e
+        visitors = rep.door_in or rep.visitors_est  # the door's count; RF's without beams
+        if visitors < k:
+            _suppressed(plan, out, _span(t0, t1, tz), k, f"{visitors} visitors")
+            _notes(extent, t0, tz, purged)
+            return 0
+        for f in Path(tmp).iterdir():
+            os.replace(f, out / f.name)
     print(
         f"footfall report: {plan.name}, {_span(t0, t1, tz)}: {n} observations "
         f"localized on {a.cell:g} m cells in {time.monotonic() - started:.0f} s"
@@ -216,6 +239,14 @@ def cmd_report(a: argparse.Namespace) -> int:
         "  radio model: "
         + (f"{a.radio} (calibrated), phone level re-centred" if a.radio else "node links")
     )
+    _notes(extent, t0, tz, purged)
+    print(f"  heatmaps: {out.resolve() / 'heatmap_total.png'} (+ per hour)")
+    print(f"  summary:  {out.resolve() / 'summary.txt'};  zones.csv, flows.csv, flows.png")
+    return 0
+
+
+def _notes(extent: tuple[int, int] | None, t0: int, tz: str, purged: list[int]) -> None:
+    """What the rows of the period lack: the database's start, hours retention purged."""
     if extent is not None and extent[0] - t0 > HOUR_MS:
         first = _span(extent[0], extent[0], tz)[:16]
         print(
@@ -227,8 +258,15 @@ def cmd_report(a: argparse.Namespace) -> int:
             f"  note: retention already deleted the passers-by of {len(purged)} of these hours; "
             "the passer-by figures count only what is left"
         )
-    print(f"  heatmaps: {out.resolve() / 'heatmap_total.png'} (+ per hour)")
-    print(f"  summary:  {out.resolve() / 'summary.txt'};  zones.csv, flows.csv, flows.png")
+
+
+def _suppressed(plan: Any, out: Path, span: str, k: int, found: str) -> int:
+    """Write the report of a period of fewer than k visitors: nothing but "suppressed"."""
+    from heatmap.report import aggregate_report
+
+    aggregate_report.write_suppressed(plan, out, span, k)
+    print(f"footfall report: {plan.name}, {span}: suppressed ({found}, fewer than k = {k})")
+    print(f"  heatmap: {out.resolve() / 'heatmap_total.png'} (suppressed, no heat drawn)")
     return 0
 
 
@@ -253,6 +291,10 @@ def _from_aggregates(conn: Any, plan: Any, t0: int, t1: int, a: argparse.Namespa
     if not sum(fig.pieces.values()):
         raise ConfigError(f"no aggregates in {_span(t0, t1, plan.timezone)}")
     out = Path(a.out)
+    if aggregate_report.too_few_visitors(fig.store.get("visitors"), fig.k):
+        return _suppressed(
+            plan, out, fig.period, fig.k, f"{_shown(fig.store.get('visitors'))} visitors"
+        )
     truth = aggregate_report.write(plan, fig, out, Path(a.truth) if a.truth else None)
     parts = ", ".join(f"{n} {u}s" for u, n in fig.pieces.items() if n)
     st = fig.store
