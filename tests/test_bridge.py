@@ -465,3 +465,15 @@ def test_without_a_persistent_bridge_session_the_outage_loses_the_queue(tmp_path
         consumer.close()
     finally:
         rig.stop()
+
+
+def test_central_address_forms() -> None:
+    from firmware_bridge.errors import ConfigError
+    from sensing.provision.bridge_config import parse_host_port
+
+    assert parse_host_port("mqtt.chain.example", "--central") == ("mqtt.chain.example", 8883)
+    assert parse_host_port("10.0.0.5:1884", "--central") == ("10.0.0.5", 1884)
+    assert parse_host_port("[fd00::5]:8883", "--central") == ("fd00::5", 8883)
+    for bad in ("fd00::5", "[fd00::5", "h:", "h:0", ":8883", "h/x:1"):
+        with pytest.raises(ConfigError):
+            parse_host_port(bad, "--central")
