@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "sensing.cli.optout",  # optout add|remove|list
     "sensing.cli.schema",  # schema (JSON Schema / Markdown reference of a file kind)
     "sensing.cli.chain",  # chain run|report (the chain's centre: aggregates into ClickHouse)
+    "sensing.cli.privacy",  # privacy notice|audit|inventory (the privacy officer's kit)
 )
 
 
