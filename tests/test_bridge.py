@@ -392,6 +392,8 @@ def test_bad_input_ends_in_one_error_line(
         "must match": "s1,bad/id",
         "at least one": " , ",
     }
+    (out / "ca.key").write_bytes((out / "bridge-s2.key").read_bytes())
+    central_cases["is not the key of"] = "s1"
     for expect, stores in central_cases.items():
         assert (
             main(["provision", "central", "--stores", stores, "--out", str(out), "--host", "h"])

@@ -216,6 +216,13 @@ def check_bridge_files(store: str, ca: Path, cert: Path, key: Path) -> None:
 
 
 def _check_key_matches(cert: Path, key: Path) -> None:
+    if not key_matches(cert, key, "--key"):
+        raise ConfigError(f"--key {key}: is not the key of --cert {cert}")
+
+
+def key_matches(cert: Path, key: Path, what: str = "key") -> bool:
+    """Whether ``key`` (PEM, unencrypted) is the private key of ``cert``; ConfigError
+    (naming ``what``) if the key cannot be read."""
     try:
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
@@ -224,9 +231,11 @@ def _check_key_matches(cert: Path, key: Path) -> None:
     try:
         k = serialization.load_pem_private_key(key.read_bytes(), None)
     except (OSError, ValueError, TypeError) as e:
-        raise ConfigError(f"--key {key}: not a readable unencrypted PEM private key: {e}") from e
-    c = x509.load_pem_x509_certificate(cert.read_bytes())
+        raise ConfigError(f"{what} {key}: not a readable unencrypted PEM private key: {e}") from e
+    try:
+        c = x509.load_pem_x509_certificate(cert.read_bytes())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{cert}: not a readable PEM certificate: {e}") from e
     pem = serialization.Encoding.PEM
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    if k.public_key().public_bytes(pem, spki) != c.public_key().public_bytes(pem, spki):
-        raise ConfigError(f"--key {key}: is not the key of --cert {cert}")
+    return bool(k.public_key().public_bytes(pem, spki) == c.public_key().public_bytes(pem, spki))

@@ -40,7 +40,12 @@ from pathlib import Path
 
 from firmware_bridge.errors import ConfigError
 from sensing.provision import pki
-from sensing.provision.bridge_config import bridge_user, forwarded_topics, notification_topic
+from sensing.provision.bridge_config import (
+    bridge_user,
+    forwarded_topics,
+    key_matches,
+    notification_topic,
+)
 from sensing.wire import topics
 
 DEFAULT_ETC = Path("/etc/mosquitto/footfall-central")
@@ -210,6 +215,8 @@ def provision_central(
         new.append("ca")
     elif not pki.cert_info(ca.cert).is_ca:
         raise ConfigError(f"{ca.cert}: not a CA certificate")
+    elif not key_matches(ca.cert, ca.key, "the CA key"):
+        raise ConfigError(f"{ca.key} is not the key of {ca.cert} (--force makes a new CA)")
     issued: dict[str, pki.Issued] = {"ca": ca}
     wanted: list[tuple[str, list[str] | None]] = [("broker", list(broker_names))]
     wanted += [(bridge_user(s), None) for s in layout.stores]
