@@ -262,9 +262,10 @@ def _notes(extent: tuple[int, int] | None, t0: int, tz: str, purged: list[int]) 
 
 def _suppressed(plan: Any, out: Path, span: str, k: int, found: str) -> int:
     """Write the report of a period of fewer than k visitors: nothing but "suppressed"."""
-    from heatmap.report import aggregate_report
+    from heatmap.report import aggregate_report, planner_report
 
     aggregate_report.write_suppressed(plan, out, span, k)
+    planner_report.write_suppressed_html(f"{plan.name}: layout report", span, k, out)
     print(f"footfall report: {plan.name}, {span}: suppressed ({found}, fewer than k = {k})")
     print(f"  heatmap: {out.resolve() / 'heatmap_total.png'} (suppressed, no heat drawn)")
     return 0
@@ -281,21 +282,23 @@ def has_aggregates(conn: Any, t0: int, t1: int) -> bool:
 
 def _from_aggregates(conn: Any, plan: Any, t0: int, t1: int, a: argparse.Namespace) -> int:
     """The report of [t0, t1) from the stored aggregates (no row is read)."""
-    from heatmap.report import aggregate_report
+    from heatmap.report import aggregate_report, planner_report
 
     started = time.monotonic()
     try:
         fig = aggregate_report.load_period(conn, plan, t0, t1)
+        if not sum(fig.pieces.values()):
+            raise ConfigError(f"no aggregates in {_span(t0, t1, plan.timezone)}")
+        out = Path(a.out)
+        if aggregate_report.too_few_visitors(fig.store.get("visitors"), fig.k):
+            return _suppressed(
+                plan, out, fig.period, fig.k, f"{_shown(fig.store.get('visitors'))} visitors"
+            )
+        truth_dir = Path(a.truth) if a.truth else None
+        truth = aggregate_report.write(plan, fig, out, truth_dir)
+        page = planner_report.write(conn, plan, fig, out, truth_dir)
     finally:
         conn.close()
-    if not sum(fig.pieces.values()):
-        raise ConfigError(f"no aggregates in {_span(t0, t1, plan.timezone)}")
-    out = Path(a.out)
-    if aggregate_report.too_few_visitors(fig.store.get("visitors"), fig.k):
-        return _suppressed(
-            plan, out, fig.period, fig.k, f"{_shown(fig.store.get('visitors'))} visitors"
-        )
-    truth = aggregate_report.write(plan, fig, out, Path(a.truth) if a.truth else None)
     parts = ", ".join(f"{n} {u}s" for u, n in fig.pieces.items() if n)
     st = fig.store
     print(
@@ -311,6 +314,17 @@ def _from_aggregates(conn: Any, plan: Any, t0: int, t1: int, a: argparse.Namespa
         print(f"  note: {n}")
     print(f"  heatmap: {out.resolve() / 'heatmap_total.png'}")
     print(f"  summary: {out.resolve() / 'summary.txt'};  zones.csv, flows.csv")
+    res = page.resolution
+    print(
+        f"  for the layout planner: {out.resolve() / planner_report.HTML} (the layout resolves "
+        f"about {res.stated_m:g} m"
+        + (
+            f"; heatmap r = {page.truth['r_stated']:.2f} vs truth at {res.stated_m:g} m"
+            if page.truth
+            else ""
+        )
+        + "), plan_*.png, table_*.csv"
+    )
     return 0
 
 

@@ -1,0 +1,383 @@
+"""Pictures for a layout planner: heat in units a planner acts on, hours on one scale,
+flows as a few readable arrows.
+
+Unlike the installer's pictures (:mod:`heatmap.report.render`, node markers on), these
+leave the nodes off, use colour-blind-safe perceptual colour maps, keep the title and
+subtitle in their own band above the map (no colour bar beside them to clip them),
+place every label where it overprints no other (a label with no free spot becomes a
+number in the legend) and draw a scale bar instead of metre axes.
+
+The floor plan model has no field for the store's own drawing yet, so the background
+is the plan drawn from its geometry.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch
+from matplotlib.text import Annotation
+from matplotlib.transforms import Bbox
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+from numpy.typing import NDArray
+
+from heatmap.report import render
+from heatmap.spatial.floorplan import FloorPlan
+from heatmap.spatial.walkable_grid import WalkableGrid
+
+F = NDArray[np.float64]
+
+SEQUENTIAL_CMAP = "viridis"
+"""perceptually uniform, readable in grey and by the colour-blind: dark little, yellow much"""
+DIVERGING_CMAP = "RdBu_r"
+"""for difference maps (a compare page): blue less, red more; ColorBrewer's colour-blind safe"""
+CLEAR_BELOW = 0.03
+"""heat under this share of the colour scale is left clear so the plan shows through"""
+WIDTH_IN = 7.4
+"""figure width: an A4 page's text width (188 mm), so its fonts print at their size"""
+DPI = 150
+"""pixels per inch of the pictures (1,110 px wide)"""
+SUB_PT = 8.5
+"""subtitle size, points"""
+BAR_IN = 0.75
+"""band under a map for its colour bar and its label"""
+FLOW_COLOUR = "#b2182b"
+ARC_RAD = -0.18
+"""bend of the flow arrows (matplotlib arc3): the two directions of a zone pair part"""
+ZONE_TEXT = "#12355b"
+LABEL_STEPS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (0, 2), (0, -2), (1, 1), (-1, -1))
+"""where a label may go around its anchor, in label heights (y) and half widths (x)"""
+
+
+@dataclass(frozen=True)
+class Label:
+    """A text to place near a point of the plan."""
+
+    x: float
+    y: float
+    text: str
+    colour: str = ZONE_TEXT
+    size: float = 8.0
+
+
+def scale_bar_m(width_m: float) -> float:
+    """A round length near a sixth of the map's width, m.
+
+    >>> scale_bar_m(50.0), scale_bar_m(12.0), scale_bar_m(300.0)
+    (10.0, 2.0, 50.0)
+    """
+    target = width_m / 6
+    for step in (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0):
+        if step * 1.6 >= target:
+            return step
+    return 1000.0
+
+
+STREET_SHOWN_M = 3.0
+"""how much of the street (and of the outside) a planner's map shows around the store, m"""
+
+
+def view_bounds(plan: FloorPlan) -> tuple[float, float, float, float]:
+    """The store's outline and up to STREET_SHOWN_M around it (a long street is cut).
+
+    >>> from heatmap.spatial.floorplan import load_default
+    >>> view_bounds(load_default())
+    (-1.0, -3.0, 31.0, 20.0)
+    """
+    x0, y0, x1, y1 = plan.outline_polygon.bounds
+    b0, b1, b2, b3 = plan.bounds
+    m = STREET_SHOWN_M
+    return (
+        max(b0, x0 - 1.0),
+        max(b1, y0 - m),
+        min(b2, x1 + 1.0),
+        min(b3, y1 + m),
+    )
+
+
+def _map_height(plan: FloorPlan, width_in: float) -> float:
+    x0, y0, x1, y1 = view_bounds(plan)
+    return width_in * (y1 - y0) / max(x1 - x0, 1e-9)
+
+
+def _wrap(text: str, width_in: float, size_pt: float) -> str:
+    """``text`` broken into lines that fit ``width_in`` at ``size_pt`` (DejaVu Sans
+    averages about 0.55 em a character)."""
+    return "\n".join(textwrap.wrap(text, max(20, int(width_in * 72 / (0.55 * size_pt)))))
+
+
+def _decorate(ax: Axes, plan: FloorPlan, bar: bool = True) -> None:
+    """The plan without node markers or names, a scale bar, no metre axes."""
+    render.draw_plan(ax, plan, labels=False, nodes=False)
+    for t in ax.texts:  # the street's name where the view cuts the street off
+        t.set_clip_on(True)
+    x0, y0, x1, y1 = view_bounds(plan)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    for s in ax.spines.values():
+        s.set_visible(False)
+    if bar:
+        m = scale_bar_m(x1 - x0)
+        ax.add_artist(
+            AnchoredSizeBar(
+                ax.transData,
+                m,
+                f"{m:g} m",
+                loc="lower left",
+                pad=0.4,
+                borderpad=0.3,
+                sep=3,
+                frameon=True,
+                size_vertical=m / 60,
+                fontproperties={"size": 8},
+            )
+        )
+
+
+def _heat(ax: Axes, grid: WalkableGrid, values: F, vmax: float, cmap: str) -> object:
+    """``values`` per cell (nx·ny) over the plan on [0, vmax]; off the floor and under
+    CLEAR_BELOW of the scale left clear."""
+    a = values.reshape(grid.ny, grid.nx)
+    mask = ~(grid.walkable & grid.inside).reshape(grid.ny, grid.nx) | (a < CLEAR_BELOW * vmax)
+    return ax.imshow(
+        np.ma.masked_where(mask, a),
+        origin="lower",
+        cmap=cmap,
+        vmin=0,
+        vmax=vmax,
+        alpha=0.88,
+        extent=(grid.x0, grid.x0 + grid.nx * grid.cell_m, grid.y0, grid.y0 + grid.ny * grid.cell_m),
+        interpolation="nearest",
+        zorder=2,
+    )
+
+
+def _bottom_bar(
+    fig: Figure, im: object, left: float, width: float, bottom: float, label: str
+) -> None:
+    cax = fig.add_axes((left, bottom, width, 0.14 / fig.get_figheight()))
+    cb = fig.colorbar(im, cax=cax, orientation="horizontal")  # type: ignore[arg-type]
+    cb.set_label(label, fontsize=9)
+    cb.ax.tick_params(labelsize=8)
+
+
+def _band(subtitle: str) -> float:
+    """Height of the band above the maps for the title and the wrapped subtitle, inches."""
+    lines = _wrap(subtitle, WIDTH_IN * 0.96, SUB_PT).count("\n") + 1 if subtitle else 0
+    return 0.42 + lines * SUB_PT * 1.3 / 72 + 0.08
+
+
+def _title(fig: Figure, title: str, subtitle: str) -> None:
+    """Title and subtitle in the band above the maps, wrapped to the figure's width."""
+    h, w = fig.get_figheight(), fig.get_figwidth() * 0.96
+    fig.text(
+        0.02, 1 - 0.1 / h, _wrap(title, w, 12), ha="left", va="top", fontsize=12, weight="bold"
+    )
+    if subtitle:
+        sub = _wrap(subtitle, w, SUB_PT)
+        fig.text(0.02, 1 - 0.4 / h, sub, ha="left", va="top", fontsize=SUB_PT, color="#333")
+
+
+def place_labels(ax: Axes, labels: Sequence[Label], taken: list[Bbox] | None = None) -> list[str]:
+    """Put each label at its point or the first spot around it that overlaps no label
+    placed before (nor ``taken``, display boxes) and stays inside the map; a label with
+    no free spot becomes a number there. Returns the legend lines of those numbers."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    ax.apply_aspect()
+    frame = ax.get_window_extent(renderer)
+    boxes = list(taken or [])
+    legend: list[str] = []
+
+    def free(b: Bbox) -> bool:
+        inside = b.x0 >= frame.x0 and b.x1 <= frame.x1 and b.y0 >= frame.y0 and b.y1 <= frame.y1
+        return inside and not any(b.overlaps(o) for o in boxes)
+
+    for lab in labels:
+        t = ax.annotate(
+            lab.text,
+            (lab.x, lab.y),
+            xytext=(0, 0),
+            textcoords="offset points",
+            ha="center",
+            va="center",
+            fontsize=lab.size,
+            color=lab.colour,
+            zorder=9,
+            bbox={"fc": "white", "ec": "none", "alpha": 0.92, "pad": 1.0},
+        )
+        b0 = t.get_window_extent(renderer).expanded(1.04, 1.1)
+        w_pt = b0.width * 72 / fig.dpi / 2
+        h_pt = b0.height * 72 / fig.dpi
+        for sx, sy in LABEL_STEPS:
+            t.set_position((sx * w_pt, sy * h_pt))
+            b = t.get_window_extent(renderer).expanded(1.04, 1.1)
+            if free(b):
+                boxes.append(b)
+                break
+        else:
+            n = len(legend) + 1
+            legend.append(f"{n}: {lab.text}")
+            t.set_text(str(n))
+            t.set_position((0, 0))
+            boxes.append(t.get_window_extent(renderer))
+    return legend
+
+
+def zone_labels(plan: FloorPlan) -> list[Label]:
+    """The zones' names at a point inside each, largest zone last (small ones get the
+    first pick of spots)."""
+    zs = sorted(plan.zones, key=lambda z: z.polygon.area)
+    out = []
+    for z in zs:
+        x, y = z.polygon.representative_point().coords[0]
+        out.append(Label(x, y, z.name))
+    return out
+
+
+def _legend_note(fig: Figure, legend: list[str], y_in: float) -> None:
+    if legend:
+        fig.text(0.02, y_in / fig.get_figheight(), "   ".join(legend), fontsize=8, color=ZONE_TEXT)
+
+
+def heat_figure(
+    plan: FloorPlan,
+    grid: WalkableGrid,
+    values: F,
+    title: str,
+    subtitle: str,
+    unit: str,
+    vmax: float | None = None,
+    cmap: str = SEQUENTIAL_CMAP,
+) -> Figure:
+    """One map of ``values`` per cell over the plan: title band above, colour bar below."""
+    map_w = WIDTH_IN * 0.96
+    map_h = _map_height(plan, map_w)
+    h = _band(subtitle) + map_h + BAR_IN + 0.2
+    fig = plt.figure(figsize=(WIDTH_IN, h), dpi=DPI)
+    ax = fig.add_axes((0.02, (BAR_IN + 0.2) / h, 0.96, map_h / h))
+    _decorate(ax, plan)
+    top = float(np.percentile(values[values > 0], 99)) if (values > 0).any() else 1.0
+    im = _heat(ax, grid, values, vmax or top, cmap)
+    legend = place_labels(ax, zone_labels(plan))
+    _bottom_bar(fig, im, 0.25, 0.5, 0.45 / h, unit)
+    _legend_note(fig, legend, 0.08)
+    _title(fig, title, subtitle)
+    return fig
+
+
+def hours_figure(
+    plan: FloorPlan,
+    grid: WalkableGrid,
+    maps: Sequence[tuple[str, F]],
+    title: str,
+    subtitle: str,
+    unit: str,
+    cols: int = 3,
+) -> Figure:
+    """Small maps of the open hours, all on one colour scale (the 99th percentile of
+    every hour's cells), in rows of ``cols``."""
+    cols = min(cols, max(len(maps), 2))
+    rows = max(1, -(-len(maps) // cols))
+    gap_in, head_in = 0.1, 0.28
+    cell_w = (WIDTH_IN * 0.96 - gap_in * (cols - 1)) / cols
+    cell_h = _map_height(plan, cell_w)
+    band = _band(subtitle)
+    h = band + rows * (cell_h + head_in) + BAR_IN + 0.1
+    fig = plt.figure(figsize=(WIDTH_IN, h), dpi=DPI)
+    every = np.concatenate([v for _, v in maps]) if maps else np.zeros(1)
+    vmax = float(np.percentile(every[every > 0], 99)) if (every > 0).any() else 1.0
+    im = None
+    for i, (name, values) in enumerate(maps):
+        r, c = divmod(i, cols)
+        left = (0.02 * WIDTH_IN + c * (cell_w + gap_in)) / WIDTH_IN
+        bottom = (h - band - (r + 1) * (cell_h + head_in)) / h
+        ax = fig.add_axes((left, bottom, cell_w / WIDTH_IN, cell_h / h))
+        _decorate(ax, plan, bar=i == 0)
+        im = _heat(ax, grid, values, vmax, SEQUENTIAL_CMAP)
+        ax.set_title(name, fontsize=9, loc="left", pad=3)
+    if im is not None:
+        _bottom_bar(fig, im, 0.25, 0.5, 0.42 / h, unit)
+    _title(fig, title, subtitle)
+    return fig
+
+
+@dataclass(frozen=True)
+class Move:
+    """One ranked zone-to-zone move drawn as an arrow."""
+
+    rank: int
+    a: tuple[float, float]
+    b: tuple[float, float]
+    count: int
+
+
+def flows_figure(
+    plan: FloorPlan, moves: Sequence[Move], anchors: Sequence[Label], title: str, subtitle: str
+) -> Figure:
+    """The top moves as arrows between zone anchors, width by count, each with its rank
+    (the table beside it has the figures); zone names placed first, ranks around them."""
+    map_w = WIDTH_IN * 0.96
+    map_h = _map_height(plan, map_w)
+    h = _band(subtitle) + map_h + 0.45
+    fig = plt.figure(figsize=(WIDTH_IN, h), dpi=DPI)
+    ax = fig.add_axes((0.02, 0.4 / h, 0.96, map_h / h))
+    _decorate(ax, plan)
+    top = max((m.count for m in moves), default=1)
+    mids: list[Label] = []
+    for m in moves:
+        ax.add_patch(
+            FancyArrowPatch(
+                m.a,
+                m.b,
+                connectionstyle=f"arc3,rad={ARC_RAD}",
+                arrowstyle="-|>",
+                mutation_scale=10 + 8 * m.count / top,
+                lw=0.8 + 4.5 * m.count / top,
+                color=FLOW_COLOUR,
+                alpha=0.85,
+                shrinkA=12,
+                shrinkB=12,
+                zorder=8,
+            )
+        )
+        # the arc's middle (arc3: a quadratic Bézier whose control point is the chord's
+        # middle moved by rad × (dy, -dx)): the chord's middle moved by half that
+        (x0, y0), (x1, y1) = m.a, m.b
+        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+        dx, dy = x1 - x0, y1 - y0
+        h = ARC_RAD / 2
+        mids.append(Label(mx + h * dy, my - h * dx, f"#{m.rank}: {m.count}", FLOW_COLOUR, 7.5))
+    legend = place_labels(ax, [*anchors, *mids])
+    _legend_note(fig, legend, 0.1)
+    _title(fig, title, subtitle)
+    return fig
+
+
+def arrow_artists(fig: Figure) -> list[FancyArrowPatch]:
+    """The flow arrows of a figure (for tests and checks)."""
+    return [p for ax in fig.axes for p in ax.patches if isinstance(p, FancyArrowPatch)]
+
+
+def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
+    """Every placed label's text and display box (for overlap checks)."""
+    r = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    return [
+        (t.get_text(), t.get_window_extent(r))
+        for ax in fig.axes
+        for t in ax.texts
+        if isinstance(t, Annotation) and t.get_text()
+    ]
