@@ -158,6 +158,8 @@ def store_only(store: str) -> dict[str, list[Msg]]:
             Msg(f"footfall/v1/{store}/floor/tiles/events", _checked("floor_events", floor), False),
         ],
         f"aggregator-{store}": agg_extra,
+        # Home Assistant's birth message, on a BI certificate (if the store ACL lets it)
+        "bi-dash": [Msg("homeassistant/status", b"online", True)],
     }
 
 
