@@ -151,11 +151,53 @@ def cmd_audit(a: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_notice(a: argparse.Namespace) -> int:
+    try:
+        from heatmap.privacy.notice import write_notice
+        from heatmap.privacy.notice_text import LANGUAGES
+    except ImportError as e:
+        raise ConfigError(
+            f"the notice needs the privacy extra ({e.name} is missing): "
+            "pip install 'footfall[privacy]'"
+        ) from e
+    from heatmap.privacy.store_setup import load_store
+    from sensing.cli import checks
+
+    langs = list(dict.fromkeys(a.lang or ["en"]))
+    for lang in langs:
+        if lang not in LANGUAGES:
+            raise ConfigError(f"--lang {lang}: one of {', '.join(LANGUAGES)}")
+    checks.output_dir(a.out, "--out")
+    st = load_store(a.config)
+    started = time.monotonic()
+    files = write_notice(st, langs, Path(a.out))
+    print(
+        f"footfall privacy notice: {st.name}, {', '.join(langs)}: {len(files)} files in "
+        f"{time.monotonic() - started:.1f} s (k = {st.config.k}, visitors' rows "
+        f"{st.retention_hours:g} h, mode {st.privacy.mode})"
+    )
+    print(f"  signs: {Path(a.out).resolve()}/notice-{{lang}}-A4|A5.pdf|png")
+    print(f"  page:  notice-{{lang}}.html, to publish at {st.privacy.notice_url}")
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "privacy", help="the privacy officer's kit: notice, audit, inventory (docs/privacy.md)"
     )
     psub = p.add_subparsers(dest="privacy_cmd", required=True)
+    no = psub.add_parser(
+        "notice",
+        help="in-store signs (A4, A5: PDF and PNG) and the notice's web page, from store.toml",
+    )
+    no.add_argument("--config", required=True, help="the aggregator's store.toml ([privacy])")
+    no.add_argument(
+        "--lang",
+        action="append",
+        help="en, fr, it, de or es; repeatable (default en)",
+    )
+    no.add_argument("--out", default="privacy-notice", help="output folder (%(default)s)")
+    no.set_defaults(func=cmd_notice)
     au = psub.add_parser(
         "audit",
         help="raw identifiers, retention, k, file modes, the broker's ACL: pass or fail "
