@@ -56,6 +56,15 @@ ARC_RAD = -0.18
 ZONE_TEXT = "#12355b"
 LABEL_STEPS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (0, 2), (0, -2), (1, 1), (-1, -1))
 """where a label may go around its anchor, in label heights (y) and half widths (x)"""
+NUMBER_STEPS = tuple(
+    (dx, dy)
+    for r in range(6)
+    for dx in range(-r, r + 1)
+    for dy in range(-r, r + 1)
+    if max(abs(dx), abs(dy)) == r
+)
+"""where a label's number may go when the label found no spot: rings around the anchor,
+in number widths and heights (up to 5 away)"""
 
 
 @dataclass(frozen=True)
@@ -232,8 +241,14 @@ def place_labels(ax: Axes, labels: Sequence[Label], taken: list[Bbox] | None = N
             n = len(legend) + 1
             legend.append(f"{n}: {lab.text}")
             t.set_text(str(n))
-            t.set_position((0, 0))
-            boxes.append(t.get_window_extent(renderer))
+            b0 = t.get_window_extent(renderer).expanded(1.3, 1.1)
+            w_pt, h_pt = b0.width * 72 / fig.dpi, b0.height * 72 / fig.dpi
+            for sx, sy in NUMBER_STEPS:
+                t.set_position((sx * w_pt, sy * h_pt))
+                b = t.get_window_extent(renderer).expanded(1.3, 1.1)
+                if free(b):
+                    break
+            boxes.append(b)
     return legend
 
 

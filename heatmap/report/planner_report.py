@@ -62,6 +62,8 @@ class HourMap:
     visitors: int
     person_seconds: F
     """per cell, summed over those days"""
+    inside_s: float = 0.0
+    """person-seconds inside the store (door counts), summed over those days"""
 
 
 @dataclass
@@ -118,12 +120,15 @@ def hour_maps(
             continue
         closed.discard(h)
         m = open_.get(h)
+        inside = float(f.store.get("person_seconds_inside") or 0.0)
         if m is None:
-            open_[h] = HourMap(f"{h:02d}:00–{(h + 1) % 24:02d}:00", 1, int(v), f.cells.copy())
+            label = f"{h:02d}:00–{(h + 1) % 24:02d}:00"
+            open_[h] = HourMap(label, 1, int(v), f.cells.copy(), inside)
         else:
             m.days += 1
             m.visitors += int(v)
             m.person_seconds += f.cells
+            m.inside_s += inside
     return [open_[h] for h in sorted(open_)], _ranges(sorted(closed))
 
 
@@ -201,7 +206,7 @@ def build(
         ("capture rate (visitors / people passing)", _pct(s.get("capture_rate"), 1)),
         ("mean time in store (door counts)", _dwell(s.get("mean_dwell_s"))),
         ("median visit (radio)", _dwell(dwell.get("p50"))),
-        ("people in the store, on average while open", _num(_occupancy(s, open_s), "{:.1f}")),
+        ("people in the store, on average while open", _num(_occupancy(s, hours), "{:.1f}")),
         ("people in the store, most at once", _num(s.get("occupancy_max"))),
         ("hours open (≥ k visitors)", str(sum(h.days for h in hours))),
         ("the layout resolves about", f"{res.stated_m:g} m"),
@@ -278,9 +283,13 @@ def _role(z: Zone, ent: Zone | None, chk: Zone | None) -> str:
     return "" if role in z.name.lower() else role
 
 
-def _occupancy(s: dict[str, Any], open_s: float) -> float | None:
-    ps = s.get("person_seconds_inside")
-    return None if ps is None or open_s <= 0 else ps / open_s
+def _occupancy(s: dict[str, Any], hours: list[HourMap]) -> float | None:
+    """People inside on average over the open hours (door counts); over the whole
+    period where no whole hour was open (a people count left inside after closing
+    would otherwise be spread over the open hours)."""
+    if hours:
+        return sum(h.inside_s for h in hours) / (3600.0 * sum(h.days for h in hours))
+    return s.get("occupancy_mean")
 
 
 def _entrance(
