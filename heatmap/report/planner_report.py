@@ -105,14 +105,16 @@ def hour_maps(
     visitors and a kept heatmap) summed, the rest named as skipped."""
     tz = plan.timezone
     rows = conn.execute(
-        "SELECT t0_ms, t1_ms FROM aggregates WHERE kind = 'footfall' AND entity = 'store' "
-        "AND t0_ms >= ? AND t1_ms <= ? AND json_extract(payload, '$.unit') = 'hour' "
-        "ORDER BY t0_ms",
+        "SELECT t0_ms, t1_ms, json_extract(payload, '$.visitors') FROM aggregates "
+        "WHERE kind = 'footfall' AND entity = 'store' AND t0_ms >= ? AND t1_ms <= ? "
+        "AND json_extract(payload, '$.unit') = 'hour' ORDER BY t0_ms",
         (t0, t1),
     ).fetchall()
     open_: dict[int, HourMap] = {}
     closed: set[int] = set(range(24))
-    for a, b in rows:
+    for a, b, visitors in rows:
+        if visitors is None or visitors < k:  # closed, or suppressed: nothing to compose
+            continue
         f = load_period(conn, plan, int(a), int(b))
         v = f.store.get("visitors")
         h = _local(int(a), tz).hour

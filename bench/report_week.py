@@ -1,0 +1,161 @@
+"""A week's layout report from the stored aggregates: how long it takes (GOALS: ≤ 10 s),
+and the planner heatmap's Pearson r against truth at the resolution the report states.
+
+Input: a ``footfall demo`` output folder (``--demo DIR``; without it a ``footfall demo
+--hours 2`` is run into a temporary folder first, about a minute). The week is the
+demo's day as the live aggregator stored it (its day, hours and 15-minute slots, the
+real payloads) copied onto the six days after it, periods and times shifted by whole
+local days: seven stored days, every hour of them, the same figures each day. On a
+copy of the database (the demo's own is not changed):
+
+* ``footfall report --since DAY --until DAY+7`` in-process, best and median of
+  ``--repeat`` runs: the composed week, the summary files, the planner's page with its
+  pictures and tables (everything ``footfall report`` writes from aggregates);
+* the demo's own period with ``--truth``: r at 1 m cells and at the stated resolution
+  (GOALS: ≥ 0.9 at the resolution the report states, on the bundled 6-node store).
+
+    python bench/report_week.py [--demo footfall-out] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from heatmap.spatial.floorplan import load_default
+from sensing.cli.main import main
+
+DAY_MS = 86_400_000
+
+
+def shift_period(period: str, days: int, tz: str) -> str:
+    """An ISO interval ``a/b`` moved by whole local days.
+
+    >>> shift_period("2026-11-20T10:00:00+01:00/2026-11-20T11:00:00+01:00", 2, "Europe/Amsterdam")
+    '2026-11-22T10:00:00+01:00/2026-11-22T11:00:00+01:00'
+    """
+    z = ZoneInfo(tz)
+
+    def one(s: str) -> str:
+        d = datetime.fromisoformat(s).astimezone(z)
+        local = d.replace(tzinfo=None) + timedelta(days=days)
+        return local.replace(tzinfo=z).isoformat()
+
+    return "/".join(one(s) for s in period.split("/"))
+
+
+def make_week(db: Path, tz: str) -> tuple[str, str]:
+    """Copy the first stored day's aggregates onto the six days after it; the week's
+    first and last local day."""
+    conn = sqlite3.connect(db)
+    with conn:
+        rows = conn.execute(
+            "SELECT kind, period, entity, t0_ms, t1_ms, payload, written_ms FROM aggregates"
+        ).fetchall()
+        days = sorted(
+            p.split("/")[0][:10]
+            for k, p, _, _, _, pl, _ in rows
+            if k == "footfall" and json.loads(pl).get("unit") == "day"
+        )
+        if not days:
+            raise SystemExit(f"{db}: no stored day (run the demo to its day's close)")
+        first = days[0]
+        for d in range(1, 7):
+            for kind, period, ent, _, _, payload, written in rows:
+                pl = json.loads(payload)
+                moved = shift_period(period, d, tz)
+                pl["period"] = moved
+                a, b = (datetime.fromisoformat(s) for s in moved.split("/"))
+                conn.execute(
+                    "INSERT OR REPLACE INTO aggregates VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        kind,
+                        moved,
+                        ent,
+                        int(a.timestamp() * 1000),
+                        int(b.timestamp() * 1000),
+                        json.dumps(pl),
+                        written + d * DAY_MS,
+                    ),
+                )
+    conn.close()
+    last = (datetime.fromisoformat(first) + timedelta(days=7)).date().isoformat()
+    return first, last
+
+
+def run_report(args: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``footfall report`` run in this process."""
+    out = io.StringIO()
+    t, c = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(out):
+        rc = main(["report", *args, "-q"])
+    took, cpu = time.perf_counter() - t, time.process_time() - c
+    if rc != 0:
+        raise SystemExit(f"footfall report {' '.join(args)}: exit {rc}\n{out.getvalue()}")
+    return took, cpu
+
+
+def main_bench() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--demo", help="a footfall demo output folder (default: run one, 2 h)")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    tz = load_default().timezone
+    with tempfile.TemporaryDirectory(prefix="report-week-") as tmp:
+        work = Path(tmp)
+        demo = Path(a.demo) if a.demo else work / "demo"
+        if not a.demo:
+            cmd = ["footfall", "demo", "--hours", "2", "--out", str(demo), "-q"]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        db = work / "week.db"
+        shutil.copyfile(demo / "aggregator" / "store.db", db)
+        first, last = make_week(db, tz)
+        times, cpus = [], []
+        for i in range(a.repeat):
+            span = ["--since", f"{first}T00:00", "--until", f"{last}T00:00"]
+            took, cpu = run_report(["--db", str(db), *span, "--out", str(work / f"week{i}")])
+            times.append(took)
+            cpus.append(cpu)
+        week = json.loads((work / "week0" / "summary.json").read_text())
+        page = json.loads((work / "week0" / "report.json").read_text())
+        demo_db, truth = demo / "aggregator" / "store.db", demo / "sim" / "truth"
+        rep_dir = work / "demo-report"
+        run_report(["--db", str(demo_db), "--truth", str(truth), "--out", str(rep_dir)])
+        demo_page = json.loads((work / "demo-report" / "report.json").read_text())
+    t = demo_page["truth"]
+    print(f"week {first} – {last}: pieces {week['pieces']}, visitors {week['store']['visitors']}")
+    print(
+        f"  footfall report of the week (from aggregates, planner page included): best "
+        f"{min(times):.2f} s, median {statistics.median(times):.2f} s over {a.repeat} "
+        f"(goal ≤ 10 s; CPU {min(cpus):.2f} s; the first run imports the libraries)"
+    )
+    load = os.getloadavg()[0]
+    print(f"  load average (1 min) after the runs: {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"  hours drawn: {[h['hour'] for h in page['hours_open']]}")
+    print(
+        f"demo period {demo_page['period']}: the layout resolves about "
+        f"{demo_page['resolution_m']:g} m (median one-window CRB error "
+        f"{demo_page['resolution_median_error_m']:.2f} m)"
+    )
+    print(
+        f"  heatmap Pearson r vs truth ({t['of']}): {t['r_stated']:.3f} at "
+        f"{demo_page['resolution_m']:g} m (goal ≥ 0.9), {t['r_1m']:.3f} at 1 m cells"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_bench())
