@@ -321,13 +321,19 @@ def start_rig(rig: ChainRig, timeout_s: float = 20.0) -> ChainRig:
 
 
 def wait_saved(broker: Broker, timeout_s: float = 15.0) -> None:
-    """Until the broker has written its persistence file once more from now."""
-    n = mosquitto_log_lines(broker, "Saving in-memory database")
-    wait_for(
-        lambda: mosquitto_log_lines(broker, "Saving in-memory database") > n,
-        timeout_s,
-        "an autosave",
-    )
+    """Until the broker has written its persistence file once more from now, completely:
+    Mosquitto writes ``mosquitto.db.new`` and renames it over ``mosquitto.db`` (logging
+    "Saving in-memory database" when it starts), so wait for a new file there."""
+    db = broker.workdir / "mosquitto.db"
+
+    def inode() -> int | None:
+        try:
+            return db.stat().st_ino
+        except FileNotFoundError:
+            return None
+
+    before = inode()
+    wait_for(lambda: inode() not in (None, before), timeout_s, "an autosave")
 
 
 def settle(seconds: float) -> None:

@@ -339,7 +339,15 @@ def test_centre_away_and_store_restarted_nothing_lost(tmp_path: Path, store_rest
         def all_arrived() -> bool:
             return not (want - Counter(consumer.messages()))
 
-        wait_for(all_arrived, 30, "every aggregate after the outage")
+        try:
+            wait_for(all_arrived, 30, "every aggregate after the outage")
+        except AssertionError:
+            miss = want - Counter(consumer.messages())
+            some = sorted({m.topic for m in miss})[:5]
+            raise AssertionError(
+                f"{sum(miss.values())} of {len(sent)} missing, e.g. {some}; "
+                f"{len(consumer.messages())} arrived"
+            ) from None
         got = consumer.messages()
         # the queue, not the retained re-sends, brought the earlier values of a topic
         assert len({m for m in got if m.topic.endswith("/occupancy")}) == 20
