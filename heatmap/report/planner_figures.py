@@ -127,9 +127,10 @@ def _wrap(text: str, width_in: float, size_pt: float) -> str:
 def _decorate(ax: Axes, plan: FloorPlan, bar: bool = True) -> None:
     """The plan without node markers or names, a scale bar, no metre axes."""
     render.draw_plan(ax, plan, labels=False, nodes=False)
-    for t in ax.texts:  # the street's name where the view cuts the street off
-        t.set_clip_on(True)
     x0, y0, x1, y1 = view_bounds(plan)
+    for t in ax.texts:  # the street's name where the view cuts the street off
+        tx, ty = t.get_position()
+        t.set_visible(x0 <= tx <= x1 and y0 <= ty <= y1)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_xticks([])

@@ -362,7 +362,7 @@ def draw(
         paths.append(render.save(f, out / PICTURES[1]))
     else:
         (out / PICTURES[1]).unlink(missing_ok=True)
-    top = [m for m in rep.flows[:TOP_ARROWS]]
+    top = rep.flows[:TOP_ARROWS]
     if top:
         anchors = planner_figures.zone_labels(plan)
         at = {lab.text: (lab.x, lab.y) for lab in anchors}
@@ -470,6 +470,13 @@ def write_html(rep: PlannerReport, out: Path) -> Path:
     p = out / HTML
     p.write_text(page, encoding="utf-8")
     return p
+
+
+def remove(out: Path) -> None:
+    """Take an earlier planner page and its files out of ``out`` (a report located
+    from rows writes none: a page of another period must not stay beside it)."""
+    for name in (HTML, "report.json", *PICTURES, *(f"table_{t}.csv" for t in TABLES)):
+        (out / name).unlink(missing_ok=True)
 
 
 def write_suppressed_html(title: str, period: str, k: int, out: Path) -> Path:

@@ -120,7 +120,6 @@ def cmd_report(a: argparse.Namespace) -> int:
 
     from heatmap.aggregator import store_db
     from heatmap.aggregator.db_migrations import DatabaseError
-    from heatmap.report.store_report import analyze
     from heatmap.spatial.floorplan import load, load_default
     from heatmap.spatial.walkable_grid import grid_shape
 
@@ -206,6 +205,8 @@ def cmd_report(a: argparse.Namespace) -> int:
         progress_bar(not a.quiet) as prog,
     ):
         try:
+            from heatmap.report.store_report import analyze  # locating rows: heavy imports
+
             rep = analyze(
                 plan,
                 db,
@@ -226,6 +227,9 @@ def cmd_report(a: argparse.Namespace) -> int:
             return 0
         for f in Path(tmp).iterdir():
             os.replace(f, out / f.name)
+        from heatmap.report import planner_report
+
+        planner_report.remove(out)  # the planner's page is of the aggregates: none of rows
     print(
         f"footfall report: {plan.name}, {_span(t0, t1, tz)}: {n} observations "
         f"localized on {a.cell:g} m cells in {time.monotonic() - started:.0f} s"
