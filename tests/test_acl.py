@@ -139,3 +139,42 @@ def test_provision_acl_from_the_floor_plan() -> None:
     assert "user bi-dashboard\ntopic read footfall/v1/demo/occupancy\n" in acl
     assert "user aggregator-demo\ntopic read footfall/v1/demo/node/+/obs\n" in acl
     assert "topic read footfall/v1/demo/#" not in acl and "readwrite footfall/v1/demo/#" not in acl
+    assert f"topic read footfall/v1/demo/aggregator/ack/door-{door.id}" in block
+    assert "topic write footfall/v1/demo/aggregator/ack/+\n" in acl
+
+
+def test_each_node_reads_only_its_own_publishers_acknowledgements(
+    store: tuple[StorePki, Broker],
+) -> None:
+    """The aggregator writes ``aggregator/ack/+``; n1 (obs, door main) reads the acks of
+    node-n1 and door-main only, n2 (obs, floor tiles) those of node-n2 and floor-tiles;
+    BI reads none; a node cannot write an ack (it could confirm its own batches)."""
+    p, b = store
+    acks = {
+        "node-n1": topics.ack_topic(STORE, "obs", "n1"),
+        "door-main": topics.ack_topic(STORE, "door", "main"),
+        "node-n2": topics.ack_topic(STORE, "obs", "n2"),
+        "floor-tiles": topics.ack_topic(STORE, "floor", "tiles"),
+    }
+    readers = {u: Client(p, b, u) for u in ("node-n1", "node-n2", "bi-dash")}
+    agg = Client(p, b, "aggregator-s1")
+    try:
+        for c in readers.values():
+            c.subscribe(f"{ROOT}/aggregator/ack/#")
+        for t in acks.values():
+            assert agg.publish(t) is None, t
+        want = {
+            "node-n1": {acks["node-n1"], acks["door-main"]},
+            "node-n2": {acks["node-n2"], acks["floor-tiles"]},
+        }
+        for user, topics_ in want.items():
+            wait_for(lambda u=user, w=topics_: w <= set(readers[u].got), 5, f"acks at {user}")
+        time.sleep(0.3)
+        assert set(readers["node-n1"].got) == want["node-n1"]
+        assert set(readers["node-n2"].got) == want["node-n2"]
+        assert readers["bi-dash"].got == []
+        assert readers["node-n1"].publish(acks["node-n1"]) == "Not authorized"
+        assert readers["node-n2"].publish(acks["node-n1"]) == "Not authorized"
+    finally:
+        for c in (*readers.values(), agg):
+            c.close()

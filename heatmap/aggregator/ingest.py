@@ -23,6 +23,15 @@ A transaction is committed when the writer's queue runs empty, after
 comes first: a quiet store commits every message at once, a busy one in large
 batches.
 
+After a commit the writer also tells each publisher how far the store has its
+batches (:mod:`heatmap.aggregator.ingest_ack`): at most every
+:data:`~heatmap.aggregator.ingest_writer.ACK_EVERY_S` it checkpoints the database
+and, if the whole ``-wal`` is in the main file, publishes (retained, QoS 1, on this
+connection) the runs of stored seqs of each publisher that changed; at start and
+after every reconnect those of every publisher the database holds. A node deletes a
+spooled batch only then, so a broker that loses what it acknowledged (its autosave
+window), a power cut or a lost ``-wal`` loses nothing the node still has.
+
 This module is the MQTT side (subscriptions, reconnects, the queues and their
 threads, acknowledgements); validating, storing and counting are
 :class:`heatmap.aggregator.ingest_writer.IngestWriter`'s, the counters
@@ -45,7 +54,7 @@ from typing import Any, TypeVar
 import paho.mqtt.client as mqtt
 
 from firmware_bridge.errors import BrokerError
-from heatmap.aggregator.ingest_writer import IngestWriter
+from heatmap.aggregator.ingest_writer import ACK_EVERY_S, IngestWriter
 from sensing.runtime.mqtt_link import BrokerAddress, connect, make_client
 from sensing.wire import topics
 
@@ -136,6 +145,10 @@ class Ingestor(IngestWriter):
             target=self._validate_loop, name="ingest-validator", daemon=True
         )
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._ack_all = threading.Event()
+        """(re)connected: publish the acknowledgement of every publisher"""
+        self.acks_published = 0
+        """acknowledgements handed to the connection since start"""
 
     # ---------------------------------------------------------------- life cycle
 
@@ -149,6 +162,7 @@ class Ingestor(IngestWriter):
         self._validator.start()
         connect(self._client, self.broker)
         self._client.on_connect = self._on_reconnect
+        self._ack_all.set()
         self._subscribe()
         if not self._subscribed.wait(subscribe_timeout_s):
             log.warning(
@@ -180,6 +194,7 @@ class Ingestor(IngestWriter):
         with self._lock:
             self._gen += 1
         if not getattr(rc, "is_failure", False):
+            self._ack_all.set()
             self._subscribe()
 
     def subscribe_side(self, topic_filter: str, handle: Callable[[bytes], None]) -> None:
@@ -310,10 +325,15 @@ class Ingestor(IngestWriter):
                         self._commit(acks)
                         continue
                 else:
-                    item = self._out.get()
+                    self._acknowledge()
+                    try:
+                        item = self._out.get(timeout=ACK_EVERY_S / 2)
+                    except queue.Empty:
+                        continue
                     first = time.monotonic()
                 if item is _STOP:
                     self._commit(acks)
+                    self._acknowledge(final=True)
                     return
                 if isinstance(item, _Job):
                     self._commit(acks)
@@ -326,6 +346,23 @@ class Ingestor(IngestWriter):
                     self._commit(acks)
         except BaseException as e:  # storage failure: crash-only, the broker redelivers
             self._fail(e)
+
+    def _acknowledge(self, final: bool = False) -> None:
+        """Publish the acknowledgements that are due (writer thread, between commits;
+        ``final``: at stop, whatever the time since the last)."""
+        if self._ack_all.is_set() and self._client.is_connected():
+            self._ack_all.clear()
+            self.acks.changed.update(self.acks.publishers())
+        now = time.monotonic()
+        if self.ack_due(now) or final:
+            self.settle_acks(now)
+        if not self.acks.changed or not self._client.is_connected():
+            return  # kept: published once connected (a reconnect publishes all anyway)
+        for kind, ident in self.acks.take_changed():
+            topic, payload = self.acks.message(self.store, kind, ident)
+            # retained QoS 1 on the ingest connection; paho resends it after a reconnect
+            self._client.publish(topic, payload, qos=1, retain=True)
+            self.acks_published += 1
 
     def _fail(self, e: BaseException) -> None:
         log.error("ingest stopped: %s", e, exc_info=e)

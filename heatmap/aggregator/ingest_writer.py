@@ -24,6 +24,7 @@ from typing import Any
 
 from firmware_bridge.errors import PayloadError, TopicError
 from heatmap.aggregator import store_db
+from heatmap.aggregator.ingest_ack import AckRuns, checkpointed
 from heatmap.aggregator.ingest_stats import (
     MAX_CLOCK_SKEW_MS,
     TIME_FLOOR_MS,
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 _INBOUND = frozenset({"obs", "door_events", "floor_events", "node_status"})
 """topic kinds the aggregator stores; the others (its own outbound kinds) are rejected
 as ``unexpected_kind`` before their payload is decoded"""
+ACK_EVERY_S = 0.5
+"""acknowledgements (a checkpoint, then the runs that changed) at most this often"""
 _LOG_UNDECODABLE = 10
 """how many ``undecodable`` rejects are logged with their traceback (a flood logs no more)"""
 
@@ -101,6 +104,14 @@ class IngestWriter:
         self._lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
         self._undecodable_logged = 0
+        self.acks = AckRuns()
+        """seqs stored durably per publisher (:mod:`heatmap.aggregator.ingest_ack`)"""
+        self.acks.load(self.db.conn)
+        self._claimed: list[tuple[str, str, int]] = []
+        """(kind, publisher, seq) stored or found stored since the last commit"""
+        self._ack_pending: list[tuple[str, str, int]] = []
+        """committed, not yet known to be checkpointed"""
+        self._last_checkpoint = 0.0
 
     # ---------------------------------------------------------------- one message
 
@@ -174,17 +185,20 @@ class IngestWriter:
             return
         rows = p["obs"] if kind == "obs" else p["ev"]
         t1 = p["t0"] + max((r[0] for r in rows), default=0)
+        short = "obs" if kind == "obs" else "door" if kind == "door_events" else "floor"
         if self._expire_before is not None and t1 < self._expire_before():
             with self._lock:
                 self.stats.expired += 1
+            self._claimed.append((short, entity, p["seq"]))  # settled: never to be stored
             return
         if kind == "obs":
             claim = self.db.add_obs(entity, p, now, v.text)
-            short = "obs"
         elif kind == "door_events":
-            claim, short = self.db.add_door(entity, p, now), "door"
+            claim = self.db.add_door(entity, p, now)
         else:
-            claim, short = self.db.add_floor(entity, p, now), "floor"
+            claim = self.db.add_floor(entity, p, now)
+        # stored now or before (a reused seq: what is stored under it stays, counted)
+        self._claimed.append((short, entity, p["seq"]))
         with self._lock:
             self._track(short, entity, p["seq"], t1 if rows else None, now, claim)
             if claim is Claim.NEW:
@@ -225,9 +239,27 @@ class IngestWriter:
             self.db.add_rejects(dict(self._unflushed))
             self._unflushed.clear()
         self.db.commit()
+        self._ack_pending.extend(self._claimed)
+        self._claimed.clear()
         with self._lock:
             self.stats.committed_messages = self._done
             self.stats.committed_observations = self.stats.observations
+
+    def ack_due(self, now: float) -> bool:
+        """Committed seqs wait for a checkpoint, and :data:`ACK_EVERY_S` has passed."""
+        return bool(self._ack_pending) and now - self._last_checkpoint >= ACK_EVERY_S
+
+    def settle_acks(self, now: float) -> bool:
+        """Checkpoint; if the whole ``-wal`` went into the main file, what was
+        committed is durable and goes into :attr:`acks`. True if it did. (Between
+        commits, on the writer thread.)"""
+        self._last_checkpoint = now
+        if not self._ack_pending or not checkpointed(self.db.conn):
+            return False
+        for kind, ident, seq in self._ack_pending:
+            self.acks.add(kind, ident, seq)
+        self._ack_pending.clear()
+        return True
 
     def snapshot(self) -> IngestSnapshot:
         """A consistent copy of the counters, rejects, tracks and node statuses (any thread)."""

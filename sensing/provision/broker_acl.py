@@ -7,9 +7,12 @@ says what each may do:
 * a node (``node-{id}``) may publish only its own topics: its ``obs`` and
   ``status`` (plus the ``doctor`` probe topic ``footfall doctor`` uses to check
   this very ACL), and the ``events`` of the doors and tile arrays whose boards it
-  reads (each with a ``doctor`` probe topic beside it); it reads nothing;
+  reads (each with a ``doctor`` probe topic beside it); it reads only the
+  aggregator's acknowledgements of those publishers
+  (``aggregator/ack/node-{id}``, ``door-{id}``, ``floor-{id}``);
 * the aggregator (``aggregator-{store}``) reads what nodes publish and publishes
-  the aggregates and Home Assistant discovery;
+  the aggregates, Home Assistant discovery and the acknowledgements
+  (``aggregator/ack/+``);
 * a BI client (``bi-{name}``) may only read the aggregates (occupancy, zone
   stats, footfall), the aggregator's status (so a dashboard tells "no data" from
   "pipeline down", and Home Assistant takes its availability from it) and discovery,
@@ -117,12 +120,15 @@ def acl_text(layout: StoreLayout) -> str:
         lines.append(f"topic write {topics.obs_topic(s, node)}")
         lines.append(f"topic write {topics.node_status_topic(s, node)}")
         lines.append(f"topic write {doctor_topic(s, node)}")
+        lines.append(f"topic read {topics.ack_topic(s, 'obs', node)}")
         for name in hosted:
             if name in owners:
                 raise ConfigError(f"{name} is hosted by both {owners[name]} and {node}")
             owners[name] = node
             lines.append(f"topic write {_board_topic(s, name)}")
             lines.append(f"topic write {board_doctor_topic(s, name)}")
+            kind, _, ident = name.partition("/")
+            lines.append(f"topic read {topics.ack_topic(s, kind, ident)}")
         lines.append("")
     base = f"{topics.ROOT}/{s}"
     lines += ["# --- the aggregator: reads the nodes, publishes aggregates", ""]
@@ -132,6 +138,7 @@ def acl_text(layout: StoreLayout) -> str:
     for f in aggregate_filters(s):
         lines.append(f"topic readwrite {f}")
     lines.append(f"topic readwrite {base}/aggregator/status")
+    lines.append(f"topic write {base}/aggregator/ack/+")
     lines.append("topic readwrite homeassistant/#")
     lines.append("")
     lines += ["# --- BI clients (and Home Assistant): aggregates only", ""]

@@ -30,7 +30,12 @@ _KINDS: dict[str, tuple[str, ...]] = {
     "zone_stats": ("zone", "*", "stats"),
     "footfall": ("footfall", "*"),
     "aggregator_status": ("aggregator", "status"),
+    "aggregator_ack": ("aggregator", "ack", "*"),
 }
+
+ACK_PUBLISHER_KINDS: dict[str, str] = {"obs": "node", "door": "door", "floor": "floor"}
+"""a publisher's kind (as the store database names it) → its prefix in an ack topic"""
+_ACK_PUBLISHER = re.compile(r"(node|door|floor)-[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,14 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
+def _check_entity(kind: str, entity: str) -> str:
+    if kind == "aggregator_ack":
+        if not _ACK_PUBLISHER.fullmatch(entity):
+            raise TopicError(f"ack publisher {entity!r} must be node-, door- or floor- and an id")
+        return entity
+    return check_id(entity, "entity")
+
+
 def build(kind: str, store: str, entity: str | None = None) -> str:
     """Build the topic of ``kind`` for ``store`` (and ``entity`` where it has one)."""
     try:
@@ -61,7 +74,7 @@ def build(kind: str, store: str, entity: str | None = None) -> str:
         if p == "*":
             if entity is None:
                 raise TopicError(f"topic kind {kind!r} needs an entity id")
-            levels.append(check_id(entity, "entity"))
+            levels.append(_check_entity(kind, entity))
         else:
             levels.append(p)
     return "/".join([ROOT, store, *levels])
@@ -86,6 +99,28 @@ def floor_topic(store: str, array: str) -> str:
 def aggregator_status_topic(store: str) -> str:
     """The aggregator's retained status (ingest rate, rejects, nodes offline)."""
     return build("aggregator_status", store)
+
+
+def ack_publisher(kind: str, ident: str) -> str:
+    """The publisher level of an ack topic: ``node-{node}``, ``door-{door}`` or
+    ``floor-{array}``, so a node and a door of the same id never share a mark.
+
+    >>> ack_publisher("obs", "n1"), ack_publisher("door", "main")
+    ('node-n1', 'door-main')
+    >>> parse(ack_topic("s1", "floor", "tiles-1")).entity
+    'floor-tiles-1'
+    """
+    try:
+        prefix = ACK_PUBLISHER_KINDS[kind]
+    except KeyError:
+        raise TopicError(f"no ack for publisher kind {kind!r}") from None
+    return f"{prefix}-{check_id(ident, kind)}"
+
+
+def ack_topic(store: str, kind: str, ident: str) -> str:
+    """The aggregator's retained acknowledgement of one publisher (``kind`` obs, door
+    or floor): which of its seqs are committed to the store database."""
+    return build("aggregator_ack", store, ack_publisher(kind, ident))
 
 
 def store_filter(store: str) -> str:
@@ -122,7 +157,7 @@ def parse(topic: str) -> Topic:
                 break
         else:
             if entity is not None:
-                check_id(entity, "entity")
+                _check_entity(kind, entity)
             return Topic(kind, store, entity)
     raise TopicError(f"not a footfall v1 topic: {topic!r}")
 
@@ -138,6 +173,7 @@ ENTITY_NAMES: dict[str, str] = {
     "floor_events": "array",
     "zone_stats": "zone",
     "footfall": "period",
+    "aggregator_ack": "publisher",
 }
 """name of the entity level of each kind that has one (placeholder in :func:`pattern`)"""
 
@@ -239,6 +275,19 @@ SPECS: dict[str, TopicSpec] = {
             "Aggregator health: ingest rate, rejects by reason, lag and state per node, "
             "nodes offline, database size, last retention run.",
             last_will='{"v":1,"state":"offline"}',
+        ),
+        TopicSpec(
+            "aggregator_ack",
+            "outbound",
+            "aggregator",
+            "the node that publishes for that publisher (only its own)",
+            1,
+            True,
+            "End-to-end acknowledgement: runs of the publisher's seqs committed (and "
+            "checkpointed) to the store database, highest first; {publisher} is node-{node}, "
+            "door-{door} or floor-{array}. A node keeps a batch in its spool, after the "
+            "broker's PUBACK too, until a run holds its seq; published at most every 0.5 s "
+            "per publisher, and for every publisher at start.",
         ),
     )
 }
