@@ -22,9 +22,11 @@ from sensing.node.clock_sync import FixedClock
 from sensing.node.config import BleConfig, BoardConfig, NodeConfig, WifiConfig
 from sensing.node.doctor.check import Check, fit
 from sensing.node.doctor.runner import Doctor
-from sensing.runtime.mqtt_link import BrokerAddress
+from sensing.runtime.mqtt_link import BrokerAddress, connect, make_client
+from sensing.wire import payloads, topics
 
 from broker_fixtures import (
+    STORE,
     Broker,
     StorePki,
     make_pki,
@@ -61,9 +63,42 @@ def _by_name(checks: list[Check]) -> dict[str, Check]:
     return {c.name: c for c in checks}
 
 
+def _retain_ack(p: StorePki, b: Broker, payload: bytes) -> None:
+    """Publish (as the aggregator) the retained acknowledgement of node-n1."""
+    addr = BrokerAddress("127.0.0.1", b.port, p.client("aggregator-s1"))
+    c = make_client(addr, "doctor-test-agg", v5=True)
+    connect(c, addr)
+    try:
+        info = c.publish(topics.ack_topic(STORE, "obs", "n1"), payload, qos=1, retain=True)
+        info.wait_for_publish(5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_the_aggregators_acknowledgement_is_checked(
+    store: tuple[StorePki, Broker, Path], tmp_path: Path
+) -> None:
+    """None retained (an ACL or aggregator without acknowledgements): a warning saying
+    the node keeps every batch; one retained: ok with its seq."""
+    p, b, cap = store
+    cfg = _cfg(tmp_path, BrokerAddress("127.0.0.1", b.port, p.client("node-n1")), cap)
+    _retain_ack(p, b, b"")  # clears it
+    got = _by_name(Doctor(cfg, clock=FixedClock(True), broker_timeout_s=1).run())
+    assert got["aggregator ack"].level == "warn", got["aggregator ack"].line()
+    assert "keeps every batch" in got["aggregator ack"].message
+    assert "footfall provision acl" in (got["aggregator ack"].fix or "")
+    _retain_ack(p, b, payloads.encode({"v": 1, "seq": 41, "runs": [[0, 41]], "t": 1}))
+    got = _by_name(Doctor(cfg, clock=FixedClock(True)).run())
+    assert got["aggregator ack"].level == "ok" and "up to seq 41" in got["aggregator ack"].message
+    off = replace(cfg, keep_until_stored=False)
+    assert "aggregator ack" not in _by_name(Doctor(off, clock=FixedClock(True)).run())
+
+
 def test_a_healthy_node_is_fit(store: tuple[StorePki, Broker, Path], tmp_path: Path) -> None:
     p, b, cap = store
     cfg = _cfg(tmp_path, BrokerAddress("127.0.0.1", b.port, p.client("node-n1")), cap)
+    _retain_ack(p, b, payloads.encode({"v": 1, "seq": 7, "runs": [[0, 7]], "t": 1}))
     checks = Doctor(cfg, clock=FixedClock(True)).run()
     assert fit(checks), "\n".join(c.line() for c in checks)
     got = _by_name(checks)
@@ -76,6 +111,7 @@ def test_a_healthy_node_is_fit(store: tuple[StorePki, Broker, Path], tmp_path: P
         "broker tls",
         "broker",
         "broker acl",
+        "aggregator ack",
     } <= set(got)
     assert all(c.level == "ok" for c in checks), "\n".join(c.line() for c in checks)
     assert got["broker acl"].message == "may publish its own topics, not other nodes'"

@@ -136,6 +136,10 @@ class NodeConfig:
     """how long a finished replay waits for the broker to acknowledge everything"""
     shutdown_grace_s: float = 5.0
     """on SIGTERM, how long to try to deliver what is spooled before exiting"""
+    keep_until_stored: bool = True
+    """keep a batch after its PUBACK until the aggregator acknowledges it"""
+    ack_timeout_s: float = 30.0
+    """an unacknowledged batch is sent again this long after it was last sent (doubling)"""
     log_level: str = "info"
 
     @property
@@ -192,6 +196,8 @@ def parse(data: dict[str, Any], src: str = "<memory>", base: Path | None = None)
         max_age_ms=f.batch.max_age_ms,
         spool_max_batches=f.spool.max_batches,
         spool_max_bytes=int(f.spool.max_mb * (1 << 20)),
+        keep_until_stored=f.spool.keep_until_stored,
+        ack_timeout_s=f.spool.ack_timeout_s,
         require_sync=f.clock.require_sync,
         clock_check_s=f.clock.check_every_s,
         status_interval_s=f.status.interval_s,

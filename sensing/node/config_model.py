@@ -109,7 +109,7 @@ class BatchSection(TomlTable):
 
 
 class SpoolSection(TomlTable):
-    """``[spool]``: the offline spool (batches the broker has not acknowledged yet)."""
+    """``[spool]``: the offline spool (batches the store database does not have yet)."""
 
     max_mb: Annotated[float, Within(0.001, 1_000_000)] = Field(
         200.0,
@@ -118,6 +118,18 @@ class SpoolSection(TomlTable):
     )
     max_batches: Annotated[int, Within(1, 10_000_000)] = Field(
         50_000, description="batches in the spool at most"
+    )
+    keep_until_stored: Bool = Field(
+        True,
+        description="keep a batch after the broker's PUBACK until the aggregator says the "
+        "store database has it (its acknowledgement); false for an aggregator that "
+        "publishes none (a broker crash then loses what it had not saved)",
+    )
+    ack_timeout_s: Annotated[float, Within(1, 86_400)] = Field(
+        30.0,
+        description="a batch the aggregator has not acknowledged is sent again this long "
+        "after it was last sent, s (the wait doubles at each resend)",
+        json_schema_extra={UNIT: "s"},
     )
 
 

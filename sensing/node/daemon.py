@@ -9,10 +9,13 @@ node's streams (:mod:`sensing.node.streams`).
 
 Delivery: a batch gets its ``seq`` and is written to the spool (fsync'd) when it
 closes, is handed to the link from the spool in order (:mod:`sensing.node.delivery`),
-and is deleted from the spool only on its PUBACK. A broker restart,
-a network outage or a ``kill -9`` therefore loses nothing that was spooled: paho
-resends what was in flight, and a restarted daemon sends the spool again in
-order; the aggregator drops redeliveries by ``(publisher, seq)``. Capture-file
+and is deleted from the spool only when the aggregator's retained acknowledgement
+says the store database has it (:mod:`sensing.node.ack_watch`; with ``[spool]
+keep_until_stored = false``, on its PUBACK). A broker restart or crash, a network
+outage or a ``kill -9`` therefore loses nothing that was spooled: paho resends what
+was in flight, the delivery sends again what the aggregator has not acknowledged
+(after a reconnect, after a timeout), and a restarted daemon sends the spool again
+in order; the aggregator drops redeliveries by ``(publisher, seq)``. Capture-file
 sources also store a cursor with each batch, so a killed replay resumes after
 its last spooled batch instead of starting over.
 
@@ -30,6 +33,7 @@ READY, pings the watchdog from the main loop, and says STOPPING.
 from __future__ import annotations
 
 import contextlib
+import queue
 import signal
 import threading
 import time
@@ -41,6 +45,7 @@ from firmware_bridge.errors import AllDroppedError, BrokerError, CaptureError, F
 from sensing.capture.channel_plan import ChannelHopper, IwRadio, Radio
 from sensing.node import log as node_log
 from sensing.node import status as node_status
+from sensing.node.ack_watch import AckWatch
 from sensing.node.clock_gate import ClockGate
 from sensing.node.clock_sync import ClockProbe, KernelClock
 from sensing.node.config import NodeConfig
@@ -209,8 +214,15 @@ class NodeDaemon:
             keepalive_s=cfg.broker.keepalive_s,
             reconnect_max_s=cfg.broker.reconnect_max_s,
         )
-        self.delivery = Delivery(self.spool, self.link)
+        self.delivery = Delivery(
+            self.spool, self.link, keep=cfg.keep_until_stored, ack_timeout_s=cfg.ack_timeout_s
+        )
         self.streams.delivery = self.delivery
+        self.acks: AckWatch | None = None
+        if cfg.keep_until_stored and cfg.broker.mqtt5:
+            self.acks = AckWatch(self.link.client, cfg.store, cfg.node, list(self.streams.by_name))
+        elif cfg.keep_until_stored:  # the demo's embedded 3.1.1 broker: no aggregator acks
+            self.delivery.stop_keeping()
         self.link.start()
         if cfg.wifi.interface:
             self.hopper = ChannelHopper(
@@ -263,6 +275,7 @@ class NodeDaemon:
         while not self._stop.is_set():
             self.inbox.take(self._handle, TICK_S)
             self._link_events()
+            self._take_acks()
             self.delivery.pump()
             now = time.monotonic()
             self.streams.age_flush(now)
@@ -295,6 +308,22 @@ class NodeDaemon:
 
     # ------------------------------------------------------------------ delivery
 
+    def _take_acks(self) -> None:
+        """The aggregator's acknowledgements: delete what the store database has."""
+        if self.acks is None or self.delivery is None:
+            return
+        if self.acks.refused and self.delivery.keep:
+            self.delivery.stop_keeping()
+            node_log.event(self.log, 40, "ack_subscription_refused", topics=self.acks.refused,
+                           detail="deleting batches on the broker's PUBACK: regenerate the "
+                           "ACL (footfall provision acl) and reload mosquitto")  # fmt: skip
+        while True:
+            try:
+                ack = self.acks.acks.get_nowait()
+            except queue.Empty:
+                return
+            self.delivery.confirm(ack)
+
     def _link_events(self, block_s: float = 0.0) -> None:
         """PUBACKs (the delivery deletes their batches) and connection events."""
         assert self.delivery is not None
@@ -306,6 +335,8 @@ class NodeDaemon:
             node_log.event(self.log, 20, "connected", broker=str(self.cfg.broker.address()),
                            spool_depth=self.spool.depth)  # fmt: skip
             self._connect_failures_logged = 0
+            if self.acks is not None:
+                self.acks.subscribe()
             self._publish_status("online")
         elif ev.kind == "disconnected":
             node_log.event(self.log, 30, "disconnected", reason=ev.detail,
@@ -367,6 +398,7 @@ class NodeDaemon:
             frames=self.pipe.frames,
             observations=self.pipe.emitted,
             published=self.delivery.published if self.delivery is not None else 0,
+            unconfirmed=self.delivery.unconfirmed if self.delivery is not None else 0,
             key_epoch=self.ring.epoch,
             last_seq=self.spool.last_seq("obs"),
             spool_depth=sp.depth,
@@ -376,10 +408,26 @@ class NodeDaemon:
             boards=self.streams.boards(),
         )
 
-    def _wait_delivered(self, timeout_s: float, mid: int | None = None) -> bool:
-        """Deliver until the spool is empty and ``mid`` is acknowledged."""
+    def _wait_delivered(
+        self, timeout_s: float, mid: int | None = None, stored: bool = False
+    ) -> bool:
+        """Deliver until the broker acknowledged every spooled batch and ``mid`` is
+        acknowledged; with ``stored``, once the aggregator is heard acknowledging, until
+        it acknowledged every batch too (the spool is empty)."""
         assert self.delivery is not None
-        return self.delivery.wait(timeout_s, self._on_link_event, mid, self.notifier.watchdog)
+
+        def each() -> None:
+            self.notifier.watchdog()
+            self._take_acks()
+
+        d = self.delivery
+
+        def acknowledging() -> bool:
+            return self.acks is not None and self.acks.received > 0 and d.keep
+
+        return d.wait(
+            timeout_s, self._on_link_event, mid, each, stored=acknowledging if stored else None
+        )
 
     # ------------------------------------------------------------------ radio
 
@@ -402,12 +450,20 @@ class NodeDaemon:
         assert self.spool is not None
         self.streams.flush_all()
         self.notifier.status("delivering spooled batches")
-        if not self._wait_delivered(self.cfg.drain_timeout_s):
+        # once an aggregator is heard acknowledging, wait until it has everything (with
+        # none, what the broker acknowledged stays spooled for the next run to confirm)
+        if not self._wait_delivered(self.cfg.drain_timeout_s, stored=True):
             if self.delivery is not None and self.delivery.refused:
                 raise BrokerError(
                     f"the broker refused {self.delivery.refused} batches (last: "
                     f"{self.delivery.last_refusal}): is the topic in its ACL? They stay "
                     "spooled: regenerate the ACL (footfall provision acl), reload mosquitto"
+                )
+            unconfirmed = self.delivery.unconfirmed if self.delivery is not None else 0
+            if unconfirmed and unconfirmed == self.spool.depth:
+                raise BrokerError(
+                    f"{unconfirmed} batches acknowledged by the broker but not by the "
+                    f"aggregator within {self.cfg.drain_timeout_s:.0f} s; they stay spooled"
                 )
             raise BrokerError(
                 f"{self.spool.depth} batches not acknowledged by {self.cfg.broker.address()} "

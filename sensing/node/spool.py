@@ -1,8 +1,12 @@
 """The node's offline spool: a bounded on-disk queue of batches (SQLite).
 
 Every batch is numbered and written here *before* it is published, and deleted
-only when the broker acknowledged it (PUBACK), so what is not acknowledged
-survives a broker restart, a network outage, a ``kill -9`` and a power cut:
+only when the aggregator says the store database holds it (:meth:`Spool.confirm`,
+its retained acknowledgement; :mod:`sensing.node.delivery`), or, with
+``keep_until_stored = false``, when the broker acknowledged it (PUBACK,
+:meth:`Spool.ack`). So what is not acknowledged survives a broker restart (and a
+broker crash inside its autosave window), a network outage, a ``kill -9`` and a
+power cut:
 
 * ``seq`` comes from a persisted per-stream counter, advanced in the same
   transaction that stores the batch, so it is monotonic across restarts and the
@@ -80,7 +84,7 @@ class SpoolError(FootfallError, OSError):
 
 @dataclass(frozen=True, slots=True)
 class SpooledBatch:
-    """One batch waiting for its PUBACK."""
+    """One batch waiting to be acknowledged."""
 
     id: int
     """spool row id: the publish order"""
@@ -253,6 +257,31 @@ class Spool:
         self._bytes -= freed
         return int(found)
 
+    def confirm(self, stream: str, runs: Iterable[tuple[int, int]]) -> list[int]:
+        """Delete the batches of ``stream`` whose seq lies in one of ``runs``
+        (inclusive ``(first, last)`` ranges the aggregator stored); returns their row ids."""
+        gone: list[int] = []
+        freed = 0
+        try:
+            # as in ack(): a delete lost to a power cut is one more redelivery
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            with self._tx():
+                for lo, hi in runs:
+                    for rid, size in self._db.execute(
+                        "DELETE FROM batches WHERE stream = ? AND seq BETWEEN ? AND ? "
+                        "RETURNING id, LENGTH(payload)",
+                        (stream, lo, hi),
+                    ).fetchall():
+                        gone.append(int(rid))
+                        freed += int(size)
+        except sqlite3.Error as e:
+            raise SpoolError(f"cannot update spool {self.path}: {e}") from e
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+        self._depth -= len(gone)
+        self._bytes -= freed
+        return gone
+
     def set_cursor(self, source: str, consumed: int) -> None:
         with self._tx():
             self._meta_set(f"cursor:{source}", consumed)
@@ -267,6 +296,20 @@ class Spool:
             (last_id, limit),
         ).fetchall()
         return [SpooledBatch(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+
+    def get(self, ids: Iterable[int]) -> list[SpooledBatch]:
+        """The batches of row ``ids`` still in the spool, in id order."""
+        out: list[SpooledBatch] = []
+        ids = sorted(ids)
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            rows = self._db.execute(
+                "SELECT id, stream, seq, topic, payload, items FROM batches "
+                f"WHERE id IN ({','.join('?' * len(chunk))}) ORDER BY id",
+                chunk,
+            ).fetchall()
+            out += [SpooledBatch(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+        return out
 
     def next_seq(self, stream: str) -> int:
         """The seq the next batch of ``stream`` will get (for a stream with no batch

@@ -36,6 +36,8 @@ class NodeCounters:
     last_seq: int | None = None
     spool_depth: int = 0
     spool_bytes: int = 0
+    unconfirmed: int = 0
+    """spooled batches the broker acknowledged and the aggregator has not yet"""
     dropped: Mapping[str, int] = field(default_factory=dict)
     radio: Mapping[str, Any] | None = None
     boards: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
@@ -59,6 +61,7 @@ def build(
         "uptime_s": round(max(uptime_s, 0.0), 3),
         "spool_depth": c.spool_depth,
         "spool_bytes": c.spool_bytes,
+        "unconfirmed": c.unconfirmed,
         "last_seq": c.last_seq,
         "frames": c.frames,
         "observations": c.observations,

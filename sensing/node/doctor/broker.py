@@ -1,20 +1,27 @@
 """``footfall doctor``'s checks of the broker: the node's TLS files and certificate,
 the connection, and the ACL (the node may publish its own topics, its boards'
 events among them, and only those). The ACL probes use MQTT 5, whose PUBACK reason
-code says whether the broker took a publish (3.1.1 acknowledges a refused one)."""
+code says whether the broker took a publish (3.1.1 acknowledges a refused one).
+Last, whether the aggregator's acknowledgement of this node reaches it (retained on
+``aggregator/ack/node-{id}``; without it the node keeps every batch)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import stat
+import threading
+import time
 from collections.abc import Generator, Iterator
+
+import paho.mqtt.client as mqtt
 
 from firmware_bridge.errors import BrokerError, FootfallError
 from sensing.node.config import NodeConfig
 from sensing.node.doctor.check import Check
 from sensing.provision import broker_acl
 from sensing.runtime.mqtt_link import connect, make_client, probe_publish
+from sensing.wire import payloads, topics
 
 __all__ = ["CERT_WARN_DAYS", "broker"]
 
@@ -85,9 +92,52 @@ def broker(cfg: NodeConfig, timeout_s: float) -> Iterator[Check]:
             )
             return
         yield Check("broker acl", "ok", "may publish its own topics, not other nodes'")
+        if cfg.keep_until_stored:
+            yield _ack_check(client, cfg, min(timeout_s, ACK_WAIT_S))
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+ACK_WAIT_S = 2.0
+"""how long the doctor waits for the aggregator's retained acknowledgement"""
+
+
+def _ack_check(client: mqtt.Client, cfg: NodeConfig, wait_s: float) -> Check:
+    """Subscribe to the node's own ack topic; a retained acknowledgement should come."""
+    topic = topics.ack_topic(cfg.store, "obs", cfg.node)
+    got: list[bytes] = []
+    came = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        got.append(bytes(msg.payload))
+        came.set()
+
+    client.message_callback_add(topic, on_message)
+    client.subscribe(topic, qos=1)
+    came.wait(wait_s)
+    client.message_callback_remove(topic)
+    try:
+        ack = payloads.decode("aggregator_ack", got[-1]) if got and got[-1] else None
+    except FootfallError as e:
+        return Check("aggregator ack", "warn", f"{topic}: not an acknowledgement ({e})")
+    if ack is None:
+        return Check(
+            "aggregator ack",
+            "warn",
+            f"no acknowledgement from the aggregator on {topic} within {wait_s:.0f} s: it has "
+            "stored nothing of this node yet, is older than acknowledgements, or the ACL does "
+            "not let this node read it; until one comes the node keeps every batch",
+            "regenerate the ACL (footfall provision acl) and reload mosquitto; for an "
+            "aggregator that publishes none, [spool] keep_until_stored = false",
+        )
+    age_s = max(0.0, time.time() - ack["t"] / 1000)
+    return Check(
+        "aggregator ack",
+        "ok",
+        f"the store database has this node's batches up to seq {ack['seq']} "
+        f"(acknowledged {age_s:.0f} s ago)",
+    )
 
 
 def _streams(cfg: NodeConfig) -> list[str]:
