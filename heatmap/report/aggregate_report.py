@@ -159,8 +159,10 @@ def write_suppressed(plan: FloorPlan, out: Path, period: str, k: int) -> list[Pa
     summary.write_text(json.dumps({"period": period, "k": k, "suppressed": True}, indent=1))
     text = out / "summary.txt"
     text.write_text(f"footfall summary — {period}\nsuppressed: {why}\n")
-    for stale in ("heatmap_vs_truth.png", "flows.png", "radio_model.json"):
-        (out / stale).unlink(missing_ok=True)  # an earlier report's, of another period
+    # an earlier report's, of another period (report.json: the planner page's figures,
+    # which planner_report.write_suppressed_html leaves)
+    for stale in ("heatmap_vs_truth.png", "flows.png", "radio_model.json", "report.json"):
+        (out / stale).unlink(missing_ok=True)
     for old in out.glob("heatmap_[0-9][0-9]00.png"):
         old.unlink()
     return [*written, zones, flows, summary, text]
