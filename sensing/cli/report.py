@@ -7,6 +7,10 @@ pseudonymous rows it localizes live only ``retention_hours`` (24 h by default;
 passers-by's only until their hour is aggregated), so a store runs it for the
 day before they go, e.g. nightly; what it writes is aggregate only.
 
+From the stored aggregates (the default wherever the period has them) it also writes
+the layout planner's page, ``report.html``, with its pictures and tables
+(:mod:`heatmap.report.planner_report`, docs/report.md).
+
 Light at import time: the handler imports the heavy modules it needs.
 """
 
@@ -356,7 +360,8 @@ def _span(t0: int, t1: int, tz: str) -> str:
 def register(sub: Any) -> None:
     r = sub.add_parser(
         "report",
-        help="heatmaps, zones, flows and summary of a period of the store database",
+        help="heatmaps, zones, flows and summary of a period of the store database, and the "
+        "layout planner's page (report.html, from the aggregates)",
     )
     r.add_argument("--db", help="the aggregator's store.db (opened read-only)")
     r.add_argument(
