@@ -136,3 +136,32 @@ def test_occupancy_goes_out_when_it_changes_and_every_five_minutes(tmp_path: Pat
             cl.disconnect()
     finally:
         b.stop()
+
+
+def test_a_broker_that_lost_its_retained_messages_gets_them_again(tmp_path: Path) -> None:
+    """A broker killed inside its autosave window forgets what it had acknowledged: once the
+    connection was seen down, the next ticks publish everything again."""
+    b = plain_broker(tmp_path / "b", persistence=False).start()
+    try:
+        c = make_client(b.address, "agg", clean=False, v5=True)
+        connect(c, b.address)
+        st = RetainedState(Publisher(c, max_pending=10, block_s=0.1))
+        topic, body = "footfall/v1/s1/footfall/2026-11-20T10", b'{"h":10}'
+        assert not st.watch_connection()
+        st.want(topic, body)
+        wait_for(lambda: st.confirmed(topic) == body, 10)
+        b.kill9()  # no persistence: every retained message is gone
+        wait_for(lambda: not c.is_connected(), 10, "the client sees the broker go")
+        assert not st.watch_connection()  # down: nothing to do yet
+        b.start()
+        wait_for(lambda: c.is_connected(), 30, "the reconnect")
+        assert _retained(b.address, topic, "r0") is None, "the broker lost it"
+        assert st.watch_connection() and st.refreshes == 1
+        assert st.want(topic, body), "published again"
+        wait_for(lambda: st.confirmed(topic) == body, 10)
+        assert _retained(b.address, topic, "r1") == body
+        assert not st.watch_connection(), "once per outage"
+        c.loop_stop()
+        c.disconnect()
+    finally:
+        b.stop()

@@ -130,6 +130,8 @@ class BiPublisher:
         """Publish what changed; a failure is logged and counted, never raised."""
         self.counts.ticks += 1
         try:
+            if self.state.watch_connection():
+                self._occ_sent = None  # the occupancy too
             if occupancy is not None:
                 self._occupancy(occupancy, now_ms)
             fp = self._current_fingerprint(conn, now_ms)

@@ -13,6 +13,12 @@ this publishes it once, and again until the broker has acknowledged the latest p
   stream (an aggregator restart publishes everything once more, which replaces equal
   retained messages, and the chain's consumer replaces, never adds).
 
+A broker that crashes inside its autosave window forgets retained messages it had
+acknowledged. So when the connection was seen down (the broker restarted, or another
+client took the session over) everything is published again once it is back
+(:meth:`RetainedState.watch_connection`), and the whole state at least every
+``refresh_s`` whatever was seen.
+
 A zero-length payload clears a retained message (MQTT's way).
 """
 
@@ -40,10 +46,16 @@ class RetainedState:
         pub: Publisher,
         refused_retry_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        refresh_s: float = 3600.0,
     ) -> None:
         self.pub = pub
         self.refused_retry_s = refused_retry_s
         self.clock = clock
+        self.refresh_s = refresh_s
+        self._was_down = False
+        self._refreshed = clock()
+        self.refreshes = 0
+        """times everything was published again (a reconnect, or ``refresh_s``)"""
         self._lock = threading.Lock()
         self._confirmed: dict[str, bytes] = {}
         self._inflight: dict[str, _InFlight] = {}
@@ -85,6 +97,23 @@ class RetainedState:
             self._confirmed.pop(topic, None)
             self._inflight.pop(topic, None)
             self._refused_at.pop(topic, None)
+
+    def watch_connection(self) -> bool:
+        """Call every tick: after the connection was seen down, or ``refresh_s`` after the
+        last refresh, forget what the broker confirmed so that the next :meth:`want` calls
+        publish everything again. True if it did."""
+        if not self.pub.client.is_connected():
+            self._was_down = True
+            return False
+        if not self._was_down and self.clock() - self._refreshed < self.refresh_s:
+            return False
+        with self._lock:
+            self._confirmed.clear()
+            self._refused_at.clear()
+        self._was_down = False
+        self._refreshed = self.clock()
+        self.refreshes += 1
+        return True
 
     def confirmed(self, topic: str) -> bytes | None:
         """What the broker acknowledged last for ``topic`` (None: nothing yet)."""
