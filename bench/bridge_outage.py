@@ -46,6 +46,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: E402
+
+from sensing.provision.bridge_config import BridgeSettings  # noqa: E402
+from sensing.provision.central_broker import AGGREGATE_READ_FILTERS  # noqa: E402
+
 from bridge_fixtures import (  # noqa: E402
     Collector,
     Msg,
@@ -58,11 +63,6 @@ from bridge_fixtures import (  # noqa: E402
     start_rig,
     wait_saved,
 )
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: E402
-
-from sensing.provision.bridge_config import BridgeSettings  # noqa: E402
-from sensing.provision.central_broker import AGGREGATE_READ_FILTERS  # noqa: E402
-
 from broker_fixtures import wait_for  # noqa: E402
 
 STORE = "s1"

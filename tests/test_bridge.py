@@ -25,6 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from firmware_bridge.errors import BrokerError
+from heatmap.aggregator.broker import free_port
+from sensing.cli.main import main
+from sensing.provision.bridge_config import forwarded_topics, notification_topic
+from sensing.provision.central_broker import AGGREGATE_READ_FILTERS
+
 from bridge_fixtures import (
     AUDIT,
     PID,
@@ -39,13 +46,6 @@ from bridge_fixtures import (
     store_only,
     wait_saved,
 )
-
-from firmware_bridge.errors import BrokerError
-from heatmap.aggregator.broker import free_port
-from sensing.cli.main import main
-from sensing.provision.bridge_config import forwarded_topics, notification_topic
-from sensing.provision.central_broker import AGGREGATE_READ_FILTERS
-
 from broker_fixtures import Broker, make_pki, tls_broker, wait_for
 
 NOT_AUTHORIZED = 0x87

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bridge_fixtures import AUDIT, Collector, build_rig, start_rig
 
 from heatmap.aggregator import config as aggregator_config
 from heatmap.aggregator.daemon import AggregatorDaemon
@@ -33,6 +32,7 @@ from heatmap.aggregator.live import periods
 from heatmap.chain.clickhouse_store import ChainStore, ChdbBackend
 from heatmap.spatial import floorplan
 
+from bridge_fixtures import AUDIT, Collector, build_rig, start_rig
 from broker_fixtures import wait_for
 from conftest import DemoRun
 

@@ -26,16 +26,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from live_fixtures import (
-    StoreDay,
-    build_store_day,
-    copy_db,
-    live_in_child,
-    period_aggregates,
-    spawn_live,
-    start_broker,
-)
-from live_fixtures import aggregates as all_aggregates
 
 from heatmap.aggregator.ingest import Ingestor
 from heatmap.aggregator.live import k_guard, periods
@@ -47,6 +37,16 @@ from heatmap.spatial.zone_flows import MIN_DWELL_S
 from sensing.wire.observation import KIND_MASK, KIND_SHIFT, DeviceKind
 
 from ingest_fixtures import publisher
+from live_fixtures import (
+    StoreDay,
+    build_store_day,
+    copy_db,
+    live_in_child,
+    period_aggregates,
+    spawn_live,
+    start_broker,
+)
+from live_fixtures import aggregates as all_aggregates
 
 HOUR_MS = 3_600_000
 MIN_MS = 60_000
