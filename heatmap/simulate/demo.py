@@ -189,13 +189,17 @@ def _run_live(
 def _write_report(
     plan: FloorPlan, db_path: Path, t0_ms: int, t1_ms: int, out: Path, prog: Progress
 ) -> tuple[PeriodFigures, dict[str, object]]:
-    """The period's report from the aggregates, one heatmap per hour from the hours'."""
-    from heatmap.report import render
+    """The period's report from the aggregates, one heatmap per hour from the hours', and
+    the layout planner's page."""
+    from heatmap.report import planner_report, render
 
     conn = store_db.connect(db_path, readonly=True)
     try:
         fig = aggregate_report.load_period(conn, plan, t0_ms, t1_ms)
         truth = aggregate_report.write(plan, fig, out / "report", out / "sim" / "truth")
+        if not aggregate_report.too_few_visitors(fig.store.get("visitors"), fig.k):
+            # the layout planner's page (report.html) from the same aggregates
+            planner_report.write(conn, plan, fig, out / "report", out / "sim" / "truth")
         hours = [
             aggregate_report.load_period(conn, plan, a, b)
             for a, b in periods.spans(t0_ms, t1_ms, "hour", plan.timezone)

@@ -82,6 +82,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"  published for BI (retained, QoS 1): footfall/v1/{store}/{{{', '.join(shown)}}}{ha}")
     print(f"  heatmaps: {out / 'report' / 'heatmap_total.png'} (+ per hour, vs truth)")
     print(f"  summary:  {out / 'report' / 'summary.txt'}")
+    if (out / "report" / "report.html").exists():
+        print(f"  the layout planner's page: {out / 'report' / 'report.html'}")
     print(f"  database: {out / 'aggregator' / 'store.db'};  captures + truth: {out / 'sim'}")
     print(
         f"  again, any period or cell size: footfall report --db {out / 'aggregator' / 'store.db'}"
