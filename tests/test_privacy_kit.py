@@ -10,6 +10,7 @@ one line that does not repeat the address, and the audit fails.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -47,12 +48,18 @@ def _store_toml(tmp: Path, db: Path, extra: str = "") -> Path:
     return cfg
 
 
+AIR_FRAMES = 500
+"""frames read from each capture file for canaries (scapy reads ~1,500 a second; every
+frame of the demo takes 36 s, and tests/test_privacy_canaries.py checks them all)"""
+
+
 def _air_canaries(demo_run: DemoRun, path: Path) -> int:
-    """Every transmitter address and SSID in the demo's capture files, one a line."""
+    """The transmitter addresses and SSIDs of the first frames of each of the demo's
+    capture files, one a line."""
     seen: set[str] = set()
     for pcap in (demo_run.out / "sim" / "capture").rglob("*.pcap"):
         with PcapReader(str(pcap)) as rd:
-            for p in rd:
+            for p in itertools.islice(rd, AIR_FRAMES):
                 if p.haslayer(Dot11):
                     seen.add(p[Dot11].addr2)
                     el = p[Dot11Elt]
@@ -81,7 +88,7 @@ def test_audit_passes_on_a_clean_demo_run(
     demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     canaries = tmp_path / "canaries.txt"
-    assert _air_canaries(demo_run, canaries) > 100
+    assert _air_canaries(demo_run, canaries) > 50
     cfg = _store_toml(tmp_path, demo_run.out / "aggregator" / "store.db")
     out = tmp_path / "audit.json"
     rc, text, err = _audit(
