@@ -339,3 +339,38 @@ def test_a_report_of_fewer_than_k_visitors_shows_nothing_but_suppressed(
     # the same report into the folder of a full one: its pictures do not stay behind
     assert main(["report", "--db", db, "--from", "rows", *since, "--out", str(full), "-q"]) == 0
     _only_suppressed(full)
+
+
+# ------------------------------------------------------------------ inventory
+
+
+def test_inventory_from_the_actual_configs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from heatmap.aggregator.store_db import StoreDB
+
+    db = tmp_path / "store.db"
+    StoreDB(db).close()
+    os.chmod(db, 0o640)
+    cfg = _store_toml(tmp_path, db, 'contact_email = "dpo@demo-retail.example"\n')
+    acl = tmp_path / "acl"
+    acl.write_text(
+        acl_text(layout_from_plan(load_default(), ("dash",)))
+        + "\nuser bi-curious\ntopic read footfall/v1/demo/node/#\n"
+    )
+    out = tmp_path / "inv"
+    args = ["privacy", "inventory", "--config", str(cfg), "--acl", str(acl), "--out", str(out)]
+    assert main(args) == 0
+    assert "footfall privacy inventory: 10 stores of data" in capsys.readouterr().out
+    md = (out / "inventory.md").read_text()
+    rows = {r.split(" | ")[0].lstrip("| "): r for r in md.splitlines() if r.startswith("| ")}
+    obs = rows["MQTT footfall/v1/demo/node/+/obs (broker 127.0.0.1)"]
+    assert obs.endswith("| aggregator-demo, bi-curious |")  # the ACL as it is, widened
+    pub = rows["MQTT footfall/v1/demo/footfall/+, zone/+/stats, occupancy"]
+    assert pub.endswith("| aggregator-demo, bi-dash |")
+    table = rows[f"{db}: table obs"]
+    assert "pseudonymous (personal data)" in table and "visitors: 24 h" in table
+    assert "group " in table and "(mode 0640)" in table and "everyone" not in table
+    assert "Controller: Demo Retail SARL; contact dpo@demo-retail.example" in md
+    page = (out / "inventory.html").read_text()
+    assert page.count('class="pseudonymous"') == 4 and "bi-curious" in page

@@ -181,6 +181,49 @@ def cmd_notice(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inventory(a: argparse.Namespace) -> int:
+    try:
+        from heatmap.privacy import inventory
+    except ImportError as e:
+        raise ConfigError(
+            f"the inventory needs jinja2 ({e.name} is missing): pip install 'footfall[privacy]'"
+        ) from e
+    from heatmap.privacy.store_setup import load_store
+    from sensing.cli import checks
+    from sensing.provision.acl_audit import broker_conf, readers
+    from sensing.provision.broker_acl import acl_text, layout_from_plan
+
+    checks.output_dir(a.out, "--out")
+    st = load_store(a.config)
+    conf = broker_conf(_paths([a.broker_conf], "--broker-conf")[0]) if a.broker_conf else None
+    acl_path = Path(a.acl) if a.acl else conf.acl_file if conf else None
+    if acl_path is not None:
+        if not acl_path.is_file():
+            raise ConfigError(f"{acl_path}: no such ACL file")
+        text, source = acl_path.read_text(), f"the ACL {acl_path}"
+    else:
+        text = acl_text(layout_from_plan(st.plan))
+        source = "the ACL footfall provision generates for this floor plan (no --acl given)"
+    base = f"footfall/v1/{st.config.store}"
+    topics = [f"{base}/node/+/obs", f"{base}/occupancy", f"{base}/footfall/+"]
+    topics.append(f"{base}/zone/+/stats")
+    node = None
+    if a.node_config:
+        from sensing.node import config as node_config
+
+        nc = node_config.load(a.node_config)
+        node = inventory.NodeFacts(
+            nc.node, nc.keyfile, nc.state_dir, nc.spool_max_bytes / 2**20, nc.spool_max_batches
+        )
+    persistence = conf.persistence_file if conf is not None else None
+    inv = inventory.build(st, {t: readers(text, t) for t in topics}, source, node, persistence)
+    files = inventory.write(inv, Path(a.out))
+    print(f"footfall privacy inventory: {len(inv.entries)} stores of data")
+    for f in files:
+        print(f"  {f.resolve()}")
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "privacy", help="the privacy officer's kit: notice, audit, inventory (docs/privacy.md)"
@@ -198,6 +241,16 @@ def register(sub: Any) -> None:
     )
     no.add_argument("--out", default="privacy-notice", help="output folder (%(default)s)")
     no.set_defaults(func=cmd_notice)
+    inv = psub.add_parser(
+        "inventory",
+        help="what is stored where, for how long, who can read it (Markdown and HTML)",
+    )
+    inv.add_argument("--config", required=True, help="the aggregator's store.toml")
+    inv.add_argument("--node-config", help="a node's node.toml (its key, spool, opt-out list)")
+    inv.add_argument("--acl", help="the broker's ACL file (default: the generated one)")
+    inv.add_argument("--broker-conf", help="mosquitto.conf: its acl_file and persistence")
+    inv.add_argument("--out", default="privacy-inventory", help="output folder (%(default)s)")
+    inv.set_defaults(func=cmd_inventory)
     au = psub.add_parser(
         "audit",
         help="raw identifiers, retention, k, file modes, the broker's ACL: pass or fail "

@@ -133,3 +133,39 @@ def broker_conf(path: Path) -> BrokerConf:
     if conf.persistence:
         conf.persistence_file = (location or path.parent) / name
     return conf
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Whether an ACL topic filter (``+``, ``#``) covers ``topic`` (itself maybe a filter:
+    ``+`` in it is covered by ``+`` or ``#`` only).
+
+    >>> topic_matches("footfall/v1/demo/node/+/obs", "footfall/v1/demo/node/+/obs")
+    True
+    >>> topic_matches("#", "footfall/v1/demo/node/+/obs"), topic_matches("footfall/+", "a/b")
+    (True, False)
+    """
+    p, t = pattern.split("/"), topic.split("/")
+    for i, level in enumerate(p):
+        if level == "#":
+            return True
+        if i >= len(t) or (level != "+" and level != t[i]):
+            return False
+    return len(p) == len(t)
+
+
+def readers(acl_text_: str, topic: str) -> list[str]:
+    """Who may read ``topic`` under the ACL ``acl_text_``: users, ``(anyone)`` for grants
+    before any user, and the ``pattern`` lines (which apply to every client)."""
+    acl = parse_acl(acl_text_)
+    who = sorted(
+        u
+        for u, grants in acl.grants.items()
+        if any(a == "read" and topic_matches(t, topic) for a, t in grants)
+    )
+    for line in acl.patterns:
+        parts = line.split()  # pattern [read|write|readwrite] TOPIC
+        access = parts[1] if len(parts) > 2 else "readwrite"
+        topic_filter = parts[-1].replace("%u", "+").replace("%c", "+")
+        if "read" in access and topic_matches(topic_filter, topic):
+            who.append(f"every client ({line})")
+    return who
