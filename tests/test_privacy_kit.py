@@ -225,7 +225,7 @@ def test_audit_of_the_broker_conf_and_its_persistence(
     rc, text, _ = _audit(capsys, *args)
     assert rc == 1
     assert f"{state / 'mosquitto.db'}: 1 × a raw address (**:**:**:**:**:5f)" in text
-    assert "allow_anonymous true: clients without a certificate" in text
+    assert "allow_anonymous true: clients without a certificate may connect" in text
 
 
 def test_node_audit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

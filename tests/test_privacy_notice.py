@@ -7,6 +7,8 @@ each sign's PDF and in the HTML page; the PNG is the PDF's page, with a QR code.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import re
 from pathlib import Path
 
@@ -143,3 +145,19 @@ def test_notice_refuses_what_it_cannot_state(
     err = capsys.readouterr().err
     assert rc == 1 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sensing.privacy.raw_identifiers",
+        "sensing.privacy.file_modes",
+        "sensing.privacy.audit_report",
+        "sensing.provision.acl_audit",
+        "heatmap.privacy.notice_text",
+        "heatmap.report.aggregate_report",
+    ],
+)
+def test_the_kits_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0

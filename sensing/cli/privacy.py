@@ -108,7 +108,9 @@ def _store_checks(a: argparse.Namespace, report: Any, logs: list[Path], canaries
         broker: list[str] = []
         if conf is not None:
             if conf.allow_anonymous:
-                broker.append(f"{conf.path}: allow_anonymous true: clients without a certificate")
+                broker.append(
+                    f"{conf.path}: allow_anonymous true: clients without a certificate may connect"
+                )
             if conf.acl_file is None:
                 broker.append(f"{conf.path}: no acl_file: every client may read every topic")
         if acl_path is not None:
@@ -117,7 +119,10 @@ def _store_checks(a: argparse.Namespace, report: Any, logs: list[Path], canaries
             else:
                 layout = layout_from_plan(st.plan)
                 broker += acl_findings(acl_path.read_text(), layout, str(acl_path))
-        what = "ACL against the generated one" + (", mosquitto.conf" if conf else "")
+        what = ", ".join(
+            (["ACL against the generated one"] if acl_path else [])
+            + (["mosquitto.conf"] if conf else [])
+        )
         if conf is not None and conf.persistence:
             what += f", persistence to {conf.persistence_file}"
         report.add("broker: ACL and settings", broker, what)
