@@ -7,6 +7,10 @@
 * ``footfall provision acl|certs`` makes the broker's ACL and the store's
   certificates from the floor plan (run once per store, on the installer's
   machine or the aggregator).
+* ``footfall provision store`` makes a whole store at once (key, CA and certificates,
+  ACL, Mosquitto config, the aggregator's config, one folder per box) and grows it by
+  the nodes new in the plan; ``footfall provision renew`` renews the certificates of
+  such a site that expire soon.
 * ``footfall provision central`` makes the chain's central broker (CA, certificates
   of the store bridges, consumers and BI, its config and ACL); ``footfall provision
   bridge`` the bridge stanza that carries one store's aggregates there.
@@ -181,6 +185,77 @@ def cmd_provision_central(a: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_text(path: str | None) -> str:
+    from importlib import resources
+
+    if path:
+        return Path(path).read_text()
+    return resources.files("heatmap.spatial.data").joinpath("default_store.toml").read_text()
+
+
+def cmd_provision_store(a: argparse.Namespace) -> int:
+    from sensing.cli import checks
+    from sensing.provision.bridge_config import BridgeSettings, parse_host_port
+    from sensing.provision.store_site import SiteOptions, provision_site
+
+    out = checks.output_dir(a.out, "--out")
+    plan = _plan(a.floor)
+    central = [a.central_ca, a.bridge_cert, a.bridge_key]
+    bridge = None
+    if a.central or any(central):
+        if not (a.central and all(central)):
+            from firmware_bridge.errors import ConfigError
+
+            raise ConfigError(
+                "--central needs --central-ca, --bridge-cert and --bridge-key (and they need it)"
+            )
+        host, port = parse_host_port(a.central, "--central")
+        ca, cert, key = (Path(p).absolute() for p in central)
+        bridge = BridgeSettings(plan.store_id, host, port, ca, cert, key)
+    opts = SiteOptions(
+        broker_hosts=a.broker_host or (),
+        bi_clients=a.bi or (),
+        port=a.port,
+        broker_etc=Path(a.broker_etc).absolute() if a.broker_etc else None,
+        state_dir=Path(a.state_dir).absolute() if a.state_dir else None,
+        bridge=bridge,
+    )
+    r = provision_site(out, plan, _plan_text(a.floor), opts)
+    new = ", ".join(r.new_certs) or "none"
+    print(f"site of store {r.store} in {out}: new certificates: {new}")
+    if r.kept_certs:
+        print(f"  kept from before: the CA and {len(r.kept_certs) - 1} certificates")
+    if r.new_key:
+        print("  a new store key (pki/store.key, copied to every node folder, never to others)")
+    for box in r.boxes:
+        print(f"  {box + '/':<20} {'new' if box in r.new_boxes else 'updated'}")
+    for box in r.orphans:
+        print(f"  {box + '/':<20} not in the plan any more: left, out of the ACL")
+    print(
+        "secrets are 0600 in 0700 folders: copy each folder to its box (deploy/README.md); "
+        "keep pki/ offline"
+    )
+    return 0
+
+
+def cmd_provision_renew(a: argparse.Namespace) -> int:
+    from sensing.provision.store_site import renew
+
+    site = Path(a.site)
+    done = renew(site, a.days_before)
+    renewed = [r for r in done if r.renewed]
+    print(
+        f"{site}: {len(renewed)} of {len(done)} certificates expire within "
+        f"{a.days_before} days and were renewed"
+    )
+    for r in done:
+        what = f"renewed, copied to {r.copies} box folder(s)" if r.renewed else "kept"
+        print(f"  {r.name:<24} until {r.not_after:%Y-%m-%d}  {what}")
+    if renewed:
+        print("copy the renewed files to their boxes and restart their services")
+    return 0
+
+
 def register(sub: Any) -> None:
     n = sub.add_parser("node", help="run the node daemon (sources → MQTT, spool, status)")
     n.add_argument("--config", required=True, help="node.toml (see deploy/node.example.toml)")
@@ -234,6 +309,45 @@ def register(sub: Any) -> None:
     )
     bridge.add_argument("--out", help="write here (e.g. conf.d/footfall-bridge.conf), not stdout")
     bridge.set_defaults(func=cmd_provision_bridge)
+    store = psub.add_parser(
+        "store",
+        help="a whole store from its floor plan: key, certificates, ACL, broker and aggregator "
+        "config, one folder per box; run again to add nodes",
+    )
+    store.add_argument("--floor", help="floor plan TOML (default: the bundled demo store)")
+    store.add_argument("--out", required=True, help="the site folder (made or grown)")
+    store.add_argument(
+        "--broker-host",
+        action="append",
+        help="DNS name or IP address nodes use for the broker (repeatable; the first goes "
+        "into node.toml; needed the first time)",
+    )
+    store.add_argument("--bi", action="append", help="a BI client name (repeatable)")
+    store.add_argument("--port", type=int, help="the broker's TLS port (8883)")
+    store.add_argument(
+        "--broker-etc",
+        help="where the broker folder is installed, as written into its Mosquitto config "
+        "(default /etc/mosquitto/footfall)",
+    )
+    store.add_argument(
+        "--state-dir", help="the daemons' state folder on each box (default /var/lib/footfall)"
+    )
+    store.add_argument("--central", help="the chain's central broker, HOST:PORT (a bridge)")
+    store.add_argument("--central-ca", help="the chain CA certificate")
+    store.add_argument("--bridge-cert", help="bridge-{store}.crt of the chain CA")
+    store.add_argument("--bridge-key", help="bridge-{store}.key")
+    store.set_defaults(func=cmd_provision_store)
+    renew = psub.add_parser(
+        "renew", help="renew a site's certificates that expire soon (same CA, same names)"
+    )
+    renew.add_argument("--site", required=True, help="the folder of `footfall provision store`")
+    renew.add_argument(
+        "--days-before",
+        type=int,
+        default=30,
+        help="renew what expires within this many days (%(default)s)",
+    )
+    renew.set_defaults(func=cmd_provision_renew)
     central = psub.add_parser(
         "central", help="the chain's central broker: CA, certificates, mosquitto.conf and ACL"
     )
