@@ -397,3 +397,40 @@ def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
         for t in ax.texts
         if isinstance(t, Annotation) and t.get_text()
     ]
+
+
+def difference_figure(
+    plan: FloorPlan,
+    grid: WalkableGrid,
+    values: F,
+    title: str,
+    subtitle: str,
+    unit: str,
+) -> Figure:
+    """A before/after difference per cell on one symmetric diverging scale (blue less,
+    red more, white no change), zone labels placed as on every planner map."""
+    map_w = WIDTH_IN * 0.96
+    map_h = _map_height(plan, map_w)
+    h = _band(subtitle) + map_h + BAR_IN + 0.2
+    fig = plt.figure(figsize=(WIDTH_IN, h), dpi=DPI)
+    ax = fig.add_axes((0.02, (BAR_IN + 0.2) / h, 0.96, map_h / h))
+    _decorate(ax, plan)
+    floor = (grid.walkable & grid.inside).reshape(grid.ny, grid.nx)
+    top = float(np.percentile(np.abs(values[floor.ravel()]), 99)) if floor.any() else 0.0
+    top = top if top > 0 else 1.0
+    im = ax.imshow(
+        np.ma.masked_where(~floor, values.reshape(grid.ny, grid.nx)),
+        origin="lower",
+        cmap=DIVERGING_CMAP,
+        vmin=-top,
+        vmax=top,
+        alpha=0.88,
+        extent=(grid.x0, grid.x0 + grid.nx * grid.cell_m, grid.y0, grid.y0 + grid.ny * grid.cell_m),
+        interpolation="nearest",
+        zorder=2,
+    )
+    legend = place_labels(ax, zone_labels(plan))
+    _bottom_bar(fig, im, 0.25, 0.5, 0.45 / h, unit)
+    _legend_note(fig, legend, 0.08)
+    _title(fig, title, subtitle)
+    return fig

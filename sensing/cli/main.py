@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "sensing.cli.aggregator",  # aggregator, db
     "sensing.cli.plan",  # plan, calibrate
     "sensing.cli.report",  # report
+    "sensing.cli.compare",  # compare (before / after a re-layout)
     "sensing.cli.keys",  # keygen
     "sensing.cli.node",  # node, doctor, provision
     "sensing.cli.optout",  # optout add|remove|list
