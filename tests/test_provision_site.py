@@ -142,3 +142,30 @@ def test_a_site_of_another_store_is_refused(tmp_path: Path) -> None:
     plan.write_text(default.read_text().replace('id = "demo"', 'id = "other"', 1))
     r = _footfall("provision", "store", "--floor", str(plan), "--out", str(tmp_path / "s"))
     assert r.returncode != 0 and "is the site of store 'demo'" in r.stderr, r.stderr
+
+
+def test_a_central_broker_adds_the_bridge_stanza_and_its_files(tmp_path: Path) -> None:
+    chain = tmp_path / "chain"
+    r = _footfall("provision", "central", "--stores", "demo", "--out", str(chain), "--host", "c.ex")
+    assert r.returncode == 0, r.stderr
+    bridge = [
+        "--central", "c.ex:8883", "--central-ca", str(chain / "ca.crt"),
+        "--bridge-cert", str(chain / "bridge-demo.crt"),
+    ]  # fmt: skip
+    s = tmp_path / "s"
+    wrong = [*bridge, "--bridge-key", str(chain / "ca.key")]
+    r = _footfall("provision", "store", "--out", str(s), "--broker-host", "a", *wrong)
+    assert r.returncode != 0 and "--bridge-key" in r.stderr and "is not the key" in r.stderr
+    right = [*bridge, "--bridge-key", str(chain / "bridge-demo.key")]
+    r = _footfall("provision", "store", "--out", str(s), "--broker-host", "a", *right)
+    assert r.returncode == 0, r.stderr
+    conf = (s / "broker" / "footfall.conf").read_text()
+    assert "connection footfall-central\naddress c.ex:8883\n" in conf
+    assert "bridge_keyfile /etc/mosquitto/footfall/tls/bridge-demo.key" in conf
+    key = s / "broker" / "tls" / "bridge-demo.key"
+    assert key.read_bytes() == (chain / "bridge-demo.key").read_bytes()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    # a re-run without the options keeps the bridge
+    r = _footfall("provision", "store", "--out", str(s))
+    assert r.returncode == 0, r.stderr
+    assert (s / "broker" / "footfall.conf").read_text() == conf

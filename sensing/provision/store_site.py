@@ -363,7 +363,14 @@ def provision_site(site: Path, plan: Any, plan_text: str, opts: SiteOptions) -> 
     _write(bdir / "acl", acl_text(layout))
     bridge = opts.bridge
     if bridge is not None:
-        check_bridge_files(store, bridge.ca, bridge.cert, bridge.key)
+        try:
+            check_bridge_files(store, bridge.ca, bridge.cert, bridge.key)
+        except ConfigError as e:  # named by this command's options
+            text = str(e)
+            for a, b in (("--ca ", "--central-ca "), ("--cert ", "--bridge-cert "),
+                         ("--key ", "--bridge-key ")):  # fmt: skip
+                text = text.replace(a, b)
+            raise ConfigError(text) from e
         user = bridge_user(store)
         _copy(bridge.ca, bdir / "tls" / "central-ca.crt")
         _copy(bridge.cert, bdir / "tls" / f"{user}.crt")
