@@ -247,6 +247,7 @@ def test_a_store_runs_from_provision_store_output_alone(tmp_path: Path) -> None:
             occ = seen[topic]
         payloads.validate("occupancy", occ)
         assert occ["source"] == "door" and occ["k"] == 5
+        print(f"stored per node {_stored_obs(db)}, door events {doors}, occupancy {occ}")
         assert agg.poll() is None, (tmp_path / "aggregator.log").read_text()[-3000:]
     finally:
         for p in procs.values():
