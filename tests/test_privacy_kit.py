@@ -374,3 +374,18 @@ def test_inventory_from_the_actual_configs(
     assert "Controller: Demo Retail SARL; contact dpo@demo-retail.example" in md
     page = (out / "inventory.html").read_text()
     assert page.count('class="pseudonymous"') == 4 and "bi-curious" in page
+
+
+def test_an_hour_of_fewer_than_k_visitors_is_not_drawn_in_a_rows_report(
+    demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's half hour of shoppers, then an hour in which nobody came in: the report
+    of both draws the first hour and only "suppressed" for the second."""
+    db = str(demo_run.out / "aggregator" / "store.db")
+    out = tmp_path / "rows"
+    since = ["--since", "2026-11-20T10:00", "--until", "2026-11-20T12:00", "--cell", "2"]
+    assert main(["report", "--db", db, "--from", "rows", *since, "--out", str(out), "-q"]) == 0
+    assert "suppressed: the hourly heatmaps of 11:00 (fewer than k = 5)" in capsys.readouterr().out
+    assert _heat_pixels(out / "heatmap_1000.png") > 2000
+    assert (out / "heatmap_1100.png").exists() and _heat_pixels(out / "heatmap_1100.png") == 0
+    assert _heat_pixels(out / "heatmap_total.png") > 2000

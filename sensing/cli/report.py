@@ -229,6 +229,7 @@ def cmd_report(a: argparse.Namespace) -> int:
             _suppressed(plan, out, _span(t0, t1, tz), k, f"{visitors} visitors")
             _notes(extent, t0, tz, purged)
             return 0
+        quiet = suppress_quiet_hours(plan, db, t0, t1, k, Path(tmp))
         for f in Path(tmp).iterdir():
             os.replace(f, out / f.name)
         from heatmap.report import planner_report
@@ -248,6 +249,8 @@ def cmd_report(a: argparse.Namespace) -> int:
         + (f"{a.radio} (calibrated), phone level re-centred" if a.radio else "node links")
     )
     _notes(extent, t0, tz, purged)
+    if quiet:
+        print(f"  suppressed: the hourly heatmaps of {', '.join(quiet)} (fewer than k = {k})")
     print(f"  heatmaps: {out.resolve() / 'heatmap_total.png'} (+ per hour)")
     print(f"  summary:  {out.resolve() / 'summary.txt'};  zones.csv, flows.csv, flows.png")
     return 0
@@ -266,6 +269,46 @@ def _notes(extent: tuple[int, int] | None, t0: int, tz: str, purged: list[int]) 
             f"  note: retention already deleted the passers-by of {len(purged)} of these hours; "
             "the passer-by figures count only what is left"
         )
+
+
+def suppress_quiet_hours(plan: Any, db: Path, t0: int, t1: int, k: int, folder: Path) -> list[str]:
+    """Redraw as "suppressed" the hourly heatmaps (``heatmap_HH00.png`` in ``folder``) of
+    the hours of [t0, t1) with fewer than k visitors: door ins counted as the report counts
+    them, or, in a store without beams, the distinct pseudonyms heard (more than the
+    visitors, so it suppresses less than it should only where it has no door to count).
+    Returns the hours suppressed (local ``HH:00``)."""
+    from heatmap.aggregator import store_db
+    from heatmap.report import analytics, render
+
+    z = ZoneInfo(plan.timezone)
+    midnight = datetime.fromtimestamp(t0 / 1000, z).replace(hour=0, minute=0, second=0)
+    empty_ms = int(midnight.replace(microsecond=0).timestamp() * 1000)
+    conn = store_db.connect(db, readonly=True)
+    quiet: list[str] = []
+    try:
+        beams = conn.execute(
+            "SELECT 1 FROM door_events WHERE t_ms >= ? AND t_ms < ? LIMIT 1", (t0, t1)
+        ).fetchone()
+        for h0 in range(t0 - t0 % HOUR_MS, t1, HOUR_MS):
+            lt = datetime.fromtimestamp(h0 / 1000, z)
+            pic = folder / f"heatmap_{lt:%H}00.png"
+            if not pic.exists():
+                continue
+            if beams:
+                n = analytics.door_flow(conn, h0, h0 + HOUR_MS, empty_ms=empty_ms).ins
+            else:
+                (n,) = conn.execute(
+                    "SELECT COUNT(DISTINCT pid) FROM obs WHERE t_ms >= ? AND t_ms < ?",
+                    (h0, h0 + HOUR_MS),
+                ).fetchone()
+            if n < k:
+                title = f"{plan.name}: {lt:%Y-%m-%d %H:00}–{(lt.hour + 1) % 24:02d}:00"
+                f = render.suppressed_figure(plan, title, f"fewer than k = {k} visitors this hour")
+                render.save(f, pic)
+                quiet.append(f"{lt:%H}:00")
+    finally:
+        conn.close()
+    return quiet
 
 
 def _suppressed(plan: Any, out: Path, span: str, k: int, found: str) -> int:
