@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import pypdfium2
 import segno
 from fpdf import FPDF
 
@@ -157,8 +158,6 @@ def sign_pdf(text: NoticeText, paper: str) -> bytes:
 
 def pdf_to_png(pdf: bytes, path: Path, dpi: int = PNG_DPI) -> Path:
     """The PDF's first page rendered at ``dpi`` into ``path``."""
-    import pypdfium2
-
     doc = pypdfium2.PdfDocument(pdf)
     try:
         doc[0].render(scale=dpi / 72).to_pil().save(path)
