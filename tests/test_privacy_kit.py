@@ -265,6 +265,8 @@ def test_node_audit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         (["--config", "{cfg}", "--logs", "/nonexistent"], "--logs /nonexistent: no such"),
         (["--config", "{cfg}", "--at", "yesterday"], "not ISO 8601"),
         (["--acl", "x"], "audit what?"),
+        (["--config", "{cfg}", "--acl", "{bad}"], "the ACL is not UTF-8 text (byte 0)"),
+        (["--config", "{cfg}", "--json", "/nonexistent/a.json"], "its folder does not exist"),
     ],
 )
 def test_audit_refuses_bad_command_lines(
@@ -275,7 +277,11 @@ def test_audit_refuses_bad_command_lines(
     message: str,
 ) -> None:
     cfg = _store_toml(tmp_path, demo_run.out / "aggregator" / "store.db")
-    rc, out, err = _audit(capsys, *(a.replace("{cfg}", str(cfg)) for a in args))
+    bad = tmp_path / "acl"
+    bad.write_bytes(b"\xff\xfe\x00user node-n1\n")
+    rc, out, err = _audit(
+        capsys, *(a.replace("{cfg}", str(cfg)).replace("{bad}", str(bad)) for a in args)
+    )
     assert rc == 1 and message in err and err.startswith("footfall: error: ")
     assert len(err.strip().splitlines()) == 1 and not out
 

@@ -31,6 +31,14 @@ def _paths(values: list[str] | None, flag: str) -> list[Path]:
     return out
 
 
+def _text(path: Path, what: str) -> str:
+    """A text file's content; ConfigError for one that is not UTF-8 text."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text (byte {e.start})") from e
+
+
 def _canaries(path: str | None) -> Any:
     from sensing.privacy.raw_identifiers import Canaries
 
@@ -118,7 +126,7 @@ def _store_checks(a: argparse.Namespace, report: Any, logs: list[Path], canaries
                 broker.append(f"{acl_path}: the ACL file does not exist")
             else:
                 layout = layout_from_plan(st.plan)
-                broker += acl_findings(acl_path.read_text(), layout, str(acl_path))
+                broker += acl_findings(_text(acl_path, "the ACL"), layout, str(acl_path))
         what = ", ".join(
             (["ACL against the generated one"] if acl_path else [])
             + (["mosquitto.conf"] if conf else [])
@@ -137,6 +145,8 @@ def cmd_audit(a: argparse.Namespace) -> int:
         raise ConfigError("--acl goes with --config (the ACL is generated from its floor plan)")
     logs = _paths(a.logs, "--logs")
     canaries = _canaries(a.canary)
+    if a.json and not Path(a.json).resolve().parent.is_dir():
+        raise ConfigError(f"--json {a.json}: its folder does not exist")
     subjects = []
     report = AuditReport("")
     if a.config:
@@ -205,7 +215,7 @@ def cmd_inventory(a: argparse.Namespace) -> int:
     if acl_path is not None:
         if not acl_path.is_file():
             raise ConfigError(f"{acl_path}: no such ACL file")
-        text, source = acl_path.read_text(), f"the ACL {acl_path}"
+        text, source = _text(acl_path, "the ACL"), f"the ACL {acl_path}"
     else:
         text = acl_text(layout_from_plan(st.plan))
         source = "the ACL footfall provision generates for this floor plan (no --acl given)"
