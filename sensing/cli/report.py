@@ -186,6 +186,10 @@ def cmd_report(a: argparse.Namespace) -> int:
             "SELECT COUNT(*), COUNT(DISTINCT pid) FROM obs WHERE t_ms >= ? AND t_ms < ?", (t0, t1)
         ).fetchone()
         purged = purged_hours(conn, t0, t1)
+        if n:  # a wrong plan is an error, before a period of few devices is suppressed
+            from heatmap.report.store_report import check_plan_matches
+
+            check_plan_matches(plan, conn, t0, t1)
     except sqlite3.Error as e:
         raise DatabaseError(f"{db}: {e}") from e
     finally:
