@@ -161,3 +161,25 @@ def test_notice_refuses_what_it_cannot_state(
 def test_the_kits_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("paper", ["A4", "A5"])
+def test_the_signs_qr_code_is_the_pages_address(notice: Path, paper: str) -> None:
+    """Every module of the QR code in the PNG, sampled at its centre, is the module of the
+    notice_url's code (segno's, quiet zone included)."""
+    import segno
+
+    from heatmap.privacy.notice_pdf import PAPERS, PNG_DPI
+
+    p = PAPERS[paper]
+    rows = [list(r) for r in segno.make(VALUES["url"], error="m").matrix_iter(border=4)]
+    px = np.asarray(Image.open(notice / f"notice-de-{paper}.png").convert("L"))
+    per_mm = PNG_DPI / 25.4
+    x0 = (p.width_mm - p.margin_mm - p.qr_mm) * per_mm
+    y0 = (p.height_mm - p.margin_mm - p.qr_mm) * per_mm
+    m = p.qr_mm * per_mm / len(rows)
+    seen = [
+        [int(px[int(y0 + (r + 0.5) * m), int(x0 + (c + 0.5) * m)] < 128) for c in range(len(row))]
+        for r, row in enumerate(rows)
+    ]
+    assert seen == [[int(bool(v)) for v in row] for row in rows]
