@@ -214,15 +214,18 @@ def _write_report(
     for h in hours:
         lt = datetime.fromtimestamp(h.t0_ms / 1000, tz)
         n_in = h.store.get("visitors")
-        shown = "fewer than k" if n_in is None else str(n_in)
-        f = render.heatmap_figure(
-            plan,
-            grid,
-            h.cells,
-            f"{plan.name}: {lt:%Y-%m-%d %H:00}–{(lt.hour + 1) % 24:02d}:00",
-            f"{shown} visitors came in this hour; same colour scale for every hour",
-            vmax=vmax,
-        )
+        title = f"{plan.name}: {lt:%Y-%m-%d %H:00}–{(lt.hour + 1) % 24:02d}:00"
+        if aggregate_report.too_few_visitors(n_in, h.k):  # a few people's heat: not drawn
+            f = render.suppressed_figure(plan, title, f"fewer than {h.k} visitors this hour")
+        else:
+            f = render.heatmap_figure(
+                plan,
+                grid,
+                h.cells,
+                title,
+                f"{n_in} visitors came in this hour; same colour scale for every hour",
+                vmax=vmax,
+            )
         render.save(f, out / "report" / f"heatmap_{lt:%H}00.png")
     return fig, truth
 
