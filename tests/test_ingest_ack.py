@@ -4,6 +4,7 @@ made durable, at start and after every change; real SQLite, real Mosquitto."""
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import json
 import random
@@ -16,15 +17,18 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from firmware_bridge.errors import BrokerError
+from heatmap.aggregator import config as aggregator_config
 from heatmap.aggregator import ingest_ack
+from heatmap.aggregator.daemon import AggregatorDaemon
 from heatmap.aggregator.ingest import Ingestor
 from heatmap.aggregator.ingest_ack import RUNS_KEPT, RUNS_PUBLISHED, AckRuns
 from heatmap.aggregator.ingest_writer import IngestWriter
 from sensing.runtime.mqtt_link import BrokerAddress, connect, make_client
 from sensing.wire import payloads, topics
 
-from broker_fixtures import Broker, plain_broker, wait_for
-from ingest_fixtures import door, obs, publisher
+from broker_fixtures import Broker, make_pki, plain_broker, tls_broker, wait_for
+from ingest_fixtures import door, obs, publisher, write_config
 
 pytestmark = pytest.mark.timeout(60)
 STORE = "s1"
@@ -197,3 +201,44 @@ def test_the_ingestor_publishes_runs_retained_and_again_at_start(
     finally:
         late.close()
     assert n_before >= 2
+
+
+def test_an_aggregator_whose_acl_refuses_acknowledgements_fails_at_start(tmp_path: Path) -> None:
+    """An ACL made before acknowledgements (no ``aggregator/ack/+`` for the aggregator)
+    and a database that holds batches, so acknowledgements go out at start: they are
+    refused (MQTT 5 PUBACK), counted by the status publisher they share, and start()
+    fails naming the ack topic; with the current ACL the same start succeeds and
+    publishes the acknowledgement through that publisher."""
+    db = tmp_path / "store.db"
+    w = IngestWriter(STORE, str(db))
+    w.handle(topics.obs_topic(STORE, "n1"), obs(0))
+    w.commit()
+    w.db.close()
+    p = make_pki(tmp_path / "pki")
+    b = tls_broker(tmp_path / "broker", p)
+    acl = Path(b.conf.read_text().split("acl_file ")[1].split("\n")[0])
+    current = acl.read_text()
+    acl.write_text(current.replace(f"topic write footfall/v1/{STORE}/aggregator/ack/+\n", ""))
+    assert acl.read_text() != current
+    b.start()
+    try:
+        addr = BrokerAddress("127.0.0.1", b.port, p.client("aggregator-s1"))
+        cfg = aggregator_config.load(write_config(tmp_path / "store.toml", STORE, addr))
+        cfg = dataclasses.replace(cfg, db=db, broker=addr)
+        daemon = AggregatorDaemon(cfg)
+        with pytest.raises(BrokerError, match=r"aggregator/ack/node-n1: Not authorized"):
+            daemon.start()
+        assert daemon._pub.refused >= 1
+        b.stop()
+        acl.write_text(current)
+        b.start()
+        daemon = AggregatorDaemon(cfg)
+        daemon.start()
+        try:
+            wait_for(lambda: daemon.ingest.acks_published >= 1, 5, "an acknowledgement")
+            daemon._pub.drain(5)
+            assert daemon._pub.refused == 0 and daemon._pub.acked >= 2  # status and ack
+        finally:
+            daemon.ingest.stop(timeout_s=10)
+    finally:
+        b.stop()

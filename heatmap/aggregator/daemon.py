@@ -120,6 +120,11 @@ class AggregatorDaemon:
         # the loop never waits long on a broker that is away: a status that finds
         # the pending list full is dropped and counted (the next one supersedes it)
         self._pub = Publisher(self._status_client, max_pending=STATUS_PENDING_MAX, block_s=0.5)
+        # the nodes' end-to-end acknowledgements share it (its PUBACK accounting and
+        # refusals: an ACL without aggregator/ack/+ is reported like a refused status)
+        self.ingest.publish_ack = lambda topic, payload: self._pub.publish(
+            topic, payload, retain=True
+        )
         self._prev = IngestStats()
         self._prev_t = time.monotonic()
         self.last_retention: RetentionReport | None = None

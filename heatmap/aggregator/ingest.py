@@ -147,8 +147,14 @@ class Ingestor(IngestWriter):
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._ack_all = threading.Event()
         """(re)connected: publish the acknowledgement of every publisher"""
+        self._acks_out = threading.Event()
+        """the acknowledgements of every publisher went out after the first connect"""
         self.acks_published = 0
         """acknowledgements handed to the connection since start"""
+        self.publish_ack: Callable[[str, bytes], object] | None = None
+        """how to publish an acknowledgement (topic, payload), retained QoS 1: the
+        daemon's status publisher (paho has one PUBACK callback per connection, which
+        that publisher owns and counts by); None: straight on the connection"""
 
     # ---------------------------------------------------------------- life cycle
 
@@ -164,6 +170,8 @@ class Ingestor(IngestWriter):
         self._client.on_connect = self._on_reconnect
         self._ack_all.set()
         self._subscribe()
+        # the acknowledgements at start, before the caller checks for refusals
+        self._acks_out.wait(min(subscribe_timeout_s, 2.0))
         if not self._subscribed.wait(subscribe_timeout_s):
             log.warning(
                 "broker did not acknowledge the subscriptions within %.0f s", subscribe_timeout_s
@@ -350,19 +358,27 @@ class Ingestor(IngestWriter):
     def _acknowledge(self, final: bool = False) -> None:
         """Publish the acknowledgements that are due (writer thread, between commits;
         ``final``: at stop, whatever the time since the last)."""
-        if self._ack_all.is_set() and self._client.is_connected():
+        everyone = self._ack_all.is_set() and self._client.is_connected()
+        if everyone:
             self._ack_all.clear()
             self.acks.changed.update(self.acks.publishers())
         now = time.monotonic()
         if self.ack_due(now) or final:
             self.settle_acks(now)
         if not self.acks.changed or not self._client.is_connected():
+            if everyone:
+                self._acks_out.set()  # nothing to acknowledge yet
             return  # kept: published once connected (a reconnect publishes all anyway)
         for kind, ident in self.acks.take_changed():
             topic, payload = self.acks.message(self.store, kind, ident)
             # retained QoS 1 on the ingest connection; paho resends it after a reconnect
-            self._client.publish(topic, payload, qos=1, retain=True)
+            if self.publish_ack is not None:
+                self.publish_ack(topic, payload)
+            else:
+                self._client.publish(topic, payload, qos=1, retain=True)
             self.acks_published += 1
+        if everyone:
+            self._acks_out.set()
 
     def _fail(self, e: BaseException) -> None:
         log.error("ingest stopped: %s", e, exc_info=e)
