@@ -172,3 +172,26 @@ def test_a_replay_ends_when_the_aggregator_has_everything(tmp_path: Path, broker
         assert (n, top) == (s.batches["obs"], s.batches["obs"] - 1)
     finally:
         ing.stop()
+
+
+def test_the_bound_drops_unconfirmed_batches_and_counts_them(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """A long aggregator outage: the broker has every batch, the aggregator none; the
+    spool's bound drops the oldest (counted), and ``unconfirmed`` follows the spool."""
+    link = MqttLink(broker.address, "t-node-bound")
+    link.start()
+    with Spool(tmp_path / "spool.db", max_batches=4) as spool:
+        try:
+            assert link.wait_connected(10)
+            d = Delivery(spool, link)
+            _batch(spool, 4)
+            _drain(d, lambda: d.unconfirmed == 4, "four PUBACKs")
+            _batch(spool, 3)  # over the bound: the 3 oldest go, counted
+            assert spool.stats().dropped_batches == 3 and spool.depth == 4
+            assert d.unconfirmed == 1
+            _drain(d, lambda: d.unconfirmed == 4, "the new ones acknowledged by the broker")
+            assert [b.seq for b in spool.after(0, 10)] == [3, 4, 5, 6]
+            assert d.confirm(Ack("obs", 6, ((3, 6),))) == 4 and spool.depth == 0
+        finally:
+            link.stop()

@@ -13,7 +13,8 @@ again
 
 * after every reconnect (the broker may have restarted without it), and
 * when it has waited ``ack_timeout_s`` since it was last sent, doubling the wait at
-  each resend (at most 64 ×: a long aggregator outage adds few copies to the queue),
+  each such resend (at most 64 ×: a long aggregator outage adds few copies to the
+  queue; a resend after a reconnect does not double it),
 
 as QoS 1 again; the aggregator keeps one copy per ``(publisher, seq)`` and
 acknowledges a copy it already had. A restarted node sends its whole spool again,
@@ -111,10 +112,17 @@ class Delivery:
         self._last_handed = 0
         self._awaited: int | None = None
         self._next_timeout_check = 0.0
+        self._drops_seen = spool.stats().dropped_batches
 
     @property
     def unconfirmed(self) -> int:
         """batches the broker acknowledged and the aggregator has not yet"""
+        drops = self.spool.stats().dropped_batches
+        if drops != self._drops_seen and self._unconfirmed:  # the bound dropped some
+            self._drops_seen = drops
+            there = self.spool.present(self._unconfirmed)
+            for rid in set(self._unconfirmed) - there:
+                del self._unconfirmed[rid]
         return len(self._unconfirmed)
 
     def inflight_ids(self) -> set[int]:
@@ -150,9 +158,11 @@ class Delivery:
         mid = self.link.publish(topic, payload)
         self._inflight[mid] = (rid, topic, stream, seq, again)
         u = self._unconfirmed.get(rid)
-        if u is not None:  # sent again: wait twice as long before the next time
-            u.sent = self._clock()
-            u.wait_s = min(u.wait_s * 2, self.ack_timeout_s * MAX_BACKOFF)
+        if u is not None:  # sent again
+            now = self._clock()
+            if now - u.sent >= u.wait_s:  # its time was up: wait twice as long next time
+                u.wait_s = min(u.wait_s * 2, self.ack_timeout_s * MAX_BACKOFF)
+            u.sent = now
 
     def _timeouts(self) -> None:
         now = self._clock()

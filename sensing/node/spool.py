@@ -311,6 +311,20 @@ class Spool:
             out += [SpooledBatch(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
         return out
 
+    def present(self, ids: Iterable[int]) -> set[int]:
+        """Which of row ``ids`` are still in the spool (the bound may have dropped some)."""
+        out: set[int] = set()
+        ids = list(ids)
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            out.update(
+                int(r[0])
+                for r in self._db.execute(
+                    f"SELECT id FROM batches WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                )
+            )
+        return out
+
     def next_seq(self, stream: str) -> int:
         """The seq the next batch of ``stream`` will get (for a stream with no batch
         yet, its namespace's start as of now: see the module doc)."""
