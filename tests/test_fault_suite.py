@@ -16,8 +16,10 @@ store.db. Faults:
   ``store.db-wal`` deleted and the aggregator killed -9 after it.
 
 Each ends with every seq each node made stored exactly once, every observation of
-the captures stored exactly once (counted offline from the files), the nodes'
-spools empty, and every daemon still running. Counts are printed (``-s``).
+the captures stored exactly once (counted offline from the files and by the nodes'
+final statuses), the nodes' spools empty (but for the batch a SIGTERM closes: stored,
+and confirmed at the node's next start), and every daemon still running. Counts are
+printed (``-s``).
 """
 
 from __future__ import annotations
@@ -360,21 +362,20 @@ def test_control_deleting_on_puback_loses_the_autosave_window(
     assert all(st[n][0] == 0 for n in NODES)  # and the broker's crash took them all
 
 
-@pytest.mark.parametrize("keep", [True, False], ids=["acknowledged", "control_puback"])
 def test_kill_9_broker_and_aggregator_while_nodes_stream(
-    tmp_path: Path, pki_dir: StorePki, stores: list[Store], keep: bool
+    tmp_path: Path, pki_dir: StorePki, stores: list[Store]
 ) -> None:
     """Paced nodes (12 s of capture each); meanwhile: the broker killed -9 at a random
     instant, again within 1 s of a PUBACK, broker and aggregator together (a power
-    cut), and the aggregator's -wal deleted then the aggregator killed -9. The
-    control deletes on PUBACK (``keep_until_stored = false``, as before) and loses
-    what the power cut and the lost -wal took back."""
+    cut), and the aggregator's -wal deleted then the aggregator killed -9. (The same
+    faults with delete-on-PUBACK lost 73 to 101 of 472 batches in four runs on an idle
+    machine, none on a loaded one where the aggregator lagged: not a stable control.)"""
     rng = random.Random(23)
     s = _store(tmp_path, pki_dir, 120)
     stores.append(s)
     s.start_aggregator()
     for n in NODES:
-        _start_node(s, n, realtime=True, keep=keep)
+        _start_node(s, n, realtime=True)
     faults: list[str] = []
 
     # 1. the broker at a random instant
@@ -419,13 +420,4 @@ def test_kill_9_broker_and_aggregator_while_nodes_stream(
     s.start_aggregator()
 
     print("\nfaults: " + "; ".join(faults))
-    if keep:
-        _finish(s, "kill -9 while streaming", timeout_s=60)
-        return
-    # the control: wait until the nodes made every batch and spooled none, then 3 s
-    wait_for(lambda: all(s.spool(n)[0] >= 230 and not s.spool(n)[1] for n in NODES), 40, "made")
-    time.sleep(3.0)
-    _print_counts(s, "kill -9 while streaming, control: delete on PUBACK")
-    st = s.stored()
-    lost = {n: s.spool(n)[0] - st[n][0] for n in NODES}
-    assert sum(lost.values()) > 0, lost
+    _finish(s, "kill -9 while streaming", timeout_s=75)
