@@ -50,8 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paho.mqtt.client as mqtt
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from heatmap.aggregator.broker import (
     RunningBroker,
@@ -62,6 +61,7 @@ from heatmap.aggregator.broker import (
 from heatmap.chain import chain_report
 from heatmap.chain.clickhouse_store import ChainStore, ChdbBackend
 from heatmap.chain.simulated_stores import store_day
+from sensing.cli.progress_bar import RichProgress, progress_bar
 from sensing.runtime.mqtt_link import Publisher, connect, make_client
 
 DAY = date(2026, 11, 18)
@@ -328,13 +328,9 @@ def main() -> int:
         flush=True,
     )
     runs = []
-    with Progress(
-        TextColumn("{task.description:<34}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as bar:
+    with progress_bar(True) as shown:
+        assert isinstance(shown, RichProgress)
+        bar = shown.bar  # the CLI's own rich bar
         for i in range(a.runs):
             with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
                 base = baseline(Path(tmp), per_store, a.publishers, bar)
