@@ -1,0 +1,245 @@
+"""People from radio alone: devices per time bin, visitors inside and passers-by outside.
+
+Where a store has no door beams (or for the street outside, where no store has
+any), the only count is the radio's. Counting pseudonyms overcounts many-fold:
+a phone rotates its addresses, so one person is several pseudonyms a day. The
+count goes pseudonyms → devices → people:
+
+1. **devices**: pseudonyms that continue one another are chained
+   (:func:`heatmap.aggregator.rf_devices.chain_devices`: band, IE-layout hash
+   ``sig``, timing, RSSI continuity). One band family is counted: BLE where the
+   period has BLE rows (every phone advertises, every second or two), Wi-Fi probe
+   requests otherwise (a phone with both would be counted twice).
+2. **static devices** are taken out and counted apart: a device heard in at least
+   ``static_share`` of the period's bins that had any frame, over at least
+   ``static_min_s`` — equipment the node filter did not learn and staff phones
+   that are in all day. Randomized Wi-Fi chains are never static: chaining by
+   ``sig`` cannot tell two phones of one model apart, so such a chain may be
+   several visitors in turn.
+3. each remaining device is a **visitor** when its strong frames (RSSI at least
+   ``ble_strong_dbm`` / ``wifi_strong_dbm``, as :mod:`heatmap.aggregator.pid_class`)
+   span at least ``visitor_span_s``, a **passer-by** otherwise. A visitor is counted
+   in the bin of its first strong frame, a passer-by in the bin of its first frame
+   (so counts add up over bins); a visitor is **present** in every bin where it
+   has a strong frame.
+4. **people** = devices × people per device (:mod:`heatmap.aggregator.rf_factor`: fitted
+   against door counts where beams exist, or an installer's 15-minute head count).
+
+Nothing here writes or returns a pseudonym: :class:`DeviceCounts` holds numbers.
+
+Example
+-------
+>>> f = Frames.from_rows(
+...     [(t * 1000, "n1", "v1", -60, "ble", 1, None) for t in range(0, 300, 2)]
+...     + [(t * 1000, "n1", "p1", -88, "ble", 1, None) for t in range(100, 120, 2)]
+... )
+>>> c = count_devices(f, 0, 600_000, CountSettings())
+>>> int(c.visitors.sum()), int(c.passersby.sum()), int(c.present.max())
+(1, 1, 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from heatmap.aggregator.rf_devices import ChainSettings, Frames, chain_devices
+
+F = NDArray[np.float64]
+I64 = NDArray[np.int64]
+B = NDArray[np.bool_]
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class CountSettings:
+    """How devices are counted (module doc)."""
+
+    bin_ms: int = 600_000
+    """length of a counting bin (10 min), ms"""
+    ble_strong_dbm: float = -80.0
+    """a BLE frame at least this strong is heard inside, dBm"""
+    wifi_strong_dbm: float = -70.0
+    """a Wi-Fi frame at least this strong is heard inside, dBm"""
+    visitor_span_s: float = 60.0
+    """strong frames spanning at least this long make a visitor, s"""
+    static_share: float = 0.75
+    """a device heard in this share of the period's active bins is static"""
+    static_min_s: float = 3 * 3600.0
+    """... and over at least this long, s"""
+    presence_gap_s: float = 900.0
+    """a visitor is inside between two strong frames at most this far apart (a phone in
+    a pocket scans every few minutes), s"""
+    presence_pad_s: float = 30.0
+    """and this long around each strong frame, s"""
+    chain: ChainSettings = field(default_factory=ChainSettings)
+
+
+@dataclass(frozen=True)
+class DeviceCounts:
+    """Devices per bin of [t0, t1) (bins of ``bin_ms``; the last may be short)."""
+
+    t0_ms: I64
+    """bin starts"""
+    bin_ms: int
+    visitors: I64
+    """visitor devices counted in the bin (first strong frame)"""
+    passersby: I64
+    """passer-by devices counted in the bin (first frame)"""
+    present: F
+    """visitor devices inside, mean over the bin (device-seconds inside / bin length)"""
+    static_devices: int
+    """devices taken out as static (equipment, all-day staff phones)"""
+    devices: int
+    """devices after chaining, static ones included"""
+    pseudonyms: int
+    """distinct pseudonyms of the counted band family"""
+    distinct_per_bin: I64
+    """distinct pseudonyms per bin, all of them (the naive count)"""
+    band: str
+    """"ble" or "wifi": the band family counted"""
+
+    def rebin(self, bin_ms: int) -> DeviceCounts:
+        """Coarser bins (a multiple of ``bin_ms``): arrivals summed, ``present`` the
+        mean of the bins', naive distinct pseudonyms summed (an upper bound)."""
+        if bin_ms % self.bin_ms:
+            raise ValueError(f"{bin_ms} ms is not a multiple of {self.bin_ms} ms")
+        m = bin_ms // self.bin_ms
+        grp = (self.t0_ms - self.t0_ms[0]) // bin_ms if len(self.t0_ms) else self.t0_ms
+        n = int(grp[-1]) + 1 if len(grp) else 0
+        pres = np.bincount(grp, self.present, n) / m
+        return DeviceCounts(
+            self.t0_ms[::m],
+            bin_ms,
+            np.bincount(grp, self.visitors, n).astype(np.int64),
+            np.bincount(grp, self.passersby, n).astype(np.int64),
+            pres,
+            self.static_devices,
+            self.devices,
+            self.pseudonyms,
+            np.bincount(grp, self.distinct_per_bin, n).astype(np.int64),
+            self.band,
+        )
+
+
+def band_family(f: Frames) -> tuple[Frames, str]:
+    """The rows of the band family that is counted (module doc, step 1)."""
+    if f.ble.any():
+        return f.select(f.ble), "ble"
+    return f.select(~f.ble), "wifi"
+
+
+def count_devices(frames: Frames, t0_ms: int, t1_ms: int, s: CountSettings) -> DeviceCounts:
+    """Devices per bin of [t0, t1) from the frames of that period (frames outside it
+    help chaining and the visitor rule; nothing is counted in a bin outside it)."""
+    if t1_ms <= t0_ms:
+        raise ValueError("empty period")
+    f, band = band_family(frames)
+    devices = chain_devices(f, s.chain)
+    edges = np.arange(t0_ms, t1_ms, s.bin_ms, dtype=np.int64)
+    nb = len(edges)
+    zeros = np.zeros(nb, np.int64)
+    if len(f) == 0:
+        return DeviceCounts(edges, s.bin_ms, zeros, zeros, zeros, 0, 0, 0, zeros, band)
+    dev = devices.frame_device
+    nd = devices.n_devices
+    b = (f.t_ms - t0_ms) // s.bin_ms  # bins; < 0 or >= nb outside the period
+    inb = (b >= 0) & (b < nb)
+    # naive: distinct pseudonyms per bin
+    pb = np.unique(devices.frame_pid[inb] * nb + b[inb])
+    distinct = np.bincount(pb % nb, minlength=nb).astype(np.int64)
+    # static: share of active bins the device was heard in, and its span
+    active = np.unique(b[inb])
+    db = np.unique(dev[inb] * nb + b[inb])
+    heard_bins = np.bincount(db // nb, minlength=nd)
+    first = np.full(nd, np.iinfo(np.int64).max)
+    last = np.full(nd, np.iinfo(np.int64).min)
+    np.minimum.at(first, dev, f.t_ms)
+    np.maximum.at(last, dev, f.t_ms)
+    rnd_wifi = np.zeros(nd, bool)
+    if band == "wifi":
+        rnd_wifi[dev[f.randomized]] = True
+    static = (
+        (heard_bins >= s.static_share * max(len(active), 1))
+        & (last - first >= s.static_min_s * 1000)
+        & ~rnd_wifi
+    )
+    # visitors: strong frames spanning visitor_span_s
+    thr = np.where(f.ble, s.ble_strong_dbm, s.wifi_strong_dbm)
+    strong = f.rssi >= thr
+    sf = np.full(nd, np.iinfo(np.int64).max)
+    sl = np.full(nd, np.iinfo(np.int64).min)
+    np.minimum.at(sf, dev[strong], f.t_ms[strong])
+    np.maximum.at(sl, dev[strong], f.t_ms[strong])
+    visitor = (sl - sf >= s.visitor_span_s * 1000) & ~static
+    passer = ~visitor & ~static
+    vb = (sf[visitor] - t0_ms) // s.bin_ms
+    pbin = (first[passer] - t0_ms) // s.bin_ms
+    visitors = np.bincount(vb[(vb >= 0) & (vb < nb)], minlength=nb).astype(np.int64)
+    passersby = np.bincount(pbin[(pbin >= 0) & (pbin < nb)], minlength=nb).astype(np.int64)
+    present = _presence(f.t_ms[strong], dev[strong], visitor, t0_ms, nb, s)
+    return DeviceCounts(
+        edges,
+        s.bin_ms,
+        visitors,
+        passersby,
+        present,
+        int(static.sum()),
+        nd,
+        len(devices.pids),
+        distinct,
+        band,
+    )
+
+
+def _presence(t_ms: I64, dev: I64, visitor: B, t0_ms: int, nb: int, s: CountSettings) -> F:
+    """Mean visitor devices inside per bin: each visitor is inside ``presence_pad_s``
+    around each strong frame and between strong frames at most ``presence_gap_s``
+    apart; the union of that per device, spread over the bins."""
+    keep = visitor[dev]
+    t, d = t_ms[keep], dev[keep]
+    order = np.lexsort((t, d))
+    t, d = t[order], d[order]
+    pad = int(s.presence_pad_s * 1000)
+    lo, hi = t - pad, t + pad
+    # join a frame's interval to the next frame's when they are one device's and close
+    join = (d[1:] == d[:-1]) & (t[1:] - t[:-1] <= s.presence_gap_s * 1000)
+    starts = np.flatnonzero(np.r_[True, ~join])
+    ends = np.r_[starts[1:], len(t)] - 1
+    a, b = lo[starts], hi[ends]
+    t1 = t0_ms + nb * s.bin_ms
+    a, b = np.clip(a, t0_ms, t1), np.clip(b, t0_ms, t1)
+    # device-ms per bin: cumulative coverage at the bin edges
+    edges = t0_ms + np.arange(nb + 1, dtype=np.int64) * s.bin_ms
+    covered = np.array(
+        [np.clip(np.minimum(b, e) - a, 0, None).sum() for e in edges.tolist()], float
+    )
+    return np.diff(covered) / s.bin_ms
+
+
+@dataclass(frozen=True)
+class PeopleCounts:
+    """People per bin: devices × people per device (rounded to whole people per bin
+    only where published)."""
+
+    t0_ms: I64
+    visitors: F
+    passersby: F
+    occupancy: F
+    """people inside during the bin (present devices × people per device)"""
+    static_devices: int
+
+
+def people(
+    c: DeviceCounts, visitor_k: float, passerby_k: float, occupancy_k: float
+) -> PeopleCounts:
+    """Devices → people with the store's factors (:class:`~heatmap.aggregator.rf_factor.Factor`)."""
+    return PeopleCounts(
+        c.t0_ms,
+        c.visitors * visitor_k,
+        c.passersby * passerby_k,
+        c.present * occupancy_k,
+        c.static_devices,
+    )

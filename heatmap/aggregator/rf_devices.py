@@ -1,0 +1,237 @@
+"""Pseudonyms → devices: chaining a phone's rotating addresses across what the aggregator sees.
+
+Nodes publish one pseudonym per address (or, with the node chainer of
+:mod:`sensing.capture.address_chain`, one per chain of addresses it could link from
+sequence numbers). A phone still shows up under several pseudonyms in a day: BLE
+resolvable private addresses rotate about every 15 min, iOS draws a new Wi-Fi
+address for nearly every scan. Here the aggregator links pseudonyms that continue
+one another, from what the rows carry:
+
+* **band family** (Wi-Fi or BLE) and, for Wi-Fi, the keyed IE-layout hash ``sig``:
+  a phone's probe requests keep their element layout across an address change,
+  so two pseudonyms with different ``sig`` are never one phone;
+* **timing**: the successor starts after the predecessor's last frame, within
+  ``ble_gap_s`` (BLE advertises every second or two) or ``wifi_gap_s`` (a phone
+  scans every minute or few), never before it (two addresses heard at once are
+  two devices);
+* **RSSI continuity**: the predecessor's last frames and the successor's first
+  frames, per node that heard both, differ by at most ``rssi_db`` (median over
+  those nodes); a pair no node heard both ends of is not linked.
+
+Links are chosen greedily by cost (gap over the allowed gap plus RSSI step over
+the allowed step), each pseudonym with one predecessor and one successor at most:
+a *device* is a chain of pseudonyms. Addresses that are not randomized are not
+linked (a fixed address is a device already). Nothing crosses a pseudonym epoch:
+pseudonyms of two epochs never match, and the caller never mixes epochs.
+
+Example
+-------
+>>> import numpy as np
+>>> f = Frames.from_rows([
+...     (1_000, "n1", "aa", -60, "ble", 1, None),
+...     (2_000, "n1", "aa", -61, "ble", 1, None),
+...     (3_500, "n1", "bb", -60, "ble", 1, None),   # aa rotated to bb
+...     (3_600, "n1", "cc", -85, "ble", 1, None),   # someone else, far away
+... ])
+>>> d = chain_devices(f, ChainSettings())
+>>> int(d.n_devices), d.device_of["aa"] == d.device_of["bb"] != d.device_of["cc"]
+(2, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sensing.wire.observation import Flag
+
+F = NDArray[np.float64]
+I64 = NDArray[np.int64]
+B = NDArray[np.bool_]
+
+EDGE_FRAMES = 3
+"""frames at each end of a pseudonym whose RSSI stands for that end"""
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """How far apart two pseudonyms of one device may be."""
+
+    ble_gap_s: float = 12.0
+    """longest silence between a BLE address's last frame and its successor's first, s"""
+    wifi_gap_s: float = 240.0
+    """the same for Wi-Fi probe requests (a phone scans every minute or few), s"""
+    overlap_s: float = 0.5
+    """a successor may start this much before its predecessor's last frame (clock jitter
+    between nodes), s"""
+    rssi_db: float = 10.0
+    """largest RSSI step across a link (median over the nodes that heard both ends), dB"""
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Pseudonymous observations as arrays, sorted by time (rows of the ``obs`` table)."""
+
+    t_ms: I64
+    node: I64
+    """node code (index into ``nodes``)"""
+    pid: NDArray[np.str_]
+    rssi: F
+    ble: B
+    """band family: BLE (else Wi-Fi)"""
+    randomized: B
+    sig: NDArray[np.str_]
+    """IE-layout hash, "" where none"""
+    nodes: tuple[str, ...]
+
+    @classmethod
+    def from_rows(
+        cls, rows: Iterable[Sequence[object]], nodes: Sequence[str] | None = None
+    ) -> Frames:
+        """From ``(t_ms, node, pid, rssi, band, flags, sig)`` rows (the ``obs`` columns)."""
+        rows = list(rows)
+        node_ids = list(nodes or sorted({str(r[1]) for r in rows}))
+        code = {n: i for i, n in enumerate(node_ids)}
+        for r in rows:
+            if str(r[1]) not in code:
+                code[str(r[1])] = len(node_ids)
+                node_ids.append(str(r[1]))
+        t = np.array([int(r[0]) for r in rows], np.int64)  # type: ignore[call-overload]
+        order = np.argsort(t, kind="stable")
+        fl = np.array([int(r[5]) for r in rows], np.int64)  # type: ignore[call-overload]
+        return cls(
+            t[order],
+            np.array([code[str(r[1])] for r in rows], np.int64)[order],
+            np.array([str(r[2]) for r in rows], dtype=np.str_)[order],
+            np.array([float(r[3]) for r in rows], float)[order],  # type: ignore[arg-type]
+            np.array([r[4] == "ble" for r in rows], bool)[order],
+            ((fl & int(Flag.RANDOMIZED)) != 0)[order],
+            np.array([str(r[6] or "") for r in rows], dtype=np.str_)[order],
+            tuple(node_ids),
+        )
+
+    def __len__(self) -> int:
+        return len(self.t_ms)
+
+    def select(self, keep: B) -> Frames:
+        return Frames(
+            self.t_ms[keep],
+            self.node[keep],
+            self.pid[keep],
+            self.rssi[keep],
+            self.ble[keep],
+            self.randomized[keep],
+            self.sig[keep],
+            self.nodes,
+        )
+
+
+@dataclass(frozen=True)
+class Devices:
+    """Which device each pseudonym (and each frame) belongs to."""
+
+    pids: NDArray[np.str_]
+    """distinct pseudonyms, sorted"""
+    frame_pid: I64
+    """per frame: index into ``pids``"""
+    pid_device: I64
+    """per pseudonym: its device"""
+    n_devices: int
+    links: int
+    """pseudonym-to-pseudonym links made"""
+
+    @property
+    def frame_device(self) -> I64:
+        return self.pid_device[self.frame_pid]
+
+    @property
+    def device_of(self) -> dict[str, int]:
+        return {str(p): int(d) for p, d in zip(self.pids, self.pid_device, strict=True)}
+
+
+def _ends(f: Frames, fp: I64, n_pids: int, n_nodes: int) -> tuple[F, F]:
+    """Per pseudonym and node: mean RSSI of its first and of its last ``EDGE_FRAMES``
+    frames at that node (NaN where the node never heard it)."""
+    head = np.full((n_pids, n_nodes), np.nan)
+    tail = np.full((n_pids, n_nodes), np.nan)
+    key = fp * n_nodes + f.node
+    order = np.lexsort((f.t_ms, key))
+    k = key[order]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    ends = np.r_[starts[1:], len(k)]
+    r = f.rssi[order]
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        p, n = divmod(int(k[a]), n_nodes)
+        head[p, n] = r[a : min(b, a + EDGE_FRAMES)].mean()
+        tail[p, n] = r[max(a, b - EDGE_FRAMES) : b].mean()
+    return head, tail
+
+
+def chain_devices(f: Frames, s: ChainSettings) -> Devices:
+    """Link pseudonyms into devices (see the module doc)."""
+    pids, fp = np.unique(f.pid, return_inverse=True)
+    fp = fp.astype(np.int64)
+    n = len(pids)
+    if n == 0:
+        return Devices(pids, fp, np.zeros(0, np.int64), 0, 0)
+    first = np.full(n, np.iinfo(np.int64).max)
+    last = np.full(n, np.iinfo(np.int64).min)
+    np.minimum.at(first, fp, f.t_ms)
+    np.maximum.at(last, fp, f.t_ms)
+    ble = np.zeros(n, bool)
+    rnd = np.zeros(n, bool)
+    ble[fp] = f.ble
+    rnd[fp] = f.randomized
+    sig = np.full(n, "", dtype=f.sig.dtype if len(f.sig) else np.str_)
+    sig[fp] = f.sig
+    head, tail = _ends(f, fp, n, len(f.nodes))
+    gap_ms = np.where(ble, s.ble_gap_s, s.wifi_gap_s) * 1000
+    over_ms = s.overlap_s * 1000
+    # candidate pairs (p → q): q starts within [last_p - overlap, last_p + gap]
+    by_first = np.argsort(first, kind="stable")
+    fs = first[by_first]
+    cand_p: list[I64] = []
+    cand_q: list[I64] = []
+    linkable = np.flatnonzero(rnd)
+    lo = np.searchsorted(fs, last[linkable] - over_ms, side="left")
+    hi = np.searchsorted(fs, last[linkable] + gap_ms[linkable], side="right")
+    for p, a, b in zip(linkable.tolist(), lo.tolist(), hi.tolist(), strict=True):
+        if b > a:
+            q = by_first[a:b]
+            cand_p.append(np.full(len(q), p, np.int64))
+            cand_q.append(q)
+    if not cand_p:
+        return Devices(pids, fp, np.arange(n, dtype=np.int64), n, 0)
+    P = np.concatenate(cand_p)
+    Q = np.concatenate(cand_q)
+    ok = (P != Q) & rnd[Q] & (ble[P] == ble[Q]) & (sig[P] == sig[Q]) & (first[Q] > first[P])
+    ok &= last[Q] > last[P]
+    P, Q = P[ok], Q[ok]
+    with np.errstate(all="ignore"):
+        step = np.abs(tail[P] - head[Q])
+        both = np.isfinite(step)
+        heard = both.any(axis=1)
+        med = np.where(heard, np.nanmedian(np.where(both, step, np.nan), axis=1), np.inf)
+    gap = np.maximum(first[Q] - last[P], 0) / gap_ms[P]
+    keep = heard & (med <= s.rssi_db)
+    P, Q, cost = P[keep], Q[keep], gap[keep] + med[keep] / s.rssi_db
+    succ = np.full(n, -1, np.int64)
+    pred = np.full(n, -1, np.int64)
+    links = 0
+    for i in np.argsort(cost, kind="stable").tolist():
+        p, q = int(P[i]), int(Q[i])
+        if succ[p] < 0 and pred[q] < 0:
+            succ[p], pred[q] = q, p
+            links += 1
+    device = np.full(n, -1, np.int64)
+    d = 0
+    for start in np.flatnonzero(pred < 0).tolist():
+        p = start
+        while p >= 0 and device[p] < 0:
+            device[p] = d
+            p = int(succ[p])
+        d += 1
+    return Devices(pids, fp, device, d, links)
