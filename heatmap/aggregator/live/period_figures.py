@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from heatmap.aggregator import rf_live
 from heatmap.aggregator.door_counts import DoorFlow, door_flow
 from heatmap.aggregator.fusion import FUSION_MIN_BINS, Fusion, fit_occupancy
 from heatmap.aggregator.hour_aggregates import period as period_iso
@@ -206,6 +207,8 @@ def compute(
         per_visitor,
         inside_devices,
     )
+    if door is None:  # no beams: the RF-only count (issue 20), logic in rf_live
+        rf_live.apply(conn, store, unit, t0_ms, t1_ms, k)
     heat_payload = {
         "v": 1,
         "period": label,

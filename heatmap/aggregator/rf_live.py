@@ -1,0 +1,123 @@
+"""The RF-only count in the live aggregates of a store without door beams.
+
+:func:`apply` is the one hook the live aggregator calls
+(:func:`heatmap.aggregator.live.period_figures.compute`, stores without doors): it
+replaces the ``footfall``/``store`` payload's ``visitors``, ``passersby`` and
+``occupancy_mean`` with the RF-only count of :mod:`heatmap.aggregator.rf_count` (people
+= devices × the store's people per device, :mod:`heatmap.aggregator.rf_factor`), k-guarded,
+and adds what it counted under ``rf_count``. ``occupancy_source`` stays ``"rf"``, which
+the BI payload carries as ``source`` (:mod:`heatmap.aggregator.publish.bi_payloads`).
+
+Slots and hours are counted from the ``obs`` rows around the period (the presence
+gap either side, for chaining and presence); a day is the sum of its stored hours
+(arrivals add up; its passers-by's rows are gone by then), its occupancy their mean.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import numpy as np
+
+from heatmap.aggregator.live import k_guard
+from heatmap.aggregator.rf_count import CountSettings, count_devices
+from heatmap.aggregator.rf_devices import Frames
+from heatmap.aggregator.rf_factor import load as load_factor
+
+HOUR_MS = 3_600_000
+
+
+def read_frames(conn: sqlite3.Connection, t0_ms: int, t1_ms: int) -> Frames:
+    """The ``obs`` rows of [t0, t1) as :class:`~heatmap.aggregator.rf_devices.Frames`."""
+    rows = conn.execute(
+        "SELECT t_ms, node, pid, rssi, band, flags, sig FROM obs WHERE t_ms >= ? AND t_ms < ?",
+        (t0_ms, t1_ms),
+    ).fetchall()
+    return Frames.from_rows(rows)
+
+
+def figures(
+    conn: sqlite3.Connection, t0_ms: int, t1_ms: int, s: CountSettings | None = None
+) -> dict[str, Any]:
+    """The RF-only count of [t0, t1) as stored under ``rf_count`` (not yet k-guarded)."""
+    s = s or CountSettings()
+    reach = int(s.presence_gap_s * 1000)
+    span = t1_ms - t0_ms
+    f = read_frames(conn, t0_ms - reach, t1_ms + reach)
+    c = count_devices(f, t0_ms, t1_ms, CountSettings(**{**s.__dict__, "bin_ms": span}))
+    k = load_factor(conn)
+    return {
+        "visitor_devices": int(c.visitors.sum()),
+        "passerby_devices": int(c.passersby.sum()),
+        "devices_inside_mean": round(float(c.present.mean()), 3),
+        "static_devices": c.static_devices,
+        "band": c.band,
+        "visitors": round(float(c.visitors.sum()) * k.visitors),
+        "passersby": round(float(c.passersby.sum()) * k.passersby),
+        "occupancy_mean": round(float(c.present.mean()) * k.occupancy, 2),
+        "people_per_device": {"visitors": k.visitors, "passersby": k.passersby,
+                              "occupancy": k.occupancy, "source": k.source},
+    }  # fmt: skip
+
+
+def day_figures(conn: sqlite3.Connection, t0_ms: int, t1_ms: int) -> dict[str, Any] | None:
+    """A day's RF-only count from its stored hours (None if none has one): the hours'
+    published figures summed (suppressed ones are left out, as the day's passers-by
+    from its hours), the occupancy their mean."""
+    rows = conn.execute(
+        "SELECT payload FROM aggregates WHERE kind = 'footfall' AND entity = 'store' "
+        "AND t0_ms >= ? AND t1_ms <= ? AND t1_ms - t0_ms = ?",
+        (t0_ms, t1_ms, HOUR_MS),
+    ).fetchall()
+    hours = [p for p in (json.loads(r[0]) for r in rows) if p.get("rf_count")]
+    if not hours:
+        return None
+
+    def total(vals: list[Any]) -> int:
+        return int(sum(v for v in vals if v is not None))
+
+    rc = [h["rf_count"] for h in hours]
+    occ = [h["occupancy_mean"] for h in hours if h.get("occupancy_mean") is not None]
+    inside = [r["devices_inside_mean"] for r in rc if r.get("devices_inside_mean") is not None]
+    return {
+        "visitor_devices": total([r["visitor_devices"] for r in rc]),
+        "passerby_devices": total([r["passerby_devices"] for r in rc]),
+        "static_devices": max(r["static_devices"] or 0 for r in rc),
+        "devices_inside_mean": round(float(np.mean(inside)), 3) if inside else 0.0,
+        "band": rc[-1]["band"],
+        "people_per_device": rc[-1]["people_per_device"],
+        "visitors": total([h["visitors"] for h in hours]),
+        "passersby": total([h["passersby"] for h in hours]),
+        "occupancy_mean": round(float(np.mean(occ)), 2) if occ else 0.0,
+    }
+
+
+def apply(
+    conn: sqlite3.Connection, store: dict[str, Any], unit: str, t0_ms: int, t1_ms: int, k: int
+) -> None:
+    """Put the RF-only count into a no-beams ``footfall``/``store`` payload (module doc).
+    Every figure is k-guarded by the devices it comes from."""
+    rf = day_figures(conn, t0_ms, t1_ms) if unit == "day" else figures(conn, t0_ms, t1_ms)
+    if rf is None:
+        return
+    vdev, pdev = rf["visitor_devices"], rf["passerby_devices"]
+    inside = rf["devices_inside_mean"]
+    crowd = int(np.ceil(inside))
+    store["rf_count"] = {
+        "visitor_devices": k_guard.count(vdev, k),
+        "passerby_devices": k_guard.count(pdev, k),
+        "static_devices": k_guard.count(rf["static_devices"], k),
+        "devices_inside_mean": k_guard.figure(inside, crowd, k),
+        "band": rf["band"],
+        "people_per_device": rf["people_per_device"],
+    }
+    vis, pas = rf["visitors"], rf["passersby"]
+    store["visitors"] = k_guard.figure(vis, min(vis, vdev), k)
+    store["passersby"] = k_guard.figure(pas, min(pas, pdev), k)
+    store["occupancy_mean"] = k_guard.figure(rf["occupancy_mean"], crowd, k)
+    store["occupancy_source"] = "rf"
+    store["capture_rate"] = k_guard.figure(
+        round(vis / (vis + pas), 4) if vis + pas else None, min(vis, vdev, pas + vis), k
+    )
