@@ -177,6 +177,16 @@ class FiltersSection(TomlTable):
     )
 
 
+class CaptureSection(TomlTable):
+    """``[capture]``: what the node does with the frames it keeps, before pseudonymizing."""
+
+    chain_addresses: Bool = Field(
+        True,
+        description="publish the rotating addresses of one device under one pseudonym, "
+        "chained within the key epoch (sequence numbers, IE contents, timing, RSSI)",
+    )
+
+
 class WifiSection(TomlTable):
     """``[wifi]``: the Wi-Fi monitor radio, or a capture file instead."""
 
@@ -317,6 +327,9 @@ class NodeFile(TomlTable):
     status: StatusSection = Field(default_factory=StatusSection, description="status message")
     filters: FiltersSection = Field(
         default_factory=FiltersSection, description="what the node drops"
+    )
+    capture: CaptureSection = Field(
+        default_factory=CaptureSection, description="address chaining before pseudonyms"
     )
     wifi: WifiSection = Field(default_factory=WifiSection, description="Wi-Fi capture")
     ble: BleSection = Field(default_factory=BleSection, description="Bluetooth LE capture")

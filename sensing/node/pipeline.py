@@ -15,6 +15,13 @@ Order of the filters, each counted in :meth:`NodePipeline.rejects` by reason:
 4. signal: no RSSI reported (``no_rssi``), weaker than ``min_rssi_dbm`` (``weak``);
 5. the pseudonym epoch: the frame's key is already erased (``stale_epoch``) or
    it is stamped too far ahead of the wall clock (``future_epoch``).
+
+Then, with ``NodeFilters.chain_addresses`` (``[capture] chain_addresses``, on by
+default), the frame's address is replaced by its chain's representative address
+before it is hashed (:mod:`sensing.capture.address_chain`): every address of one
+chain is published under one pseudonym, the chain head's ``pid``. The chains are
+erased whenever the key rolls (by a frame of a newer epoch or by :meth:`NodePipeline.tick`),
+so no chain spans two epochs. :meth:`NodePipeline.chain_stats` counts chains and links.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_bridge.errors import ConfigError
+from sensing.capture.address_chain import AddressChainer, ble_content
 from sensing.capture.capture_file import Record
 from sensing.capture.decoded import BleAddrType, BleAdvert, WifiProbe
 from sensing.capture.infrastructure_filter import InfrastructureFilter
@@ -68,6 +76,9 @@ class NodeFilters:
     """window of the learner, hours"""
     learn_fraction: float = 0.75
     """fraction of the window's hours an address must be heard in to be learned"""
+    chain_addresses: bool = True
+    """publish the rotating addresses of one device, chained within the epoch, under
+    one pseudonym (:mod:`sensing.capture.address_chain`)"""
 
 
 class NodePipeline:
@@ -131,6 +142,9 @@ class NodePipeline:
         """records (or live adverts) offered to the pipeline"""
         self.emitted = 0
         """observations produced"""
+        self.chainer: AddressChainer | None = AddressChainer() if f.chain_addresses else None
+        """links a device's rotating addresses within the epoch (None: chaining off)"""
+        self._chain_epoch: int | None = None
 
     @classmethod
     def for_node(
@@ -163,11 +177,30 @@ class NodePipeline:
         out["future_epoch"] += self.pseudo.future
         return {k: v for k, v in sorted(out.items()) if v}
 
+    def chain_stats(self) -> dict[str, int]:
+        """Address chaining, for the node's status: ``chains`` opened, ``chain_links``
+        (addresses published under an earlier address's pseudonym), ``chains_open`` now,
+        ``chains_expired`` and ``chains_evicted`` (memory cap); empty when off."""
+        c = self.chainer
+        if c is None:
+            return {}
+        return {
+            "chains": c.chains,
+            "chain_links": c.links,
+            "chains_open": c.open_chains,
+            "chains_expired": c.expired,
+            "chains_evicted": c.evicted,
+        }
+
     def tick(self, now_ms: int) -> None:
         """Housekeeping by the wall clock (Unix ms), every few seconds, from the
         thread that calls :meth:`process`: roll the key at the roll hour even if
-        no frame arrives, pick up ``footfall optout`` changes, close learner hours."""
+        no frame arrives (erasing the address chains with it), pick up ``footfall
+        optout`` changes, close learner hours."""
         self.pseudo.tick(now_ms)
+        if self.chainer is not None and self.pseudo.ring.epoch != self._chain_epoch:
+            self.chainer.reset()
+            self._chain_epoch = self.pseudo.ring.epoch
         if self.optout is not None:
             try:
                 self.optout.refresh()
@@ -186,7 +219,9 @@ class NodePipeline:
             if p is None:
                 return None
             flags = (_RANDOMIZED if p.randomized else 0) | (_DIRECTED if p.directed else 0)
-            return self._admit(t_ms, p.addr, p.rssi, p.band, flags, p.ie_sig, p.randomized)
+            return self._admit(
+                t_ms, p.addr, p.rssi, p.band, flags, p.ie_sig, p.randomized, p.seq, p.freq_mhz
+            )
         if rec.linktype in BLE_LINKTYPES:
             a = self.ble.decode(rec.linktype, rec.data, t_ms)
             if a is None:
@@ -199,7 +234,9 @@ class NodePipeline:
         """A probe request decoded elsewhere (counted as one frame)."""
         self.frames += 1
         flags = (_RANDOMIZED if p.randomized else 0) | (_DIRECTED if p.directed else 0)
-        return self._admit(p.t_ms, p.addr, p.rssi, p.band, flags, p.ie_sig, p.randomized)
+        return self._admit(
+            p.t_ms, p.addr, p.rssi, p.band, flags, p.ie_sig, p.randomized, p.seq, p.freq_mhz
+        )
 
     def process_advert(self, a: BleAdvert) -> Observation | None:
         """A BLE advert normalized elsewhere, e.g. by :mod:`sensing.capture.live_ble`."""
@@ -215,7 +252,8 @@ class NodePipeline:
             flags |= _RANDOMIZED
         if a.pdu_type in (0, 1):  # ADV_IND, ADV_DIRECT_IND
             flags |= _CONNECTABLE
-        return self._admit(a.t_ms, a.addr, a.rssi, "ble", flags, b"", private)
+        content = ble_content(a.kind, a.addr_type, a.pdu_type) if self.chainer else b""
+        return self._admit(a.t_ms, a.addr, a.rssi, "ble", flags, b"", private, -1, None, content)
 
     def _admit(
         self,
@@ -226,6 +264,9 @@ class NodePipeline:
         flags: int,
         layout: bytes,
         randomized: bool,
+        seq: int,
+        freq: int | None,
+        ble: bytes = b"",
     ) -> Observation | None:
         tag = None
         if self._optout_tags:
@@ -245,9 +286,19 @@ class NodePipeline:
         if rssi < self.filters.min_rssi_dbm:
             self.dropped["weak"] += 1
             return None
-        if self.pseudo.epoch_for(t_ms) is None:
+        epoch = self.pseudo.epoch_for(t_ms)
+        if epoch is None:
             return None
         ring = self.pseudo.ring
+        chainer = self.chainer
+        if chainer is not None:
+            if epoch != self._chain_epoch:  # the key rolled: yesterday's chains go with it
+                chainer.reset()
+                self._chain_epoch = epoch
+            if ble:
+                addr = chainer.ble(t_ms, addr, rssi, ble, randomized)
+            else:
+                addr = chainer.wifi(t_ms, addr, seq, rssi, layout, randomized, freq or 0)
         self.emitted += 1
         return Observation(
             t_ms, ring.pid(addr), rssi, band, flags, ring.sig(layout) if layout else None

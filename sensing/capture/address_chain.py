@@ -1,0 +1,402 @@
+"""Chaining one device's rotating addresses on the node, within the epoch.
+
+Phones draw a new random (locally administered) address every few scans (Wi-Fi)
+or every ~15 min (BLE), so a node that pseudonymizes each address on its own
+counts one phone many times over. :class:`AddressChainer` decides, from what
+the frames carry and *before* pseudonymizing, which new address continues an
+address heard shortly before, and answers every frame with its chain's
+**representative address** (the chain head, the first address of the chain).
+The node hashes that instead of the frame's own address, so every address of
+one chain is published under one pseudonym, the head's ``pid``: no wire change.
+
+The chainer holds raw addresses, in node memory only, and only within one
+pseudonym epoch: :meth:`AddressChainer.reset` erases every chain when the key
+rolls (:class:`sensing.node.pipeline.NodePipeline` calls it), so no chain spans
+two epochs and two days are never linked (the privacy model of DESIGN.md).
+
+API
+---
+``AddressChainer(params=None)``
+    one per node (per pipeline). Not thread-safe: call from the capture thread.
+``chainer.wifi(t_ms, addr, seq, rssi, content, randomized) -> bytes``
+    a probe request: 802.11 sequence number, RSSI (dBm or None), ``content`` the
+    frame's stable IE material (:attr:`~sensing.capture.decoded.WifiProbe.ie_sig`:
+    element ids in order plus the exact bytes of the capability elements, never
+    SSIDs, nothing that varies per frame). Returns the representative address.
+``chainer.ble(t_ms, addr, rssi, content, private) -> bytes``
+    a BLE advert; ``content`` the advert's stable description (the node passes
+    device kind, address type and PDU type: the decoder keeps no AD payload).
+``chainer.reset()``
+    erase every chain (epoch roll); counters stay.
+``chainer.chains``, ``chainer.links``, ``chainer.expired``, ``chainer.evicted``,
+``chainer.open_chains``
+    chains opened, addresses linked into an existing chain, chains closed after
+    ``idle_ms`` of silence, chains dropped by the ``max_chains`` cap, chains open now.
+``chain_capture(records, params=None) -> list[int]``
+    offline: decode capture records (Wi-Fi and BLE) in the given order and label
+    each with its chain (an int, equal labels = one chain); -1 for a record that
+    did not decode. For scoring on labelled pcaps (``bench/chain_baccichet.py``).
+
+How a new address is linked
+---------------------------
+A frame whose address is already in a chain extends that chain. A new
+*randomized* address (Wi-Fi LA bit, BLE resolvable or non-resolvable private) is
+compared with the open chains of the **same content** (exact bytes; the most
+recent ``candidates`` of them) and linked to one when:
+
+1. **sequence continuity** (Wi-Fi; Vanhoef et al. 2016, Martin et al. 2017): the
+   802.11 sequence number is a small step forward from the chain's last one
+   (1..``seq_gap``) within ``seq_window_ms``, and the RSSI is within
+   ``seq_rssi_db``. Phones that keep their counter across an address change
+   (Android, older iOS) link over minutes. When several chains qualify, the
+   smallest step wins;
+2. **burst continuity** (Wi-Fi): no sequence continuity (recent iOS draws a new
+   counter with each address), but the chain's last frame is at most
+   ``burst_gap_ms`` old (the same scan burst) and the RSSI within
+   ``burst_rssi_db``, and exactly one chain qualifies (two phones of the same
+   model scanning at the same moment are left apart);
+3. **rejoin** (Wi-Fi): the chain has been silent at least ``rejoin_min_ms`` (its
+   burst is over) and at most ``rejoin_window_ms``, the RSSI is within
+   ``rejoin_rssi_db`` of the chain's recent level, and it is the **only** chain
+   of that content heard in the window (a rare IE fingerprint, or a quiet hour);
+4. **rotation** (BLE): the chain's last advert is at most ``ble_gap_ms`` old, the
+   RSSI within ``ble_rssi_db``, and exactly one chain of that content qualifies.
+
+Global (non-randomized) addresses are their own chain and are never linked: they
+are already one device.
+
+Bounded memory: a chain closes after ``idle_ms`` without a frame, at most
+``max_chains`` are open (the least recently heard is dropped beyond), and a
+chain holds at most ``max_addrs`` addresses (beyond, a new address opens a new
+chain). So memory is at most ``max_chains × max_addrs`` addresses.
+
+What it cannot do
+-----------------
+It never links across epochs, by design. It cannot link a phone that draws a new
+address *and* a new sequence counter between two bursts while other phones of the
+same model are near (the rejoin rule refuses when the fingerprint is not unique).
+Frames arriving out of time order are chained in arrival order. BLE linking uses
+timing and RSSI only: the decoder keeps no advertising payload.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sensing.capture.capture_file import Record
+
+__all__ = ["AddressChainer", "ChainParams", "chain_capture"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainParams:
+    """Thresholds of :class:`AddressChainer` (see the module doc for the rules)."""
+
+    idle_ms: int = 5 * 60_000
+    """a chain closes after this long without a frame"""
+    max_chains: int = 4096
+    """open chains at most (the least recently heard is dropped beyond)"""
+    max_addrs: int = 256
+    """addresses per chain at most"""
+    candidates: int = 16
+    """same-content chains examined per new address (most recent first)"""
+    seq_gap: int = 128
+    """largest forward step of the 802.11 sequence number that continues a chain"""
+    seq_window_ms: int = 120_000
+    """largest time gap for a sequence-continuity link"""
+    seq_rssi_db: int = 20
+    """largest RSSI step for a sequence-continuity link"""
+    burst_gap_ms: int = 400
+    """largest time gap for a burst-continuity link (same scan burst)"""
+    burst_rssi_db: int = 10
+    """largest RSSI step for a burst-continuity link"""
+    rejoin_min_ms: int = 2_000
+    """a chain must be silent this long to be rejoined (its burst is over)"""
+    rejoin_window_ms: int = 120_000
+    """largest silence for a rejoin link (0: rule off)"""
+    rejoin_rssi_db: int = 6
+    """largest RSSI step for a rejoin link"""
+    ble_gap_ms: int = 4_000
+    """largest time gap for a BLE rotation link"""
+    ble_rssi_db: int = 8
+    """largest RSSI step for a BLE rotation link"""
+
+
+class _Chain:
+    __slots__ = ("addrs", "content", "first_t", "freq", "head", "last_seq", "last_t", "rssi")
+
+    def __init__(
+        self, head: bytes, content: bytes, t_ms: int, seq: int, rssi: float, freq: int
+    ) -> None:
+        self.head = head
+        self.content = content
+        self.addrs = [head]
+        self.first_t = t_ms
+        self.last_t = t_ms
+        self.last_seq = seq
+        self.rssi = rssi
+        """smoothed RSSI on ``freq``, dBm (``_NO_RSSI``: none yet)"""
+        self.freq = freq
+        """channel of the RSSI level (a radio's level differs between channels)"""
+
+
+_NO_RSSI = -200.0
+_WIFI, _BLE = b"w", b"b"
+
+
+class AddressChainer:
+    """Links one device's rotating addresses within an epoch (see the module doc)."""
+
+    def __init__(self, params: ChainParams | None = None) -> None:
+        self.params = p = params or ChainParams()
+        self._idle = p.idle_ms
+        self._by_addr: dict[bytes, _Chain] = {}
+        self._recent: OrderedDict[int, _Chain] = OrderedDict()
+        """open chains, least recently heard first (key: id of the chain object)"""
+        self._by_content: dict[bytes, OrderedDict[int, _Chain]] = {}
+        self._sweep_at = 0
+        self.chains = 0
+        """chains opened"""
+        self.links = 0
+        """new addresses linked into an existing chain"""
+        self.expired = 0
+        """chains closed after ``idle_ms`` of silence"""
+        self.evicted = 0
+        """chains dropped by the ``max_chains`` cap"""
+
+    @property
+    def open_chains(self) -> int:
+        """Chains open now."""
+        return len(self._recent)
+
+    def reset(self) -> None:
+        """Erase every chain and address (the epoch rolled); counters stay."""
+        self._by_addr.clear()
+        self._recent.clear()
+        self._by_content.clear()
+        self._sweep_at = 0
+
+    def wifi(
+        self,
+        t_ms: int,
+        addr: bytes,
+        seq: int,
+        rssi: int | None,
+        content: bytes,
+        randomized: bool,
+        freq: int = 0,
+    ) -> bytes:
+        """The representative address of a probe request's chain (see the module doc).
+
+        ``freq``: the channel the frame was heard on (MHz; RSSI levels are compared
+        on one channel only, a radio's level differs between channels)."""
+        ch = self._by_addr.get(addr)
+        if ch is not None:
+            self._touch(ch, t_ms, seq, rssi, freq)
+            return ch.head
+        if t_ms >= self._sweep_at:
+            self._sweep(t_ms)
+        key = _WIFI + content
+        if randomized:
+            ch = self._match_wifi(t_ms, seq, rssi, freq, key)
+            if ch is not None:
+                return self._link(ch, addr, t_ms, seq, rssi, freq)
+        return self._open(addr, key, t_ms, seq, rssi, freq)
+
+    def ble(self, t_ms: int, addr: bytes, rssi: int | None, content: bytes, private: bool) -> bytes:
+        """The representative address of a BLE advert's chain (see the module doc)."""
+        ch = self._by_addr.get(addr)
+        if ch is not None:
+            self._touch(ch, t_ms, -1, rssi, 0)
+            return ch.head
+        if t_ms >= self._sweep_at:
+            self._sweep(t_ms)
+        key = _BLE + content
+        if private:
+            ch = self._match_ble(t_ms, rssi, key)
+            if ch is not None:
+                return self._link(ch, addr, t_ms, -1, rssi, 0)
+        return self._open(addr, key, t_ms, -1, rssi, 0)
+
+    # ------------------------------------------------------------------ internals
+
+    def _touch(self, ch: _Chain, t_ms: int, seq: int, rssi: int | None, freq: int) -> None:
+        if t_ms >= ch.last_t:
+            ch.last_t = t_ms
+            ch.last_seq = seq
+        if rssi is not None:
+            if ch.freq != freq or ch.rssi == _NO_RSSI:
+                ch.rssi, ch.freq = rssi, freq
+            else:
+                ch.rssi = 0.7 * ch.rssi + 0.3 * rssi
+        k = id(ch)
+        self._recent.move_to_end(k)
+        self._by_content[ch.content].move_to_end(k)
+
+    def _open(
+        self, addr: bytes, key: bytes, t_ms: int, seq: int, rssi: int | None, freq: int
+    ) -> bytes:
+        ch = _Chain(addr, key, t_ms, seq, _NO_RSSI if rssi is None else float(rssi), freq)
+        k = id(ch)
+        self._by_addr[addr] = ch
+        self._recent[k] = ch
+        group = self._by_content.get(key)
+        if group is None:
+            group = self._by_content[key] = OrderedDict()
+        group[k] = ch
+        self.chains += 1
+        if len(self._recent) > self.params.max_chains:
+            self._close(next(iter(self._recent.values())))
+            self.evicted += 1
+        return addr
+
+    def _link(
+        self, ch: _Chain, addr: bytes, t_ms: int, seq: int, rssi: int | None, freq: int
+    ) -> bytes:
+        if len(ch.addrs) >= self.params.max_addrs:
+            return self._open(addr, ch.content, t_ms, seq, rssi, freq)
+        ch.addrs.append(addr)
+        self._by_addr[addr] = ch
+        self._touch(ch, t_ms, seq, rssi, freq)
+        self.links += 1
+        return ch.head
+
+    def _close(self, ch: _Chain) -> None:
+        k = id(ch)
+        del self._recent[k]
+        group = self._by_content[ch.content]
+        del group[k]
+        if not group:
+            del self._by_content[ch.content]
+        by_addr = self._by_addr
+        for a in ch.addrs:
+            if by_addr.get(a) is ch:
+                del by_addr[a]
+
+    def _sweep(self, t_ms: int) -> None:
+        """Close chains idle for ``idle_ms``; runs at most once a second of data time."""
+        horizon = t_ms - self._idle
+        recent = self._recent
+        while recent:
+            ch = next(iter(recent.values()))
+            if ch.last_t >= horizon:
+                break
+            self._close(ch)
+            self.expired += 1
+        self._sweep_at = t_ms + 1000
+
+    def _match_wifi(
+        self, t_ms: int, seq: int, rssi: int | None, freq: int, key: bytes
+    ) -> _Chain | None:
+        group = self._by_content.get(key)
+        if not group:
+            return None
+        p = self.params
+        r = _NO_RSSI if rssi is None else float(rssi)
+        best: _Chain | None = None
+        best_step = p.seq_gap + 1
+        burst: _Chain | None = None
+        bursts = 0
+        latest: _Chain | None = None
+        rejoin_ok = p.rejoin_window_ms > 0
+        horizon = max(p.seq_window_ms, p.rejoin_window_ms, p.burst_gap_ms)
+        looked = 0
+        for ch in reversed(group.values()):
+            dt = t_ms - ch.last_t
+            if dt > horizon or looked >= p.candidates:
+                break
+            looked += 1
+            if dt < -p.burst_gap_ms:
+                continue  # heard after this frame: out of order, leave it
+            if r != _NO_RSSI and ch.rssi != _NO_RSSI and ch.freq == freq:
+                drssi = abs(r - ch.rssi)
+            else:
+                drssi = 0.0
+            if ch.last_seq >= 0 and dt <= p.seq_window_ms and drssi <= p.seq_rssi_db:
+                step = (seq - ch.last_seq) & 0xFFF
+                if 0 < step < best_step:
+                    best, best_step = ch, step
+            if dt <= p.burst_gap_ms and drssi <= p.burst_rssi_db:
+                burst = ch
+                bursts += 1
+            if rejoin_ok and dt <= p.rejoin_window_ms:
+                if latest is None:
+                    # the most recently heard chain: silent long enough, level close
+                    latest = ch
+                    rejoin_ok = p.rejoin_min_ms <= dt and drssi <= p.rejoin_rssi_db
+                elif ch.last_t >= latest.first_t:
+                    rejoin_ok = False  # two chains of this content overlap: two devices
+        if best is not None:
+            return best
+        if bursts == 1:
+            return burst
+        if rejoin_ok and latest is not None:
+            return latest
+        return None
+
+    def _match_ble(self, t_ms: int, rssi: int | None, key: bytes) -> _Chain | None:
+        group = self._by_content.get(key)
+        if not group:
+            return None
+        p = self.params
+        r = _NO_RSSI if rssi is None else float(rssi)
+        found: _Chain | None = None
+        n = 0
+        for looked, ch in enumerate(reversed(group.values())):
+            dt = t_ms - ch.last_t
+            if dt > p.ble_gap_ms or looked >= p.candidates:
+                break
+            drssi = abs(r - ch.rssi) if r != _NO_RSSI and ch.rssi != _NO_RSSI else 0.0
+            if drssi <= p.ble_rssi_db:
+                found = ch
+                n += 1
+        return found if n == 1 else None
+
+
+def chain_capture(records: Iterable[Record], params: ChainParams | None = None) -> list[int]:
+    """Label each record with its chain, in the given order (-1: did not decode).
+
+    Equal labels mean one chain. Wi-Fi probe requests (LINKTYPE 105/127) and BLE
+    adverts (the link types of :mod:`sensing.capture.ble_decode`) are decoded with
+    fresh decoders; nothing is filtered by RSSI or epoch (one chainer throughout).
+    """
+    from sensing.capture.ble_decode import BleDecoder
+    from sensing.capture.decoded import BleAddrType
+    from sensing.capture.wifi_decode import WifiDecoder
+
+    wifi, ble = WifiDecoder(), BleDecoder()
+    chainer = AddressChainer(params)
+    ids: dict[bytes, int] = {}
+    out: list[int] = []
+    private = (BleAddrType.RESOLVABLE, BleAddrType.NON_RESOLVABLE)
+    for rec in records:
+        t_ms = rec.t_ns // 1_000_000
+        head: bytes | None = None
+        if rec.linktype in (105, 127):
+            p = wifi.decode(rec.linktype, rec.data, t_ms)
+            if p is not None:
+                head = chainer.wifi(
+                    t_ms, p.addr, p.seq, p.rssi, p.ie_sig, p.randomized, p.freq_mhz or 0
+                )
+        else:
+            a = ble.decode(rec.linktype, rec.data, t_ms)
+            if a is not None:
+                head = chainer.ble(
+                    t_ms, a.addr, a.rssi, ble_content(a.kind, a.addr_type, a.pdu_type),
+                    a.addr_type in private,
+                )  # fmt: skip
+        if head is None:
+            out.append(-1)
+            continue
+        label = ids.get(head)
+        if label is None:
+            label = ids[head] = len(ids)
+        out.append(label)
+    return out
+
+
+def ble_content(kind: int, addr_type: int, pdu_type: int) -> bytes:
+    """The BLE chaining content the node has: device kind, address type, PDU type."""
+    return bytes((int(kind) & 0xFF, int(addr_type) & 0xFF, pdu_type & 0xFF))
