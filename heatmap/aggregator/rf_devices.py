@@ -15,8 +15,11 @@ one another, from what the rows carry:
   scans every minute or few), never before it (two addresses heard at once are
   two devices);
 * **RSSI continuity**: the predecessor's last frames and the successor's first
-  frames, per node that heard both, differ by at most ``rssi_db`` (median over
-  those nodes); a pair no node heard both ends of is not linked.
+  frames (``END_WINDOW_S``), per node that heard both, differ by at most ``rssi_db``
+  (median over those nodes); at least ``node_overlap`` of the nodes that heard
+  either end heard both; and (BLE) both ends are heard above ``ble_edge_dbm`` by
+  their best node: a phone rotating its address stays where it is and as loud,
+  one walking out of range fades first.
 
 Links are chosen greedily by cost (gap over the allowed gap plus RSSI step over
 the allowed step), each pseudonym with one predecessor and one successor at most:
@@ -40,6 +43,7 @@ Example
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -52,15 +56,15 @@ F = NDArray[np.float64]
 I64 = NDArray[np.int64]
 B = NDArray[np.bool_]
 
-EDGE_FRAMES = 3
-"""frames at each end of a pseudonym whose RSSI stands for that end"""
+END_WINDOW_S = 10.0
+"""the frames this close to a pseudonym's first (last) frame stand for its start (end), s"""
 
 
 @dataclass(frozen=True)
 class ChainSettings:
     """How far apart two pseudonyms of one device may be."""
 
-    ble_gap_s: float = 12.0
+    ble_gap_s: float = 5.0
     """longest silence between a BLE address's last frame and its successor's first, s"""
     wifi_gap_s: float = 240.0
     """the same for Wi-Fi probe requests (a phone scans every minute or few), s"""
@@ -69,6 +73,15 @@ class ChainSettings:
     between nodes), s"""
     rssi_db: float = 10.0
     """largest RSSI step across a link (median over the nodes that heard both ends), dB"""
+    node_overlap: float = 0.5
+    """share of the nodes that heard either end that heard both ends, at least"""
+    ble_edge_dbm: float = -80.0
+    """BLE: both ends heard at least this strongly by their best node; an address that
+    fades out is a phone walking out of range, not one rotating its address, dBm"""
+    wifi_edge_dbm: float = -200.0
+    """the same for Wi-Fi (off: scans minutes apart do not fade), dBm"""
+    link: bool = True
+    """chain at all (False: one device per pseudonym, the naive count)"""
 
 
 @dataclass(frozen=True)
@@ -152,22 +165,21 @@ class Devices:
         return {str(p): int(d) for p, d in zip(self.pids, self.pid_device, strict=True)}
 
 
-def _ends(f: Frames, fp: I64, n_pids: int, n_nodes: int) -> tuple[F, F]:
-    """Per pseudonym and node: mean RSSI of its first and of its last ``EDGE_FRAMES``
-    frames at that node (NaN where the node never heard it)."""
-    head = np.full((n_pids, n_nodes), np.nan)
-    tail = np.full((n_pids, n_nodes), np.nan)
+def _ends(
+    f: Frames, fp: I64, first: I64, last: I64, n_pids: int, n_nodes: int, window_ms: int
+) -> tuple[F, F]:
+    """Per pseudonym and node: mean RSSI of its frames at that node within ``window_ms``
+    of its first frame (head) and of its last frame (tail); NaN where the node did not
+    hear that end."""
     key = fp * n_nodes + f.node
-    order = np.lexsort((f.t_ms, key))
-    k = key[order]
-    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-    ends = np.r_[starts[1:], len(k)]
-    r = f.rssi[order]
-    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-        p, n = divmod(int(k[a]), n_nodes)
-        head[p, n] = r[a : min(b, a + EDGE_FRAMES)].mean()
-        tail[p, n] = r[max(a, b - EDGE_FRAMES) : b].mean()
-    return head, tail
+    size = n_pids * n_nodes
+    out = []
+    for near in (f.t_ms - first[fp] <= window_ms, last[fp] - f.t_ms <= window_ms):
+        n = np.bincount(key[near], minlength=size)
+        tot = np.bincount(key[near], f.rssi[near], minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(n > 0, tot / np.maximum(n, 1), np.nan).reshape(n_pids, n_nodes))
+    return out[0], out[1]
 
 
 def chain_devices(f: Frames, s: ChainSettings) -> Devices:
@@ -187,7 +199,9 @@ def chain_devices(f: Frames, s: ChainSettings) -> Devices:
     rnd[fp] = f.randomized
     sig = np.full(n, "", dtype=f.sig.dtype if len(f.sig) else np.str_)
     sig[fp] = f.sig
-    head, tail = _ends(f, fp, n, len(f.nodes))
+    if not s.link:
+        return Devices(pids, fp, np.arange(n, dtype=np.int64), n, 0)
+    head, tail = _ends(f, fp, first, last, n, len(f.nodes), int(END_WINDOW_S * 1000))
     gap_ms = np.where(ble, s.ble_gap_s, s.wifi_gap_s) * 1000
     over_ms = s.overlap_s * 1000
     # candidate pairs (p → q): q starts within [last_p - overlap, last_p + gap]
@@ -210,13 +224,18 @@ def chain_devices(f: Frames, s: ChainSettings) -> Devices:
     ok = (P != Q) & rnd[Q] & (ble[P] == ble[Q]) & (sig[P] == sig[Q]) & (first[Q] > first[P])
     ok &= last[Q] > last[P]
     P, Q = P[ok], Q[ok]
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no common node
         step = np.abs(tail[P] - head[Q])
         both = np.isfinite(step)
+        either = np.isfinite(tail[P]) | np.isfinite(head[Q])
         heard = both.any(axis=1)
         med = np.where(heard, np.nanmedian(np.where(both, step, np.nan), axis=1), np.inf)
+        overlap = both.sum(axis=1) / np.maximum(either.sum(axis=1), 1)
+        edge = np.where(ble[P], s.ble_edge_dbm, s.wifi_edge_dbm)
+        loud = (np.nanmax(tail[P], axis=1) >= edge) & (np.nanmax(head[Q], axis=1) >= edge)
     gap = np.maximum(first[Q] - last[P], 0) / gap_ms[P]
-    keep = heard & (med <= s.rssi_db)
+    keep = heard & (med <= s.rssi_db) & (overlap >= s.node_overlap) & loud
     P, Q, cost = P[keep], Q[keep], gap[keep] + med[keep] / s.rssi_db
     succ = np.full(n, -1, np.int64)
     pred = np.full(n, -1, np.int64)

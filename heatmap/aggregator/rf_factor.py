@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -119,7 +119,7 @@ def headcount(
     if people < 0 or (passersby is not None and passersby < 0):
         raise ConfigError("a head count cannot be negative")
     t1 = at_ms + int(minutes * 60_000)
-    c = count_devices(frames, at_ms, t1, CountSettings(**{**asdict(s), "bin_ms": 60_000}))
+    c = count_devices(frames, at_ms, t1, replace(s, bin_ms=60_000))
     inside = float(c.present.mean()) if len(c.present) else 0.0
     if inside < MIN_DEVICES:
         raise ConfigError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ def figures(
     reach = int(s.presence_gap_s * 1000)
     span = t1_ms - t0_ms
     f = read_frames(conn, t0_ms - reach, t1_ms + reach)
-    c = count_devices(f, t0_ms, t1_ms, CountSettings(**{**s.__dict__, "bin_ms": span}))
+    c = count_devices(f, t0_ms, t1_ms, replace(s, bin_ms=span))
     k = load_factor(conn)
     return {
         "visitor_devices": int(c.visitors.sum()),
