@@ -178,3 +178,30 @@ def test_each_node_reads_only_its_own_publishers_acknowledgements(
     finally:
         for c in (*readers.values(), agg):
             c.close()
+
+
+def test_only_nodes_read_the_store_optout_list_and_only_the_aggregator_writes_it(
+    store: tuple[StorePki, Broker],
+) -> None:
+    """``privacy/optout``: both nodes read it, BI does not (its ``#`` subscription gets
+    nothing of it), and neither a node nor BI can write it (a node could clear the
+    store's list)."""
+    p, b = store
+    t = topics.optout_topic(STORE)
+    readers = {u: Client(p, b, u) for u in ("node-n1", "node-n2", "bi-dash")}
+    agg = Client(p, b, "aggregator-s1")
+    try:
+        for c in readers.values():
+            c.subscribe(f"{ROOT}/#")
+        assert agg.publish(t) is None
+        for user in ("node-n1", "node-n2"):
+            wait_for(lambda u=user: t in readers[u].got, 5, f"the list at {user}")
+        time.sleep(0.3)
+        assert t not in readers["bi-dash"].got
+        for c in readers.values():
+            assert c.publish(t) == "Not authorized"
+    finally:
+        for c in (*readers.values(), agg):
+            c.close()
+    acl = (b.workdir / "etc" / "acl").read_text()
+    assert acl.count(f"topic read {t}\n") == 2 and f"topic write {t}\n" in acl

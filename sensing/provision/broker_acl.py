@@ -9,10 +9,12 @@ says what each may do:
   this very ACL), and the ``events`` of the doors and tile arrays whose boards it
   reads (each with a ``doctor`` probe topic beside it); it reads only the
   aggregator's acknowledgements of those publishers
-  (``aggregator/ack/node-{id}``, ``door-{id}``, ``floor-{id}``);
+  (``aggregator/ack/node-{id}``, ``door-{id}``, ``floor-{id}``) and the store-wide
+  opt-out list (``privacy/optout``);
 * the aggregator (``aggregator-{store}``) reads what nodes publish and publishes
-  the aggregates, Home Assistant discovery and the acknowledgements
-  (``aggregator/ack/+``);
+  the aggregates, Home Assistant discovery, the acknowledgements
+  (``aggregator/ack/+``) and the store-wide opt-out list (``privacy/optout``, which
+  it only writes);
 * a BI client (``bi-{name}``) may only read the aggregates (occupancy, zone
   stats, footfall), the aggregator's status (so a dashboard tells "no data" from
   "pipeline down", and Home Assistant takes its availability from it) and discovery,
@@ -121,6 +123,7 @@ def acl_text(layout: StoreLayout) -> str:
         lines.append(f"topic write {topics.node_status_topic(s, node)}")
         lines.append(f"topic write {doctor_topic(s, node)}")
         lines.append(f"topic read {topics.ack_topic(s, 'obs', node)}")
+        lines.append(f"topic read {topics.optout_topic(s)}")
         for name in hosted:
             if name in owners:
                 raise ConfigError(f"{name} is hosted by both {owners[name]} and {node}")
@@ -139,6 +142,7 @@ def acl_text(layout: StoreLayout) -> str:
         lines.append(f"topic readwrite {f}")
     lines.append(f"topic readwrite {base}/aggregator/status")
     lines.append(f"topic write {base}/aggregator/ack/+")
+    lines.append(f"topic write {topics.optout_topic(s)}")
     lines.append("topic readwrite homeassistant/#")
     lines.append("")
     lines += ["# --- BI clients (and Home Assistant): aggregates only", ""]

@@ -34,6 +34,7 @@ SCHEMA_FILES: dict[str, str] = {
     "footfall": "footfall.schema.json",
     "aggregator_status": "aggregator_status.schema.json",
     "aggregator_ack": "aggregator_ack.schema.json",
+    "optout": "optout.schema.json",
 }
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
@@ -41,6 +42,7 @@ MAX_BYTES_BY_KIND: dict[str, int] = {
     "node_status": 64 * 1024,
     "aggregator_status": 1024 * 1024,
     "aggregator_ack": 64 * 1024,
+    "optout": 2 * 1024 * 1024,
 }
 """tighter bounds for kinds that jsonschema checks (slow per item) and that are small
 when sound, bytes: a node status is about 1 kB"""

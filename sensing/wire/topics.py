@@ -31,6 +31,7 @@ _KINDS: dict[str, tuple[str, ...]] = {
     "footfall": ("footfall", "*"),
     "aggregator_status": ("aggregator", "status"),
     "aggregator_ack": ("aggregator", "ack", "*"),
+    "optout": ("privacy", "optout"),
 }
 
 ACK_PUBLISHER_KINDS: dict[str, str] = {"obs": "node", "door": "door", "floor": "floor"}
@@ -121,6 +122,12 @@ def ack_topic(store: str, kind: str, ident: str) -> str:
     """The aggregator's retained acknowledgement of one publisher (``kind`` obs, door
     or floor): which of its seqs are committed to the store database."""
     return build("aggregator_ack", store, ack_publisher(kind, ident))
+
+
+def optout_topic(store: str) -> str:
+    """The store-wide opt-out list (retained): the aggregator writes it, the store's
+    nodes read it (:mod:`sensing.wire.optout_list`)."""
+    return build("optout", store)
 
 
 def store_filter(store: str) -> str:
@@ -288,6 +295,19 @@ SPECS: dict[str, TopicSpec] = {
             "door-{door} or floor-{array}. A node keeps a batch in its spool, after the "
             "broker's PUBACK too, until a run holds its seq; published at most every 0.5 s "
             "per publisher, and for every publisher at start.",
+        ),
+        TopicSpec(
+            "optout",
+            "outbound",
+            "aggregator",
+            "every node of the store (nodes only: BI cannot read it)",
+            1,
+            True,
+            "The store-wide opt-out list: keyed tags of opted-out addresses (never an "
+            "address), signed with a key derived from the store's list key. Published at "
+            "start and whenever `footfall privacy optout` changes it; a node applies the "
+            "newest list it verifies from its next frame, besides its own list, and keeps "
+            "a copy for its next start.",
         ),
     )
 }
