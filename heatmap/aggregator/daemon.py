@@ -21,6 +21,9 @@ start) and :mod:`heatmap.aggregator.status` (retained status every ``status_inte
   and counted in the status (``live.errors``) and tried again; ingest goes on.
   With it, the hourly job does not write its own ``presence`` aggregate: the live
   hour's aggregates say when a passer-by's rows may go.
+* The store-wide opt-out list (``store_optout.json`` beside the database) is
+  published retained for the nodes at start and whenever it changes
+  (:mod:`heatmap.aggregator.store_optout`).
 * A storage failure stops the process with an error (crash-only: whatever was
   not committed was not acknowledged, and the broker redelivers it to the
   persistent session when the aggregator is back).
@@ -51,6 +54,7 @@ from heatmap.aggregator.publish import ha_discovery
 from heatmap.aggregator.publish.bi_publisher import BiPublisher
 from heatmap.aggregator.publish.retained_state import RetainedState
 from heatmap.aggregator.retention import RetentionReport
+from heatmap.aggregator.store_optout import OptOutPublisher
 from sensing.runtime.mqtt_link import Publisher
 from sensing.runtime.systemd_notify import Notifier
 from sensing.runtime.version import __version__
@@ -124,6 +128,9 @@ class AggregatorDaemon:
         # refusals: an ACL without aggregator/ack/+ is reported like a refused status)
         self.ingest.publish_ack = lambda topic, payload: self._pub.publish(
             topic, payload, retain=True
+        )
+        self.optout = OptOutPublisher(
+            cfg.store, Path(cfg.db), lambda t, p: self._pub.publish(t, p, retain=True)
         )
         self._prev = IngestStats()
         self._prev_t = time.monotonic()
@@ -216,6 +223,7 @@ class AggregatorDaemon:
                 next_job = next_job_ms(self.now_ms(), self.cfg.retention.aggregate_after_s)
             if time.monotonic() >= next_status:
                 try:
+                    self.optout.tick()  # the store-wide opt-out list, when it changed
                     self.publish_status()
                 except FootfallError as e:  # the broker is away: ingest waits for it too
                     log.warning("status not published: %s", e)

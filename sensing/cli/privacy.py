@@ -1,4 +1,4 @@
-"""``footfall privacy notice|audit|inventory``: the privacy officer's kit (docs/privacy.md).
+"""``footfall privacy notice|audit|inventory|optout``: the privacy officer's kit (docs/privacy.md).
 
 * ``notice``: the in-store signs (A4 and A5, PDF and PNG) and the HTML page, in English,
   French, Italian, German or Spanish, from ``store.toml`` (:mod:`heatmap.privacy.notice`);
@@ -6,7 +6,8 @@
   and persistence, on the aggregator (``--config``) and on a node (``--node-config``);
   a pass/fail report, exit 1 on a finding;
 * ``inventory``: what is stored where, for how long, who can read it, for an impact
-  assessment (:mod:`heatmap.privacy.inventory`).
+  assessment (:mod:`heatmap.privacy.inventory`);
+* ``optout``: the store-wide opt-out list (:mod:`sensing.cli.privacy_optout`).
 
 Light at import time: the handlers import what they need.
 """
@@ -298,3 +299,6 @@ def register(sub: Any) -> None:
     )
     au.add_argument("--json", help="also write the report as JSON to this file")
     au.set_defaults(func=cmd_audit)
+    from sensing.cli import privacy_optout
+
+    privacy_optout.register(psub)

@@ -11,18 +11,17 @@ Delivery: a batch gets its ``seq`` and is written to the spool (fsync'd) when it
 closes, is handed to the link from the spool in order (:mod:`sensing.node.delivery`),
 and is deleted from the spool only when the aggregator's retained acknowledgement
 says the store database has it (:mod:`sensing.node.ack_watch`; with ``[spool]
-keep_until_stored = false``, on its PUBACK). A broker restart or crash, a network
-outage or a ``kill -9`` therefore loses nothing that was spooled: paho resends what
-was in flight, the delivery sends again what the aggregator has not acknowledged
-(after a reconnect, after a timeout), and a restarted daemon sends the spool again
-in order; the aggregator drops redeliveries by ``(publisher, seq)``. Capture-file
-sources also store a cursor with each batch, so a killed replay resumes after
-its last spooled batch instead of starting over.
+keep_until_stored = false``, on its PUBACK): a broker crash, an outage or a ``kill
+-9`` loses nothing that was spooled. Capture-file sources also store a cursor with
+each batch, so a killed replay resumes after its last spooled batch.
 
-Time: frames are refused (dropped before they are even pseudonymized, counted
-``clock_unsynced``) while the clock is not synchronized, unless ``[clock]
-require_sync = false``; a live node's key never rolls on an unsynchronized clock
-(:mod:`sensing.node.clock_gate`).
+Opt-out: the store-wide list (retained on the broker) is applied by the main loop to the
+pipeline's list in place before the next frame (:class:`~sensing.node.ack_watch.FromAggregator`),
+and its copy at the next start; it needs the store's ``lists.key`` in the state directory.
+
+Time: frames are refused (before they are pseudonymized, counted ``clock_unsynced``)
+while the clock is not synchronized, unless ``[clock] require_sync = false``; a live
+node's key never rolls on an unsynchronized clock (:mod:`sensing.node.clock_gate`).
 
 Shutdown (SIGTERM/SIGINT): stop the sources, batch what was read, spool it,
 try to deliver for ``shutdown_grace_s``, publish ``offline``, exit; what was not
@@ -33,7 +32,6 @@ READY, pings the watchdog from the main loop, and says STOPPING.
 from __future__ import annotations
 
 import contextlib
-import queue
 import signal
 import threading
 import time
@@ -45,7 +43,7 @@ from firmware_bridge.errors import AllDroppedError, BrokerError, CaptureError, F
 from sensing.capture.channel_plan import ChannelHopper, IwRadio, Radio
 from sensing.node import log as node_log
 from sensing.node import status as node_status
-from sensing.node.ack_watch import AckWatch
+from sensing.node.ack_watch import FromAggregator
 from sensing.node.clock_gate import ClockGate
 from sensing.node.clock_sync import ClockProbe, KernelClock
 from sensing.node.config import NodeConfig
@@ -67,6 +65,7 @@ from sensing.node.streams import Streams
 from sensing.node.total_loss import TotalLoss, explain, problems
 from sensing.privacy.key_file import KeyFile
 from sensing.privacy.pseudonym import Pseudonymizer
+from sensing.privacy.store_optout import STORE_OPTOUT_FILE, replay_optout
 from sensing.runtime.mqtt_link import LinkEvent, MqttLink
 from sensing.runtime.process_memory import peak_rss_mib
 from sensing.runtime.systemd_notify import Notifier
@@ -149,6 +148,7 @@ class NodeDaemon:
         self.hopper: ChannelHopper | None = None
         self.spool: Spool | None = None
         self.link: MqttLink | None = None
+        self.inbound: FromAggregator | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -189,8 +189,9 @@ class NodeDaemon:
         if cfg.live:
             pseudo = Pseudonymizer(ring, sched, kf, clock_ms=_now_ms)
             self.pipe = NodePipeline.for_node(pseudo, cfg.filters, cfg.state_dir)
-        else:
-            self.pipe = NodePipeline(Pseudonymizer(ring, sched), cfg.filters)
+        else:  # a replay honours the store's lists when the state directory has its key
+            optout = replay_optout(cfg.state_dir)
+            self.pipe = NodePipeline(Pseudonymizer(ring, sched), cfg.filters, optout=optout)
         # a live node's fresh spool numbers from the time: a re-imaged node's batches
         # are a new seq namespace, not reused seqs (sensing.node.spool)
         self.spool = Spool(
@@ -218,10 +219,13 @@ class NodeDaemon:
             self.spool, self.link, keep=cfg.keep_until_stored, ack_timeout_s=cfg.ack_timeout_s
         )
         self.streams.delivery = self.delivery
-        self.acks: AckWatch | None = None
-        if cfg.keep_until_stored and cfg.broker.mqtt5:
-            self.acks = AckWatch(self.link.client, cfg.store, cfg.node, list(self.streams.by_name))
-        elif cfg.keep_until_stored:  # the demo's embedded 3.1.1 broker: no aggregator acks
+        keep_acks = cfg.keep_until_stored and cfg.broker.mqtt5
+        self.inbound = FromAggregator(
+            self.link.client, cfg.store, cfg.node, list(self.streams.by_name), keep_acks,
+            self.pipe.optout, cfg.state_dir / STORE_OPTOUT_FILE,
+        )  # fmt: skip
+        self.acks = self.inbound.acks
+        if cfg.keep_until_stored and not keep_acks:  # the demo's 3.1.1 broker: no acks
             self.delivery.stop_keeping()
         self.link.start()
         if cfg.wifi.interface:
@@ -233,17 +237,10 @@ class NodeDaemon:
             skip = self.spool.cursor(src.name) if src.resumable else 0
             self.streams.resume(src, skip)
             self.inbox.start(i, src, skip)
-        node_log.event(
-            self.log,
-            20,
-            "started",
-            node=cfg.node,
-            store=cfg.store,
-            broker=str(cfg.broker.address()),
-            sources=[s.name for s in self.sources],
-            spool_depth=self.spool.depth,
-            clock_synced=bool(self.clock_gate.state and self.clock_gate.state.synced),
-        )
+        synced = bool(self.clock_gate.state and self.clock_gate.state.synced)
+        node_log.event(self.log, 20, "started", node=cfg.node, store=cfg.store,
+                       broker=str(cfg.broker.address()), sources=[s.name for s in self.sources],
+                       spool_depth=self.spool.depth, clock_synced=synced)  # fmt: skip
 
     def _build_sources(self) -> list[Source]:
         cfg = self.cfg
@@ -273,9 +270,9 @@ class NodeDaemon:
         live = self.cfg.live
         assert self.delivery is not None
         while not self._stop.is_set():
+            self._take_acks()  # and the store-wide opt-out list, from the next frame on
             self.inbox.take(self._handle, TICK_S)
             self._link_events()
-            self._take_acks()
             self.delivery.pump()
             now = time.monotonic()
             self.streams.age_flush(now)
@@ -309,20 +306,10 @@ class NodeDaemon:
     # ------------------------------------------------------------------ delivery
 
     def _take_acks(self) -> None:
-        """The aggregator's acknowledgements: delete what the store database has."""
-        if self.acks is None or self.delivery is None:
-            return
-        if self.acks.refused and self.delivery.keep:
-            self.delivery.stop_keeping()
-            node_log.event(self.log, 40, "ack_subscription_refused", topics=self.acks.refused,
-                           detail="deleting batches on the broker's PUBACK: regenerate the "
-                           "ACL (footfall provision acl) and reload mosquitto")  # fmt: skip
-        while True:
-            try:
-                ack = self.acks.acks.get_nowait()
-            except queue.Empty:
-                return
-            self.delivery.confirm(ack)
+        """What the aggregator sent: the acknowledgements (delete what the store
+        database has) and the store-wide opt-out list (:class:`FromAggregator`)."""
+        if self.inbound is not None and self.delivery is not None:
+            self.inbound.take(self.delivery, self.log)
 
     def _link_events(self, block_s: float = 0.0) -> None:
         """PUBACKs (the delivery deletes their batches) and connection events."""
@@ -335,8 +322,8 @@ class NodeDaemon:
             node_log.event(self.log, 20, "connected", broker=str(self.cfg.broker.address()),
                            spool_depth=self.spool.depth)  # fmt: skip
             self._connect_failures_logged = 0
-            if self.acks is not None:
-                self.acks.subscribe()
+            if self.inbound is not None:
+                self.inbound.subscribe()
             self._publish_status("online")
         elif ev.kind == "disconnected":
             node_log.event(self.log, 30, "disconnected", reason=ev.detail,
@@ -414,20 +401,15 @@ class NodeDaemon:
         """Deliver until the broker acknowledged every spooled batch and ``mid`` is
         acknowledged; with ``stored``, once the aggregator is heard acknowledging, until
         it acknowledged every batch too (the spool is empty)."""
-        assert self.delivery is not None
+        assert self.delivery is not None and self.inbound is not None
+        d, inb = self.delivery, self.inbound
 
         def each() -> None:
             self.notifier.watchdog()
             self._take_acks()
 
-        d = self.delivery
-
-        def acknowledging() -> bool:
-            return self.acks is not None and self.acks.received > 0 and d.keep
-
-        return d.wait(
-            timeout_s, self._on_link_event, mid, each, stored=acknowledging if stored else None
-        )
+        ack = (lambda: inb.acknowledging(d)) if stored else None
+        return d.wait(timeout_s, self._on_link_event, mid, each, stored=ack)
 
     # ------------------------------------------------------------------ radio
 
@@ -453,21 +435,9 @@ class NodeDaemon:
         # once an aggregator is heard acknowledging, wait until it has everything (with
         # none, what the broker acknowledged stays spooled for the next run to confirm)
         if not self._wait_delivered(self.cfg.drain_timeout_s, stored=True):
-            if self.delivery is not None and self.delivery.refused:
-                raise BrokerError(
-                    f"the broker refused {self.delivery.refused} batches (last: "
-                    f"{self.delivery.last_refusal}): is the topic in its ACL? They stay "
-                    "spooled: regenerate the ACL (footfall provision acl), reload mosquitto"
-                )
-            unconfirmed = self.delivery.unconfirmed if self.delivery is not None else 0
-            if unconfirmed and unconfirmed == self.spool.depth:
-                raise BrokerError(
-                    f"{unconfirmed} batches acknowledged by the broker but not by the "
-                    f"aggregator within {self.cfg.drain_timeout_s:.0f} s; they stay spooled"
-                )
-            raise BrokerError(
-                f"{self.spool.depth} batches not acknowledged by {self.cfg.broker.address()} "
-                f"within {self.cfg.drain_timeout_s:.0f} s; they stay spooled"
+            assert self.delivery is not None
+            raise self.delivery.not_delivered(
+                str(self.cfg.broker.address()), self.cfg.drain_timeout_s
             )
         # with nothing to deliver (e.g. every frame refused) the link may not be up yet
         if self.link is not None:
@@ -504,17 +474,11 @@ class NodeDaemon:
         if hasattr(self, "ring"):
             self.ring.erase()
         self.notifier.close()
-        node_log.event(
-            self.log,
-            20,
-            "stopped",
-            state=self.summary.state,
-            frames=self.summary.frames,
-            observations=self.summary.observations,
-            spool_depth=self.summary.spool_depth,
-            seconds=round(self.summary.seconds, 3),
-            rss_peak_mb=None if (rss := peak_rss_mib()) is None else round(rss, 1),
-        )
+        rss = peak_rss_mib()
+        node_log.event(self.log, 20, "stopped", state=self.summary.state,
+                       frames=self.summary.frames, observations=self.summary.observations,
+                       spool_depth=self.summary.spool_depth, seconds=round(self.summary.seconds, 3),
+                       rss_peak_mb=None if rss is None else round(rss, 1))  # fmt: skip
 
     def _fill_summary(self) -> None:
         assert self.spool is not None
@@ -525,6 +489,8 @@ class NodeDaemon:
         s.boards = {k: dict(v) for k, v in self._counters().boards.items()}
         s.spool_depth = self.spool.depth
         s.published = self.delivery.published if self.delivery is not None else 0
+        if self.inbound is not None and self.inbound.optout is not None:
+            s.store_optout = self.inbound.optout.status()
         s.seconds = time.monotonic() - self._started
 
 

@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from firmware_bridge.errors import BrokerError
 from sensing.node.ack_watch import Ack
 from sensing.node.spool import Spool
 from sensing.runtime.mqtt_link import LinkEvent, MqttLink
@@ -281,3 +282,23 @@ class Delivery:
             self.events(on_event, tick_s)
             if each is not None:
                 each()
+
+    def not_delivered(self, broker: str, timeout_s: float) -> BrokerError:
+        """Why a finished replay could not deliver everything within ``timeout_s``: the
+        broker refused batches (the ACL), the aggregator did not acknowledge what the
+        broker took, or the broker did not take them. They stay spooled either way."""
+        if self.refused:
+            return BrokerError(
+                f"the broker refused {self.refused} batches (last: {self.last_refusal}): is "
+                "the topic in its ACL? They stay spooled: regenerate the ACL (footfall "
+                "provision acl), reload mosquitto"
+            )
+        if self.unconfirmed and self.unconfirmed == self.spool.depth:
+            return BrokerError(
+                f"{self.unconfirmed} batches acknowledged by the broker but not by the "
+                f"aggregator within {timeout_s:.0f} s; they stay spooled"
+            )
+        return BrokerError(
+            f"{self.spool.depth} batches not acknowledged by {broker} "
+            f"within {timeout_s:.0f} s; they stay spooled"
+        )

@@ -13,8 +13,11 @@ week. The list therefore uses a separate, long-lived per-store **list key**
 ``K_list`` (32 bytes, file ``lists.key``, mode 0600), and stores
 ``tag = HMAC-SHA256(K_list, address)[:16]`` for each entry, never the address.
 The same key tags the learned infrastructure (:mod:`sensing.capture.infrastructure_filter`).
-Every node of a store needs the same ``lists.key`` and ``optout.json``: run
-``footfall optout add`` once and copy both files with the store key.
+Every node of a store needs the same ``lists.key``. A node's own ``optout.json``
+(``footfall optout add`` on that node) applies to that node; the **store-wide** list
+(``footfall privacy optout add --config store.toml`` on the aggregator) reaches every
+node over MQTT and is applied besides it (:mod:`sensing.privacy.store_optout`,
+:meth:`OptOutList.apply_store`).
 
 Trade-off, said plainly: a keyed hash stops someone who has ``optout.json``
 alone from reading addresses out of it, but whoever also has ``lists.key`` (i.e.
@@ -81,6 +84,7 @@ LIST_KEY_FILE = "lists.key"
 OPTOUT_FILE = "optout.json"
 DEFAULT_STATE_DIR = Path("/var/lib/footfall")
 _KEY_ID_INFO = b"footfall/list-key-id/v1"
+_SIGN_INFO = b"footfall/store-optout-signature/v1"  # sensing.wire.optout_list.SIGN_INFO
 _ADDR_RE = re.compile(
     r"^(?:[0-9a-f]{2}([:-])(?:[0-9a-f]{2}\1){4}[0-9a-f]{2}"  # aa:bb:cc:dd:ee:ff, aa-bb-…
     r"|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}"  # aabb.ccdd.eeff
@@ -181,6 +185,11 @@ class ListKey:
         refused instead of silently matching nothing."""
         return hmac.digest(self._key, _KEY_ID_INFO, "sha256")[:4].hex()
 
+    def signing_key(self) -> bytes:
+        """The key that signs and verifies the store-wide list
+        (:mod:`sensing.wire.optout_list`), derived from K_list."""
+        return hmac.digest(self._key, _SIGN_INFO, "sha256")
+
     def erase(self) -> None:
         self._mac = KeyedHash(bytearray(KEY_BYTES))
         self._key[:] = bytes(KEY_BYTES)
@@ -200,7 +209,9 @@ class OptOutList:
     ``optout.json``: ``{"v": 1, "key_id": "<8 hex>", "entries": [{"tag": "<32
     hex>", "added": "YYYY-MM-DD"}, ...]}``, mode 0600, replaced atomically.
     A running node calls :meth:`refresh` now and then to pick up changes made by
-    ``footfall optout``.
+    ``footfall optout``, and :meth:`apply_store` when the store-wide list arrives:
+    :attr:`tags` holds both (the node's own entries, which ``optout.json`` keeps, and
+    the store's, which it does not), and is updated in place.
     """
 
     def __init__(self, key: ListKey, path: Path | None = None) -> None:
@@ -209,6 +220,9 @@ class OptOutList:
         self.tags: set[bytes] = set()
         """the tags; updated in place (a pipeline may hold a reference)"""
         self._added: dict[bytes, str] = {}
+        """the node's own entries and the day each was added"""
+        self.store_tags: frozenset[bytes] = frozenset()
+        """the store-wide list's tags (:meth:`apply_store`)"""
         self._stamp: tuple[int, int, int] | None = None
 
     @classmethod
@@ -227,7 +241,7 @@ class OptOutList:
     def add(self, addr: bytes, today: date | None = None) -> bool:
         """Add an address (by its tag); False if it was already there."""
         t = self.key.tag(addr)
-        if t in self.tags:
+        if t in self._added:
             return False
         self.tags.add(t)
         self._added[t] = (today or date.today()).isoformat()
@@ -236,15 +250,29 @@ class OptOutList:
     def remove(self, addr: bytes) -> bool:
         """Remove an address; False if it was not on the list."""
         t = self.key.tag(addr)
-        if t not in self.tags:
+        if t not in self._added:
             return False
-        self.tags.discard(t)
-        self._added.pop(t, None)
+        self._added.pop(t)
+        if t not in self.store_tags:
+            self.tags.discard(t)
         return True
 
+    def apply_store(self, tags: frozenset[bytes]) -> tuple[int, int]:
+        """Replace the store-wide part of the list, in place (a pipeline holding
+        :attr:`tags` drops the new addresses from its next frame). Returns (tags
+        added, tags removed) of the store-wide part."""
+        old = self.store_tags
+        self.store_tags = frozenset(tags)
+        for t in old - self.store_tags:
+            if t not in self._added:
+                self.tags.discard(t)
+        self.tags.update(self.store_tags)
+        return len(self.store_tags - old), len(old - self.store_tags)
+
     def entries(self) -> list[OptOutEntry]:
+        """The node's own entries (the store-wide ones are the aggregator's to list)."""
         return sorted(
-            (OptOutEntry(t.hex(), self._added.get(t, "")) for t in self.tags),
+            (OptOutEntry(t.hex(), a) for t, a in self._added.items()),
             key=lambda e: (e.added, e.tag),
         )
 
@@ -288,6 +316,7 @@ class OptOutList:
                 raise ConfigError(f"{self.path}: invalid opt-out list: {e}") from e
         self.tags.clear()
         self.tags.update(tags)
+        self.tags.update(self.store_tags)
         self._added = tags
         self._stamp = st
         return True
