@@ -109,7 +109,7 @@ def test_always_on_address_is_learned_visitor_forgotten_random_never_tracked(
     pc, visitor, rnd = _real_frames()
     key = ListKey.ephemeral()
     state = tmp_path / "infrastructure.json"
-    infra = InfrastructureFilter(key, state_path=state)  # defaults: 75 % of 48 h = 36 h
+    infra = InfrastructureFilter(key, state_path=state)  # defaults: 75 % of open hours, >= 6
     pipe = pipeline(NodeFilters(), key, infrastructure=infra)
     pc_tag = key.tag(pipe.wifi.decode(pc.linktype, pc.data, 0).addr)  # type: ignore[union-attr]
     visitor_tag = key.tag(pipe.wifi.decode(visitor.linktype, visitor.data, 0).addr)  # type: ignore[union-attr]
@@ -125,10 +125,10 @@ def test_always_on_address_is_learned_visitor_forgotten_random_never_tracked(
             assert visitor_tag not in infra._cand  # forgotten after 13 h away
             assert pc_tag in infra._cand
     first_dropped = min(h for h, kept in verdicts.items() if not kept)
-    assert first_dropped == 36  # learned when 36 complete hours are behind it
+    assert first_dropped == 6  # learned once 6 open hours are behind it, all with it
     assert infra.learned == {pc_tag} and infra.candidates == 1  # the random one: never
     rej = pipe.rejects()
-    assert rej["infrastructure_learned"] == 3 * (40 - 36)
+    assert rej["infrastructure_learned"] == 3 * (40 - 6)
     on_disk = json.loads(state.read_text())
     assert on_disk["learned"] == [pc_tag.hex()] and state.stat().st_mode & 0o077 == 0
     pc_addr = pipe.wifi.decode(pc.linktype, pc.data, 0).addr  # type: ignore[union-attr]
@@ -138,8 +138,8 @@ def test_always_on_address_is_learned_visitor_forgotten_random_never_tracked(
     again = InfrastructureFilter(key, state_path=state)
     assert again.classify(pc_addr, None, False, T0 + 41 * HOUR_MS) == LEARNED
     t = T0 + 41 * HOUR_MS
-    for h in range(0, 52, 4):  # another device, now and then, keeps the hours turning
-        again.classify(b"\x00\x11\x22\x33\x44\x55", None, False, t + h * HOUR_MS)
+    for h in range(0, 52, 4):  # other devices, now and then, keep the hours turning
+        again.classify(bytes([0, 0x11, 0x22, 0x33, 0x44, h]), None, False, t + h * HOUR_MS)
     assert again.learned == set()
     assert json.loads(state.read_text())["learned"] == []
 
@@ -153,3 +153,39 @@ def test_learner_is_bounded_and_survives_clock_jumps() -> None:
     assert f.stats["clock_reset"] == 1 and f.candidates == 1
     f.tick(T0 + 503 * HOUR_MS)  # wall clock closes hours while no frame arrives
     assert f._hour == 503 + T0 // HOUR_MS
+
+
+BRNO_DAY = DATA / "wifi-probes-brno-esp32-occupancy/days/sc6-61_2024-02-08_position_2.pcap"
+
+
+def _lab_pc(addr: bytes) -> bool:
+    return addr[:3].hex() in ("dcfb48", "40ec99")
+
+
+def test_one_brno_day_teaches_its_always_on_devices() -> None:
+    """Issue 20: one day of the lab (2024-02-08, 14:56-00:26 local) used to teach the
+    learner nothing (36 of 48 hours). Now the day's open hours are enough: exactly the
+    fixed addresses heard in 75 % of them are learned. The lab PCs are on during
+    lessons only (3-5 of the 11 open hours): they stay for the configuration, as the
+    dataset's README and the module doc say."""
+    key = ListKey.ephemeral()
+    infra = InfrastructureFilter(key)
+    pipe = pipeline(NodeFilters(min_rssi_dbm=-120), key, infrastructure=infra)
+    recs = list(read_records(BRNO_DAY))
+    hours: dict[bytes, set[int]] = {}
+    pc_tags: set[bytes] = set()
+    for r in recs:
+        t = r.t_ns // 1_000_000
+        p = pipe.wifi.decode(r.linktype, r.data, t)
+        if p is not None and not p.randomized:
+            tag = key.tag(p.addr)
+            hours.setdefault(tag, set()).add(t // HOUR_MS)
+            if _lab_pc(p.addr):
+                pc_tags.add(tag)
+        pipe.process(r)
+    infra.tick(recs[-1].t_ns // 1_000_000 + HOUR_MS)  # the last hour closes
+    open_hours = set().union(*hours.values())
+    by_hand = {t for t, h in hours.items() if len(h) >= 0.75 * len(open_hours)}
+    assert len(open_hours) == 11 and len(by_hand) >= 5
+    assert infra.learned == by_hand and not infra.learned & pc_tags
+    assert pipe.rejects()["infrastructure_learned"] > 100

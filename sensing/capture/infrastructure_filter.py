@@ -22,19 +22,28 @@ equipment carries (e.g. the lab PCs of the Brno capture, ``dc:fb:48:*`` and
 
 Learned equipment
 -----------------
-An address heard in at least ``fraction`` of the last ``hours`` whole hours
-(default 75 % of 48 h: 36 hours) is learned as equipment. Only addresses that are
+An address heard in at least ``fraction`` of the **open hours** among the last
+``hours`` whole hours (default 75 % of 48 h), once those hold at least
+``min_open_hours`` (default 6), is learned as equipment. An open hour is one in
+which the learner heard any non-randomized address: a node that listens through
+a 9-hour store day and a silent night learns from that one day (7 of its 9
+hours), and two 4-hour afternoons add up to 8 open hours; a night does not count
+against equipment that is off with the lights. Where something is heard every
+hour, every hour is open and the rule is 36 of 48 hours. Only addresses that are
 not randomized are tracked: equipment keeps a fixed address, and a phone's
 random addresses never last that long, so they need not be remembered at all.
 Candidates are tracked by their keyed tag (list key, as opt-out), in memory
-only, as one bit per hour; a candidate absent for more hours than it could still
-afford (``hours - needed`` + 1) is forgotten, so a non-randomized shopper's tag
-lives about half a day (13 h with the defaults) and never reaches the disk. The
+only, as one bit per hour; a candidate absent for more open hours than it could
+still afford (``hours - needed`` + 1) is forgotten, so a non-randomized shopper's
+tag lives about half a day of open hours (13 h with the defaults) and never
+reaches the disk; the learned set is what qualifies over the window, so equipment
+learned on one day stays learned through the night and the next day. The
 learned set (equipment only) is kept in ``state_path`` (mode 0600) so that a
 restarted node does not relearn for two days; entries loaded from it that no
 longer qualify once the node has ``hours`` of history are dropped.
-Equipment switched off at night (POS terminals often are) is present about
-half the day and is not learned with the defaults: configure it.
+Equipment switched off at night (POS terminals often are) while other devices
+are heard all night is present about half the open hours and is not learned
+with the defaults: configure it.
 
 Example
 -------
@@ -86,6 +95,9 @@ class InfrastructureFilter:
         ``stats["untracked"]``) until the hourly pruning frees room
     state_path
         where the learned tags are kept across restarts (None: memory only)
+    min_open_hours
+        open hours (any non-randomized address heard) in the window before anything
+        is learned; the share ``fraction`` is of the open hours
     """
 
     def __init__(
@@ -98,6 +110,7 @@ class InfrastructureFilter:
         fraction: float = 0.75,
         max_candidates: int = 20_000,
         state_path: Path | None = None,
+        min_open_hours: int = 6,
     ) -> None:
         if not 1 <= hours <= 24 * 31:
             raise ConfigError(f"infrastructure learn_hours must be 1..744, got {hours}")
@@ -106,8 +119,10 @@ class InfrastructureFilter:
         self.key = key
         self.learn = learn
         self.hours = hours
+        self.fraction = fraction
         self.needed = max(1, math.ceil(fraction * hours - 1e-9))
-        """hours of presence out of ``hours`` to be learned"""
+        """hours of presence out of ``hours`` open hours to be learned"""
+        self.min_open_hours = max(1, min(min_open_hours, hours))
         self.max_candidates = max_candidates
         self.state_path = state_path
         self.stats: Counter[str] = Counter()
@@ -117,6 +132,7 @@ class InfrastructureFilter:
         self._parse_configured(configured)
         self._full = (1 << hours) - 1
         self._cand: dict[bytes, list[int]] = {}  # tag -> [presence bits, last hour]
+        self._open = [0, -1]  # open hours: [bits, last open hour]
         self._hour = -1  # current hour (Unix hours) of the learner, -1 before any frame
         self._first_hour = -1
         self._loaded: set[bytes] = set()
@@ -189,9 +205,18 @@ class InfrastructureFilter:
                 if self._hour >= 0:
                     self.stats["clock_reset"] += 1
                 self._cand.clear()
+                self._open = [0, -1]
                 self._hour = self._first_hour = hour
             elif hour > self._hour:
                 self._rollover(hour)
+        o = self._open
+        if o[1] < 0:
+            o[0], o[1] = 1, hour
+        elif hour > o[1]:
+            o[0] = ((o[0] << (hour - o[1])) | 1) & self._full
+            o[1] = hour
+        elif o[1] - hour < self.hours:
+            o[0] |= 1 << (o[1] - hour)
         e = self._cand.get(tag)
         if e is None:
             if len(self._cand) >= self.max_candidates:
@@ -218,12 +243,20 @@ class InfrastructureFilter:
         """Evaluate the completed hours before ``hour``; prune hopeless candidates."""
         qualified: set[bytes] = set()
         slack = self.hours - self.needed
+        obits, olast = self._open
+        # open hours of the window, aligned so that bit 0 is the last completed hour
+        opened = (obits << (hour - 1 - olast)) & self._full if olast >= 0 else 0
+        n_open = opened.bit_count()
+        needed = max(1, math.ceil(self.fraction * n_open - 1e-9))
         for tag, (mask, last) in list(self._cand.items()):
             gap = hour - last  # >= 1: hours since the candidate's last hour started
-            if gap - 1 > slack:
+            # open hours since the candidate was last heard
+            away = (opened & ((1 << (gap - 1)) - 1)).bit_count()
+            if away > slack or gap > self.hours:
                 del self._cand[tag]
                 continue
-            if ((mask << (gap - 1)) & self._full).bit_count() >= self.needed:
+            present = ((mask << (gap - 1)) & self._full).bit_count()
+            if n_open >= self.min_open_hours and present >= needed:
                 qualified.add(tag)
         self._hour = hour
         # with a full window of history, entries loaded from the state must requalify
