@@ -34,8 +34,8 @@ Example
 ...     + [(t * 1000, "n1", "p1", -88, "ble", 1, None) for t in range(100, 120, 2)]
 ... )
 >>> c = count_devices(f, 0, 600_000, CountSettings())
->>> int(c.visitors.sum()), int(c.passersby.sum()), int(c.present.max())
-(1, 1, 1)
+>>> int(c.visitors.sum()), int(c.passersby.sum()), round(float(c.present[0]), 2)
+(1, 1, 0.55)
 """
 
 from __future__ import annotations
@@ -202,6 +202,8 @@ def _presence(t_ms: I64, dev: I64, visitor: B, t0_ms: int, nb: int, s: CountSett
     t, d = t_ms[keep], dev[keep]
     order = np.lexsort((t, d))
     t, d = t[order], d[order]
+    if not len(t):
+        return np.zeros(nb)
     pad = int(s.presence_pad_s * 1000)
     lo, hi = t - pad, t + pad
     # join a frame's interval to the next frame's when they are one device's and close
