@@ -102,3 +102,37 @@ def test_brno_afternoon_rf_count_beats_distinct_addresses() -> None:
     day = r["per_day"]["2024-03-07"]
     assert day["bins"] >= 20
     assert day["rf"] < 30 and day["rf"] < day["naive"] / 5 and day["rf"] < day["naive_k"] + 10
+
+
+def test_calibrate_headcount_cli_stores_the_factor_in_the_db(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sensing.cli.main import main
+
+    cfg = tmp_path / "store.toml"
+    cfg.write_text('[aggregator]\nstore = "demo"\ndb = "s.db"\n')
+    db = store_db.connect(tmp_path / "s.db")
+    rows = []
+    for i in range(6):  # 6 phones inside through the count
+        rows += ble_rows(f"p{i}", -600, 1500, -60)
+    db.executemany("INSERT INTO obs VALUES (?,?,?,?,?,?,?)", rows)
+    db.commit()
+    db.close()
+    at = "2026-11-20T09:00:00+00:00"  # T0
+    assert main(["calibrate", "headcount", "--config", str(cfg), "--at", at, "--people", "9"]) == 0
+    assert "people per device: visitors 1.500" in capsys.readouterr().out
+    db = store_db.connect(tmp_path / "s.db", readonly=True)
+    f = rf_factor.load(db)
+    db.close()
+    assert f.source == "headcount" and f.occupancy == pytest.approx(1.5)
+    assert f.detail["people"] == 9 and f.detail["minutes"] == 15
+    # bad inputs: one line each, exit 1, nothing stored over the good factor
+    for argv, msg in [
+        (["--people", "-3"], "--people -3"),
+        (["--people", "9", "--minutes", "0"], "--minutes 0"),
+        (["--people", "9", "--at", "2026-11-21T09:00:00+00:00"], "no observations"),
+        (["--people", "9", "--at", "yesterday"], "not an ISO time"),
+    ]:
+        base = ["calibrate", "headcount", "--config", str(cfg), "--at", at]
+        assert main(base + argv) == 1
+        assert msg in capsys.readouterr().err

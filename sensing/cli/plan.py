@@ -110,6 +110,8 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
     from sensing.cli.report import load_radio
 
+    if not a.db:
+        raise ConfigError("calibrate needs --db (or: footfall calibrate headcount ...)")
     checks.output_file(a.out, "--out")
     if a.report:
         checks.output_file(a.report, "--report")
@@ -217,8 +219,11 @@ def register(sub: Any) -> None:
     p.add_argument("--out", help="write the map as a PNG here")
     p.set_defaults(func=cmd_plan)
 
-    c = sub.add_parser("calibrate", help="fit the radio model from a store database (+ a walk)")
-    c.add_argument("--db", required=True, help="the aggregator's store.db")
+    c = sub.add_parser(
+        "calibrate",
+        help="fit the radio model from a store database (+ a walk); headcount: RF people/device",
+    )
+    c.add_argument("--db", help="the aggregator's store.db (required for the radio model)")
     c.add_argument("--floor", help="floor plan TOML (default: the bundled store)")
     c.add_argument("--radio", help="start from this radio model instead of the plan's defaults")
     c.add_argument("--since", help="first time to use (ISO 8601 with zone, or epoch ms)")
@@ -230,3 +235,6 @@ def register(sub: Any) -> None:
     c.add_argument("--out", default="radio_model.json", help="(%(default)s)")
     c.add_argument("--report", help="also write what was fitted as JSON here")
     c.set_defaults(func=cmd_calibrate)
+    from sensing.cli.calibrate_headcount import register_under
+
+    register_under(c)  # footfall calibrate headcount (issue 20)
