@@ -106,23 +106,28 @@ class Frames:
     ) -> Frames:
         """From ``(t_ms, node, pid, rssi, band, flags, sig)`` rows (the ``obs`` columns)."""
         rows = list(rows)
-        node_ids = list(nodes or sorted({str(r[1]) for r in rows}))
-        code = {n: i for i, n in enumerate(node_ids)}
-        for r in rows:
-            if str(r[1]) not in code:
-                code[str(r[1])] = len(node_ids)
-                node_ids.append(str(r[1]))
-        t = np.array([int(r[0]) for r in rows], np.int64)  # type: ignore[call-overload]
+        if not rows:
+            e = np.zeros(0)
+            return cls(e.astype(np.int64), e.astype(np.int64), e.astype(np.str_), e, e.astype(bool),
+                       e.astype(bool), e.astype(np.str_), tuple(nodes or ()))  # fmt: skip
+        t_c, n_c, p_c, r_c, b_c, f_c, s_c = zip(*rows, strict=True)
+        node_ids = list(nodes or ())
+        seen, n_inv = np.unique(np.array(n_c, dtype=np.str_), return_inverse=True)
+        for n in seen.tolist():
+            if n not in node_ids:
+                node_ids.append(n)
+        remap = np.array([node_ids.index(n) for n in seen.tolist()], np.int64)
+        t = np.array(t_c, np.int64)
         order = np.argsort(t, kind="stable")
-        fl = np.array([int(r[5]) for r in rows], np.int64)  # type: ignore[call-overload]
+        fl = np.array(f_c, np.int64)
         return cls(
             t[order],
-            np.array([code[str(r[1])] for r in rows], np.int64)[order],
-            np.array([str(r[2]) for r in rows], dtype=np.str_)[order],
-            np.array([float(r[3]) for r in rows], float)[order],  # type: ignore[arg-type]
-            np.array([r[4] == "ble" for r in rows], bool)[order],
+            remap[n_inv][order],
+            np.array(p_c, dtype=np.str_)[order],
+            np.array(r_c, float)[order],
+            (np.array(b_c, dtype=np.str_) == "ble")[order],
             ((fl & int(Flag.RANDOMIZED)) != 0)[order],
-            np.array([str(r[6] or "") for r in rows], dtype=np.str_)[order],
+            np.array([x or "" for x in s_c], dtype=np.str_)[order],
             tuple(node_ids),
         )
 
