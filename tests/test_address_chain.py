@@ -183,11 +183,11 @@ def test_any_frame_order_is_chained_without_error(
         seen.add(a)
         head = c.ble(t, a, rssi, content, rnd) if ble else c.wifi(t, a, seq, rssi, content, rnd)
         assert head in seen
-        assert c.open_chains <= cap and len(c._by_addr) <= cap * addrs
-        if not rnd and head != a:  # a global address heads its own chain or is already in one
-            assert c._by_addr[a].head == head
+        assert c.open_chains <= cap and len(c._by_addr) + len(c._by_ble) <= cap * addrs
+        index = c._by_ble if ble else c._by_addr
+        assert index[a].head == head  # the address is in the chain it was answered with
     c.reset()
-    assert c.open_chains == 0 and not c._by_addr and not c._by_content
+    assert c.open_chains == 0 and not c._by_addr and not c._by_ble and not c._groups
 
 
 # ------------------------------------------------------------------ scoring and real data

@@ -100,17 +100,23 @@ class ChainParams:
     """open chains at most (the least recently heard is dropped beyond)"""
     max_addrs: int = 256
     """addresses per chain at most"""
-    candidates: int = 16
-    """same-content chains examined per new address (most recent first)"""
+    candidates: int = 64
+    """same-content chains examined per new BLE address (newest first)"""
     seq_gap: int = 128
     """largest forward step of the 802.11 sequence number that continues a chain"""
+    seq_base: int = 16
+    """allowed forward step right after the chain's last frame ..."""
+    seq_rate: float = 0.4
+    """... growing by this many per second of silence (capped at ``seq_gap``)"""
+    seq_unique: bool = True
+    """refuse a sequence link when two chains continue the counter"""
     seq_window_ms: int = 120_000
     """largest time gap for a sequence-continuity link"""
-    seq_rssi_db: int = 20
+    seq_rssi_db: int = 10
     """largest RSSI step for a sequence-continuity link"""
     burst_gap_ms: int = 400
     """largest time gap for a burst-continuity link (same scan burst)"""
-    burst_rssi_db: int = 10
+    burst_rssi_db: int = 6
     """largest RSSI step for a burst-continuity link"""
     rejoin_min_ms: int = 2_000
     """a chain must be silent this long to be rejoined (its burst is over)"""
@@ -125,25 +131,58 @@ class ChainParams:
 
 
 class _Chain:
-    __slots__ = ("addrs", "content", "first_t", "freq", "head", "last_seq", "last_t", "rssi")
+    __slots__ = (
+        "addrs", "bucket", "first_t", "freq", "group", "head", "index", "last_seq", "last_t",
+        "moved_t", "rssi",
+    )  # fmt: skip
 
     def __init__(
-        self, head: bytes, content: bytes, t_ms: int, seq: int, rssi: float, freq: int
+        self,
+        head: bytes,
+        group: _Group,
+        index: dict[bytes, _Chain],
+        t_ms: int,
+        seq: int,
+        rssi: float,
+        freq: int,
     ) -> None:
         self.head = head
-        self.content = content
+        self.group = group
+        self.index = index
+        """the address map the chain's addresses are in (Wi-Fi or BLE)"""
         self.addrs = [head]
         self.first_t = t_ms
         self.last_t = t_ms
+        self.moved_t = t_ms
+        """when the chain last moved to the recent end of the expiry order"""
         self.last_seq = seq
+        self.bucket = seq >> _BUCKET_BITS if seq >= 0 else -1
         self.rssi = rssi
         """smoothed RSSI on ``freq``, dBm (``_NO_RSSI``: none yet)"""
         self.freq = freq
         """channel of the RSSI level (a radio's level differs between channels)"""
 
 
+class _Group:
+    """The open chains of one content: the two most recently heard, and an index of
+    the chains by their last sequence number (64-wide buckets)."""
+
+    __slots__ = ("buckets", "key", "members", "second", "top")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.top: _Chain | None = None
+        self.second: _Chain | None = None
+        self.members: dict[int, _Chain] = {}
+        self.buckets: dict[int, dict[int, _Chain]] = {}
+
+
 _NO_RSSI = -200.0
 _WIFI, _BLE = b"w", b"b"
+_BUCKET_BITS = 6
+_BUCKETS = 4096 >> _BUCKET_BITS
+_MOVE_MS = 1000
+"""the expiry order is refreshed at most once a second per chain (cheap, 1 s slack)"""
 
 
 class AddressChainer:
@@ -153,9 +192,12 @@ class AddressChainer:
         self.params = p = params or ChainParams()
         self._idle = p.idle_ms
         self._by_addr: dict[bytes, _Chain] = {}
+        """Wi-Fi addresses to their chains"""
+        self._by_ble: dict[bytes, _Chain] = {}
+        """BLE addresses to their chains (another address space)"""
         self._recent: OrderedDict[int, _Chain] = OrderedDict()
-        """open chains, least recently heard first (key: id of the chain object)"""
-        self._by_content: dict[bytes, OrderedDict[int, _Chain]] = {}
+        """open chains, least recently heard first within 1 s (key: id of the chain)"""
+        self._groups: dict[bytes, _Group] = {}
         self._sweep_at = 0
         self.chains = 0
         """chains opened"""
@@ -174,8 +216,9 @@ class AddressChainer:
     def reset(self) -> None:
         """Erase every chain and address (the epoch rolled); counters stay."""
         self._by_addr.clear()
+        self._by_ble.clear()
         self._recent.clear()
-        self._by_content.clear()
+        self._groups.clear()
         self._sweep_at = 0
 
     def wifi(
@@ -194,20 +237,23 @@ class AddressChainer:
         on one channel only, a radio's level differs between channels)."""
         ch = self._by_addr.get(addr)
         if ch is not None:
-            self._touch(ch, t_ms, seq, rssi, freq)
+            self._touch(ch, t_ms, seq & 0xFFF, rssi, freq)
             return ch.head
         if t_ms >= self._sweep_at:
             self._sweep(t_ms)
+        seq &= 0xFFF
         key = _WIFI + content
         if randomized:
-            ch = self._match_wifi(t_ms, seq, rssi, freq, key)
-            if ch is not None:
-                return self._link(ch, addr, t_ms, seq, rssi, freq)
+            group = self._groups.get(key)
+            if group is not None:
+                ch = self._match_wifi(group, t_ms, seq, rssi, freq)
+                if ch is not None:
+                    return self._link(ch, addr, t_ms, seq, rssi, freq)
         return self._open(addr, key, t_ms, seq, rssi, freq)
 
     def ble(self, t_ms: int, addr: bytes, rssi: int | None, content: bytes, private: bool) -> bytes:
         """The representative address of a BLE advert's chain (see the module doc)."""
-        ch = self._by_addr.get(addr)
+        ch = self._by_ble.get(addr)
         if ch is not None:
             self._touch(ch, t_ms, -1, rssi, 0)
             return ch.head
@@ -215,9 +261,11 @@ class AddressChainer:
             self._sweep(t_ms)
         key = _BLE + content
         if private:
-            ch = self._match_ble(t_ms, rssi, key)
-            if ch is not None:
-                return self._link(ch, addr, t_ms, -1, rssi, 0)
+            group = self._groups.get(key)
+            if group is not None:
+                ch = self._match_ble(group, t_ms, rssi)
+                if ch is not None:
+                    return self._link(ch, addr, t_ms, -1, rssi, 0)
         return self._open(addr, key, t_ms, -1, rssi, 0)
 
     # ------------------------------------------------------------------ internals
@@ -225,27 +273,55 @@ class AddressChainer:
     def _touch(self, ch: _Chain, t_ms: int, seq: int, rssi: int | None, freq: int) -> None:
         if t_ms >= ch.last_t:
             ch.last_t = t_ms
-            ch.last_seq = seq
+            if seq >= 0:
+                ch.last_seq = seq
+                b = seq >> _BUCKET_BITS
+                if b != ch.bucket:
+                    buckets = ch.group.buckets
+                    k = id(ch)
+                    old = buckets[ch.bucket]
+                    del old[k]
+                    if not old:
+                        del buckets[ch.bucket]
+                    new = buckets.get(b)
+                    if new is None:
+                        buckets[b] = {k: ch}
+                    else:
+                        new[k] = ch
+                    ch.bucket = b
+            if t_ms - ch.moved_t >= _MOVE_MS:
+                ch.moved_t = t_ms
+                self._recent.move_to_end(id(ch))
         if rssi is not None:
             if ch.freq != freq or ch.rssi == _NO_RSSI:
                 ch.rssi, ch.freq = rssi, freq
             else:
                 ch.rssi = 0.7 * ch.rssi + 0.3 * rssi
-        k = id(ch)
-        self._recent.move_to_end(k)
-        self._by_content[ch.content].move_to_end(k)
+        g = ch.group
+        if g.top is not ch:
+            g.second = g.top
+            g.top = ch
 
     def _open(
         self, addr: bytes, key: bytes, t_ms: int, seq: int, rssi: int | None, freq: int
     ) -> bytes:
-        ch = _Chain(addr, key, t_ms, seq, _NO_RSSI if rssi is None else float(rssi), freq)
-        k = id(ch)
-        self._by_addr[addr] = ch
-        self._recent[k] = ch
-        group = self._by_content.get(key)
+        group = self._groups.get(key)
         if group is None:
-            group = self._by_content[key] = OrderedDict()
-        group[k] = ch
+            group = self._groups[key] = _Group(key)
+        index = self._by_addr if key[:1] == _WIFI else self._by_ble
+        ch = _Chain(addr, group, index, t_ms, seq, _NO_RSSI if rssi is None else float(rssi), freq)
+        k = id(ch)
+        index[addr] = ch
+        self._recent[k] = ch
+        group.members[k] = ch
+        if ch.bucket >= 0:
+            b = group.buckets.get(ch.bucket)
+            if b is None:
+                group.buckets[ch.bucket] = {k: ch}
+            else:
+                b[k] = ch
+        group.second = group.top
+        group.top = ch
         self.chains += 1
         if len(self._recent) > self.params.max_chains:
             self._close(next(iter(self._recent.values())))
@@ -256,9 +332,9 @@ class AddressChainer:
         self, ch: _Chain, addr: bytes, t_ms: int, seq: int, rssi: int | None, freq: int
     ) -> bytes:
         if len(ch.addrs) >= self.params.max_addrs:
-            return self._open(addr, ch.content, t_ms, seq, rssi, freq)
+            return self._open(addr, ch.group.key, t_ms, seq, rssi, freq)
         ch.addrs.append(addr)
-        self._by_addr[addr] = ch
+        ch.index[addr] = ch
         self._touch(ch, t_ms, seq, rssi, freq)
         self.links += 1
         return ch.head
@@ -266,14 +342,23 @@ class AddressChainer:
     def _close(self, ch: _Chain) -> None:
         k = id(ch)
         del self._recent[k]
-        group = self._by_content[ch.content]
-        del group[k]
-        if not group:
-            del self._by_content[ch.content]
-        by_addr = self._by_addr
+        g = ch.group
+        del g.members[k]
+        if ch.bucket >= 0:
+            b = g.buckets[ch.bucket]
+            del b[k]
+            if not b:
+                del g.buckets[ch.bucket]
+        if g.top is ch:
+            g.top, g.second = g.second, None
+        elif g.second is ch:
+            g.second = None
+        if not g.members:
+            del self._groups[g.key]
+        index = ch.index
         for a in ch.addrs:
-            if by_addr.get(a) is ch:
-                del by_addr[a]
+            if index.get(a) is ch:
+                del index[a]
 
     def _sweep(self, t_ms: int) -> None:
         """Close chains idle for ``idle_ms``; runs at most once a second of data time."""
@@ -281,78 +366,100 @@ class AddressChainer:
         recent = self._recent
         while recent:
             ch = next(iter(recent.values()))
-            if ch.last_t >= horizon:
+            if ch.moved_t >= horizon:
                 break
+            if ch.last_t >= horizon:  # heard within the last second of its slot
+                ch.moved_t = ch.last_t
+                recent.move_to_end(id(ch))
+                continue
             self._close(ch)
             self.expired += 1
         self._sweep_at = t_ms + 1000
 
     def _match_wifi(
-        self, t_ms: int, seq: int, rssi: int | None, freq: int, key: bytes
+        self, g: _Group, t_ms: int, seq: int, rssi: int | None, freq: int
     ) -> _Chain | None:
-        group = self._by_content.get(key)
-        if not group:
-            return None
         p = self.params
         r = _NO_RSSI if rssi is None else float(rssi)
+        # 1. sequence continuity: the chains whose last number lies up to seq_gap behind
         best: _Chain | None = None
-        best_step = p.seq_gap + 1
-        burst: _Chain | None = None
-        bursts = 0
-        latest: _Chain | None = None
-        rejoin_ok = p.rejoin_window_ms > 0
-        horizon = max(p.seq_window_ms, p.rejoin_window_ms, p.burst_gap_ms)
-        looked = 0
-        for ch in reversed(group.values()):
-            dt = t_ms - ch.last_t
-            if dt > horizon or looked >= p.candidates:
-                break
-            looked += 1
-            if dt < -p.burst_gap_ms:
-                continue  # heard after this frame: out of order, leave it
-            if r != _NO_RSSI and ch.rssi != _NO_RSSI and ch.freq == freq:
-                drssi = abs(r - ch.rssi)
-            else:
-                drssi = 0.0
-            if ch.last_seq >= 0 and dt <= p.seq_window_ms and drssi <= p.seq_rssi_db:
+        best_step = 4096
+        hits = 0
+        buckets = g.buckets
+        lo = (seq - p.seq_gap) >> _BUCKET_BITS
+        hi = (seq - 1) >> _BUCKET_BITS
+        for b in range(lo, hi + 1):
+            members = buckets.get(b % _BUCKETS)
+            if not members:
+                continue
+            for ch in members.values():
+                dt = t_ms - ch.last_t
+                if dt > p.seq_window_ms or dt < -p.burst_gap_ms:
+                    continue
                 step = (seq - ch.last_seq) & 0xFFF
-                if 0 < step < best_step:
+                if step == 0 or step > p.seq_base + p.seq_rate * dt / 1000 or step > p.seq_gap:
+                    continue
+                if (
+                    r != _NO_RSSI and ch.rssi != _NO_RSSI and ch.freq == freq
+                    and abs(r - ch.rssi) > p.seq_rssi_db
+                ):  # fmt: skip
+                    continue
+                hits += 1
+                if step < best_step:
                     best, best_step = ch, step
-            if dt <= p.burst_gap_ms and drssi <= p.burst_rssi_db:
-                burst = ch
-                bursts += 1
-            if rejoin_ok and dt <= p.rejoin_window_ms:
-                if latest is None:
-                    # the most recently heard chain: silent long enough, level close
-                    latest = ch
-                    rejoin_ok = p.rejoin_min_ms <= dt and drssi <= p.rejoin_rssi_db
-                elif ch.last_t >= latest.first_t:
-                    rejoin_ok = False  # two chains of this content overlap: two devices
-        if best is not None:
+        if best is not None and (hits == 1 or not p.seq_unique):
             return best
-        if bursts == 1:
-            return burst
-        if rejoin_ok and latest is not None:
-            return latest
+        # 2. the same burst, 3. rejoin: only the two most recently heard chains matter
+        top = g.top
+        if top is None:
+            return None
+        dt = t_ms - top.last_t
+        if dt < -p.burst_gap_ms:
+            return None  # frames out of time order: leave them apart
+        second = g.second
+        if dt <= p.burst_gap_ms:
+            found: _Chain | None = None
+            for ch in (top, second):
+                if ch is None or not -p.burst_gap_ms <= t_ms - ch.last_t <= p.burst_gap_ms:
+                    continue
+                if (
+                    r != _NO_RSSI and ch.rssi != _NO_RSSI and ch.freq == freq
+                    and abs(r - ch.rssi) > p.burst_rssi_db
+                ):  # fmt: skip
+                    continue
+                if found is not None:
+                    return None  # two chains in the burst: ambiguous
+                found = ch
+            return found
+        if p.rejoin_min_ms <= dt <= p.rejoin_window_ms:
+            if second is not None and t_ms - second.last_t <= p.rejoin_window_ms:
+                return None  # another chain of the content in the window
+            if (
+                r != _NO_RSSI and top.rssi != _NO_RSSI and top.freq == freq
+                and abs(r - top.rssi) > p.rejoin_rssi_db
+            ):  # fmt: skip
+                return None
+            return top
         return None
 
-    def _match_ble(self, t_ms: int, rssi: int | None, key: bytes) -> _Chain | None:
-        group = self._by_content.get(key)
-        if not group:
-            return None
+    def _match_ble(self, g: _Group, t_ms: int, rssi: int | None) -> _Chain | None:
         p = self.params
         r = _NO_RSSI if rssi is None else float(rssi)
         found: _Chain | None = None
         n = 0
-        for looked, ch in enumerate(reversed(group.values())):
-            dt = t_ms - ch.last_t
-            if dt > p.ble_gap_ms or looked >= p.candidates:
+        for looked, ch in enumerate(reversed(g.members.values())):
+            if looked >= p.candidates:
                 break
+            dt = t_ms - ch.last_t
+            if dt > p.ble_gap_ms or dt < 0:
+                continue
             drssi = abs(r - ch.rssi) if r != _NO_RSSI and ch.rssi != _NO_RSSI else 0.0
             if drssi <= p.ble_rssi_db:
                 found = ch
                 n += 1
-        return found if n == 1 else None
+                if n > 1:
+                    return None
+        return found
 
 
 def chain_capture(records: Iterable[Record], params: ChainParams | None = None) -> list[int]:
