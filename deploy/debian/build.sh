@@ -34,8 +34,26 @@ mkdir -p "$WORK/wheels" "$WORK/stage"
 
 VERSION=$("$PY" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$REPO/pyproject.toml")
 
-# footfall's own wheel, from this checkout (pure Python: any architecture)
-"$PY" -m pip wheel --quiet --no-deps --disable-pip-version-check -w "$WORK/wheels" "$REPO"
+# footfall's own wheel (pure Python: any architecture), from a copy of this checkout's
+# files that git knows of or would add: setuptools builds in the source folder, and a
+# build/ left there by an earlier build would bring back modules deleted since
+"$PY" - "$REPO" "$WORK/src" <<'COPY'
+import shutil, subprocess, sys
+from pathlib import Path
+
+repo, dst = Path(sys.argv[1]), Path(sys.argv[2])
+listed = subprocess.run(
+    ["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+    capture_output=True, check=True,
+).stdout.decode().split("\0")
+for name in listed:
+    top = name.split("/")[0]
+    if top in ("sensing", "heatmap", "firmware_bridge", "pyproject.toml", "README.md"):
+        if (repo / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / name, dst / name)
+COPY
+"$PY" -m pip wheel --quiet --no-deps --disable-pip-version-check -w "$WORK/wheels" "$WORK/src"
 SELF=$(ls "$WORK/wheels"/footfall-*.whl)
 
 # its dependencies for ARCH: manylinux wheels up to glibc 2.36 (bookworm's)

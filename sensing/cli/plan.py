@@ -26,12 +26,11 @@ MAX_FRAMES = 1000.0
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    import numpy as np
-
     from heatmap.report import placement_map, render
-    from heatmap.spatial import node_placement
     from heatmap.spatial.floorplan import load, load_default
+    from heatmap.spatial.node_placement import Layout
     from heatmap.spatial.radio_model import RadioModel
+    from heatmap.spatial.shopper_area import ShopperArea, restrict
     from heatmap.spatial.walkable_grid import WalkableGrid
     from sensing.cli.report import load_radio
 
@@ -42,57 +41,93 @@ def cmd_plan(a: argparse.Namespace) -> int:
     checks.within(a.frames, 0.1, MAX_FRAMES, "--frames")
     if not 0 < a.cell <= 5:  # NaN too
         raise ConfigError(f"--cell {a.cell:g}: a grid cell is between 0 and 5 m")
-    if a.out:
-        checks.output_file(a.out, "--out")
+    picture = checks.output_file(a.out or _picture_path(a.floor), "--out")
     plan = load(a.floor) if a.floor else load_default()
     model = load_radio(a.radio, plan) if a.radio else RadioModel.from_plan(plan)
     grid = WalkableGrid.build(plan, cell_m=a.cell)
-    lay = node_placement.Layout.build(plan, model, grid, frames=a.frames)
+    area = ShopperArea.of(plan)
+    if not len(area.shopper_rooms):
+        raise ConfigError(
+            f"{plan.source}: no room of the plan is reached by a door or holds a zone"
+        )
+    lay = restrict(Layout.build(plan, model, grid, frames=a.frames), area)
+    if not len(lay.candidates) or not len(lay.cells):
+        raise ConfigError(f"{plan.source}: the rooms shoppers reach are too small to place a node")
     now = lay.score(lay.fim)
     zones_now = lay.zone_median_errors(lay.fim)
-    suggested = None
     if a.layout:
-        suggested, after = node_placement.suggest_layout(plan, model, grid, a.layout, a.frames)
-        fim = None
-        what = f"a layout of {a.layout} nodes from scratch"
-    else:
-        suggested, after = lay.suggest(a.add)
-        fim = lay.fim + sum(
-            (lay.cand_fim[int(np.argmin(np.hypot(*(lay.candidates - p).T)))] for p in suggested),
-            np.zeros_like(lay.fim),
+        base = restrict(
+            Layout.build(plan, _without_nodes(model), grid, a.frames, candidate_model=model), area
         )
+        suggested, after = base.suggest(a.layout)
+        fim_after = base.with_nodes(suggested)
+        what = f"a layout of {a.layout} nodes from scratch"
+        panels = [
+            placement_map.Panel(f"a layout of {a.layout} nodes", base, fim_after, suggested, False)
+        ]
+    else:
+        base = lay
+        suggested, after = lay.suggest(a.add)
+        fim_after = lay.with_nodes(suggested)
         what = f"{a.add} more node{'s' if a.add != 1 else ''}"
+        panels = [
+            placement_map.Panel(f"now: the plan's {len(plan.nodes)} nodes", lay, lay.fim),
+            placement_map.Panel(f"with {what} (stars)", lay, fim_after, suggested),
+        ]
+    zones_after = base.zone_median_errors(fim_after)
     print(
         f"{plan.name}: {len(plan.nodes)} nodes; Cramér–Rao bound of one {a.frames:g}-frame "
-        f"window, mean over the walkable floor: RMSE {now:.2f} m"
+        f"window, mean over the floor shoppers reach: RMSE {now:.2f} m"
     )
     print(f"  with {what}: RMSE {after:.2f} m ({100 * (1 - after / now):.0f} % lower)")
-    zones_after = lay.zone_median_errors(fim) if fim is not None else {}
-    print(
-        f"\n  {'zone':18}{'expected median error, m':>26}"
-        + ("   with the added nodes" if fim is not None else "")
-    )
+    print(f"\n  {'zone':18}{'expected median error, m':>26}   with the suggested nodes")
     for z, v in zones_now.items():
-        extra = f"{zones_after[z]:>23.2f}" if fim is not None else ""
-        print(f"  {z:18}{v:>26.2f}{extra}")
+        print(f"  {z:18}{v:>26.2f}{zones_after[z]:>27.2f}")
     print("\n  suggested node positions (x, y in m):")
-    for x, y in suggested:
-        print(f"    ({x:.1f}, {y:.1f})")
+    for i, (x, y) in enumerate(suggested, start=1):
+        print(f"    {i}: ({x:.1f}, {y:.1f})")
+    for room in area.staff_rooms:
+        rx0, ry0, rx1, ry1 = room.bounds
+        print(
+            f"  no node in the room at x {rx0:g}–{rx1:g}, y {ry0:g}–{ry1:g} m: "
+            "no door opens into it and no zone is in it (staff only)"
+        )
     print(
         "  (one window of a phone alone; tracks with a motion model do better — "
         "see bench/localize.py)"
     )
-    if a.out:
-        fig = placement_map.figure(
-            lay,
-            lay.fim,
-            suggested,
-            f"{plan.name}: how well RSSI can place a phone (Cramér–Rao bound)",
-            f"mean {now:.2f} m now; stars: {what} → {after:.2f} m",
-        )
-        path = render.save(fig, Path(a.out))  # type: ignore[arg-type]
-        print(f"  drawn: {path.resolve()}")
+    fig = placement_map.figure(
+        panels,
+        f"{plan.name}: where to mount ceiling nodes",
+        f"colour: the distance within which half of a phone's position estimates fall "
+        f"(Cramér–Rao bound, one {a.frames:g}-frame window); mean RMSE {now:.2f} m now, "
+        f"{after:.2f} m with {what}",
+        area.staff_rooms,
+    )
+    path = render.save(fig, picture)
+    print(f"  drawn: {path.resolve()}")
     return 0
+
+
+def _picture_path(floor: str | None) -> Path:
+    """Where ``plan`` draws without --out: beside the floor plan, ``{its name}-plan.png``
+    (the bundled store's: ``demo-plan.png`` here)."""
+    if floor is None:
+        return Path("demo-plan.png")
+    f = Path(floor)
+    return f.with_name(f"{f.stem}-plan.png")
+
+
+def _without_nodes(model: Any) -> Any:
+    """``model`` with no nodes: the start of a layout from scratch."""
+    import numpy as np
+
+    return model.replace(
+        node_ids=(),
+        node_xyz=np.zeros((0, 3)),
+        p0={b: v[:0] for b, v in model.p0.items()},
+        exponent=model.exponent[:0],
+    )
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
@@ -216,7 +251,9 @@ def register(sub: Any) -> None:
     g.add_argument("--layout", type=int, help="suggest a layout of this many nodes from scratch")
     p.add_argument("--frames", type=float, default=2.5, help="frames a phone sends per window")
     p.add_argument("--cell", type=float, default=1.0, help="grid cell, m (%(default)s)")
-    p.add_argument("--out", help="write the map as a PNG here")
+    p.add_argument(
+        "--out", help="the map, a PNG (default: beside the floor plan, {its name}-plan.png)"
+    )
     p.set_defaults(func=cmd_plan)
 
     c = sub.add_parser(
