@@ -93,22 +93,17 @@ def cmd_provision_acl(a: argparse.Namespace) -> int:
 
 
 def cmd_provision_certs(a: argparse.Namespace) -> int:
-    from firmware_bridge.errors import ConfigError
     from sensing.cli import checks
-    from sensing.provision.pki import provision_store
+    from sensing.provision.pki import check_server_names, provision_store
 
     out = checks.output_dir(a.out, "--out")
-    for host in a.broker_host:
-        if not host.strip() or any(c.isspace() for c in host):
-            raise ConfigError(f"--broker-host {host!r}: a DNS name or an IP address")
+    hosts = check_server_names(a.broker_host, "--broker-host")
     plan = _plan(a.floor)
     if (out / "ca.key").exists() and not a.force:
         from firmware_bridge.errors import FootfallError
 
         raise FootfallError(f"{out} already holds a CA; use --force to make a new one")
-    issued = provision_store(
-        out, plan.store_id, [n.id for n in plan.nodes], a.bi or [], a.broker_host
-    )
+    issued = provision_store(out, plan.store_id, [n.id for n in plan.nodes], a.bi or [], hosts)
     print(f"wrote a CA and {len(issued) - 1} certificates to {out}:")
     for name, f in issued.items():
         print(f"  {name:<22} {f.cert.name}  {f.key.name} (0600)")
@@ -143,7 +138,6 @@ def cmd_provision_bridge(a: argparse.Namespace) -> int:
 
 
 def cmd_provision_central(a: argparse.Namespace) -> int:
-    from firmware_bridge.errors import ConfigError
     from sensing.cli import checks
     from sensing.provision.central_broker import (
         DEFAULT_ETC,
@@ -154,11 +148,10 @@ def cmd_provision_central(a: argparse.Namespace) -> int:
         parse_names,
         provision_central,
     )
+    from sensing.provision.pki import check_server_names
 
     out = checks.output_dir(a.out, "--out")
-    for host in a.host:
-        if not host.strip() or any(c.isspace() for c in host):
-            raise ConfigError(f"--host {host!r}: a DNS name or an IP address")
+    hosts = check_server_names(a.host, "--host")
     layout = CentralLayout(
         parse_names(a.stores, "--stores"),
         parse_names(",".join(a.consumer or ["main"]), "--consumer"),
@@ -166,7 +159,7 @@ def cmd_provision_central(a: argparse.Namespace) -> int:
     )
     etc = Path(a.etc).absolute() if a.etc else DEFAULT_ETC
     settings = CentralSettings(port=a.port, bind=a.bind, etc=etc)
-    made = provision_central(out, layout, a.host, new_ca=a.force)
+    made = provision_central(out, layout, hosts, new_ca=a.force)
     (out / "acl").write_text(acl_text(layout))
     (out / "mosquitto.conf").write_text(conf_text(settings))
     kept = [n for n in made.issued if n not in made.new]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,27 @@ def _write_cert(path: Path, cert: Any) -> None:
     _, _, serialization, _, _, _ = _crypto()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def check_server_names(names: Sequence[str], option: str) -> list[str]:
+    """``names`` as a server certificate's DNS names and IP addresses, in order, each
+    once: one per ``option`` given (``--broker-host``, ``--host``), none blank, none
+    with a space or a ``/`` (a URL or a path is not a name).
+
+    >>> check_server_names(["aggregator.local", "192.168.10.2", "aggregator.local"], "--host")
+    ['aggregator.local', '192.168.10.2']
+    >>> check_server_names(["mqtt://box"], "--host")
+    Traceback (most recent call last):
+    ...
+    firmware_bridge.errors.ConfigError: --host 'mqtt://box': a DNS name or an IP address
+    """
+    out: list[str] = []
+    for n in names:
+        if not n.strip() or any(c.isspace() for c in n) or "/" in n:
+            raise ConfigError(f"{option} {n!r}: a DNS name or an IP address")
+        if n not in out:
+            out.append(n)
+    return out
 
 
 def make_ca(prefix: Path, name: str = "footfall store CA", days: int = 3650) -> Issued:

@@ -260,16 +260,6 @@ def _manifest(site: Path) -> dict[str, Any]:
     return d
 
 
-def _check_hosts(names: Sequence[str], option: str) -> list[str]:
-    out: list[str] = []
-    for n in names:
-        if not n.strip() or any(c.isspace() for c in n) or "/" in n:
-            raise ConfigError(f"{option} {n!r}: a DNS name or an IP address")
-        if n not in out:
-            out.append(n)
-    return out
-
-
 def _load_ca(pki_dir: Path) -> pki.Issued:
     ca = pki.Issued(pki_dir / "ca.crt", pki_dir / "ca.key")
     if not ca.cert.exists():
@@ -305,7 +295,7 @@ def provision_site(site: Path, plan: Any, plan_text: str, opts: SiteOptions) -> 
         raise FootfallError(
             f"{site} is the site of store {before.get('store')!r}, the plan is of {store!r}"
         )
-    hosts = _check_hosts(
+    hosts = pki.check_server_names(
         list(opts.broker_hosts) or list(before.get("broker_hosts", [])), "--broker-host"
     )
     if not hosts:
