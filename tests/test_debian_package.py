@@ -136,6 +136,14 @@ def test_wheelhouse_holds_footfall_and_every_dependency_for_the_architecture(
 
 @needs_tools
 @pytest.mark.slow
+def test_the_venv_gets_what_requirements_txt_names(debs: dict[str, Path], tmp_path: Path) -> None:
+    """footfall with the extras a node and the aggregator box need (lgpio only on arm64)."""
+    req = _member(debs["footfall"], "/usr/share/footfall/requirements.txt", tmp_path)
+    assert req.split() == ["footfall[live,deploy]"]
+
+
+@needs_tools
+@pytest.mark.slow
 def test_units_are_deploy_systemd_s_running_from_the_venv(
     debs: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -208,6 +216,7 @@ def test_maintainer_scripts(debs: dict[str, Path], tmp_path: Path) -> None:
             assert subprocess.run(["sh", "-n", str(member)]).returncode == 0
     postinst = (scripts / "footfall.postinst").read_text()
     assert "--no-index" in postinst and "PIP_CONFIG_FILE=/dev/null" in postinst
+    assert "-r /usr/share/footfall/requirements.txt" in postinst
     assert "install -d -o footfall -g footfall -m 0700 /var/lib/footfall /etc/footfall" in postinst
     postrm = (scripts / "footfall.postrm").read_text()
     remove = postrm.split("remove)")[1].split(";;")[0]

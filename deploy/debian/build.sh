@@ -70,6 +70,18 @@ if ! "$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:al
     exit 1
 fi
 
+# what the postinst installs into the venv; on a Pi also lgpio, gpiozero's pin factory
+# for the door beams on the GPIO header (Raspberry Pi OS has it as python3-lgpio, which
+# a venv does not see)
+printf '%s\n' "footfall[live,deploy]" >"$WORK/stage/requirements.txt"
+if [ "$ARCH" = arm64 ]; then
+    "$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+        "${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 \
+        --abi none --no-deps -d "$WORK/wheels" lgpio 2>"$WORK/pip.err" ||
+        { grep -v '^WARNING: Location' "$WORK/pip.err" >&2; exit 1; }
+    printf '%s\n' lgpio >>"$WORK/stage/requirements.txt"
+fi
+
 # the units, run from the venv
 for unit in footfall-node.service footfall-aggregator.service footfall-report.service; do
     sed 's#/usr/local/bin/footfall#/opt/footfall/bin/footfall#g' "$REPO/deploy/systemd/$unit" \
