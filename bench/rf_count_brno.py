@@ -202,11 +202,41 @@ def evaluate(days: list[Day], fit_days: tuple[str, ...], s: CountSettings) -> di
     }
 
 
+def plot(days: list[Day], fit_days: tuple[str, ...], s: CountSettings, k: float, out: Path) -> None:
+    """Per 10 min on each score day: occupancy column, RF head count, distinct addresses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    score = [d for d in days if d.day not in fit_days]
+    fig, axes = plt.subplots(len(score), 1, figsize=(9, 2.6 * len(score)), squeeze=False)
+    for ax, d in zip(axes[:, 0], score, strict=True):
+        c, _, naive = day_counts(d, s)
+        occ = np.full(len(c.t0_ms), np.nan)
+        occ[(d.occ_bins - c.t0_ms[0]) // BIN_MS] = d.occ
+        hours = [datetime.fromtimestamp(t / 1000, TZ) for t in c.t0_ms.tolist()]
+        ax.step(hours, occ, where="post", color="black", lw=2, label="occupancy (ground truth)")
+        ax.step(hours, c.present * k, where="post", color="tab:blue", label="RF head count")
+        ax.step(hours, naive, where="post", color="tab:red", alpha=0.6,
+                label="distinct addresses")  # fmt: skip
+        ax.set_title(f"Brno lab, position 2, {d.day} (scored; factor fitted on other days)")
+        ax.set_ylabel("count per 10 min")
+        ax.set_ylim(0, max(float(np.nanmax(occ)), float(naive.max())) * 1.05 + 1)
+        ax.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%H:%M", tz=TZ))
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--fit", default=",".join(FIT_DAYS), help="days the factor is fitted on")
     ap.add_argument("--no-node-chainer", action="store_true", help="one pseudonym per address")
+    ap.add_argument("--plot", type=Path, help="write the score days' curves as a PNG here")
     ap.add_argument("--wifi-strong", type=float, default=CountSettings().wifi_strong_dbm)
     a = ap.parse_args(argv)
     fit_days = tuple(x.strip() for x in a.fit.split(",") if x.strip())
@@ -234,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         f"rf MAPE {r['rf']:.1f} % (goal <= {GOAL_MAPE:g} %: {verdict}), "
         f"naive {r['naive']:.1f} %, naive×k {r['naive_k']:.1f} %"
     )
+    if a.plot:
+        plot(days, fit_days, s, float(r["k_rf"]), a.plot)  # type: ignore[arg-type]
+        print(f"plot: {a.plot}")
     return 0
 
 

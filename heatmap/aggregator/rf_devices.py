@@ -21,6 +21,12 @@ one another, from what the rows carry:
   their best node: a phone rotating its address stays where it is and as loud,
   one walking out of range fades first.
 
+* **advertising cadence** (BLE): a phone keeps its advertising interval across an
+  address change and phones differ (a random 1-3 s here, fixed per phone model and
+  state in real phones): the intervals of the two ends (lower quartile of the steps
+  between distinct frame times) differ by at most ``ble_cadence_ratio``; a BLE
+  pseudonym with fewer than 4 distinct frame times is never linked.
+
 Links are chosen greedily by cost (gap over the allowed gap plus RSSI step over
 the allowed step), each pseudonym with one predecessor and one successor at most:
 a *device* is a chain of pseudonyms. Addresses that are not randomized are not
@@ -30,13 +36,10 @@ pseudonyms of two epochs never match, and the caller never mixes epochs.
 Example
 -------
 >>> import numpy as np
->>> f = Frames.from_rows([
-...     (1_000, "n1", "aa", -60, "ble", 1, None),
-...     (2_000, "n1", "aa", -61, "ble", 1, None),
-...     (3_500, "n1", "bb", -60, "ble", 1, None),   # aa rotated to bb
-...     (3_600, "n1", "cc", -85, "ble", 1, None),   # someone else, far away
-... ])
->>> d = chain_devices(f, ChainSettings())
+>>> rows = [(t, "n1", "aa", -60, "ble", 1, None) for t in range(0, 10_000, 1_000)]
+>>> rows += [(t, "n1", "bb", -61, "ble", 1, None) for t in range(11_000, 20_000, 1_000)]
+>>> rows += [(t, "n1", "cc", -62, "ble", 1, None) for t in range(10_500, 20_000, 1_500)]
+>>> d = chain_devices(Frames.from_rows(rows), ChainSettings())  # aa rotated to bb
 >>> int(d.n_devices), d.device_of["aa"] == d.device_of["bb"] != d.device_of["cc"]
 (2, True)
 """
@@ -75,11 +78,14 @@ class ChainSettings:
     """largest RSSI step across a link (median over the nodes that heard both ends), dB"""
     node_overlap: float = 0.5
     """share of the nodes that heard either end that heard both ends, at least"""
-    ble_edge_dbm: float = -80.0
+    ble_edge_dbm: float = -82.0
     """BLE: both ends heard at least this strongly by their best node; an address that
     fades out is a phone walking out of range, not one rotating its address, dBm"""
     wifi_edge_dbm: float = -200.0
     """the same for Wi-Fi (off: scans minutes apart do not fade), dBm"""
+    ble_cadence_ratio: float = 0.02
+    """BLE: largest relative difference of the two ends' advertising intervals (a phone
+    keeps its advertising interval across an address change; phones differ)"""
     link: bool = True
     """chain at all (False: one device per pseudonym, the naive count)"""
 
@@ -187,6 +193,26 @@ def _ends(
     return out[0], out[1]
 
 
+def _cadence(f: Frames, fp: I64, n_pids: int) -> F:
+    """Per pseudonym: its advertising interval, ms (the lower quartile of the steps
+    between its distinct frame times: frames lost make multiples of it); NaN with
+    fewer than 4 distinct times."""
+    out = np.full(n_pids, np.nan)
+    key = np.unique(fp * (1 << 42) + (f.t_ms - (f.t_ms.min() if len(f) else 0)))
+    p = key >> 42
+    t = key & ((1 << 42) - 1)
+    same = p[1:] == p[:-1]
+    steps = np.diff(t)[same]
+    owner = p[1:][same]
+    if not len(owner):
+        return out
+    bounds = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1], True])
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if b - a >= 3:
+            out[owner[a]] = np.percentile(steps[a:b], 25)
+    return out
+
+
 def chain_devices(f: Frames, s: ChainSettings) -> Devices:
     """Link pseudonyms into devices (see the module doc)."""
     pids, fp = np.unique(f.pid, return_inverse=True)
@@ -207,6 +233,7 @@ def chain_devices(f: Frames, s: ChainSettings) -> Devices:
     if not s.link:
         return Devices(pids, fp, np.arange(n, dtype=np.int64), n, 0)
     head, tail = _ends(f, fp, first, last, n, len(f.nodes), int(END_WINDOW_S * 1000))
+    cadence = _cadence(f, fp, n) if ble.any() else np.full(n, np.nan)
     gap_ms = np.where(ble, s.ble_gap_s, s.wifi_gap_s) * 1000
     over_ms = s.overlap_s * 1000
     # candidate pairs (p → q): q starts within [last_p - overlap, last_p + gap]
@@ -240,7 +267,10 @@ def chain_devices(f: Frames, s: ChainSettings) -> Devices:
         edge = np.where(ble[P], s.ble_edge_dbm, s.wifi_edge_dbm)
         loud = (np.nanmax(tail[P], axis=1) >= edge) & (np.nanmax(head[Q], axis=1) >= edge)
     gap = np.maximum(first[Q] - last[P], 0) / gap_ms[P]
-    keep = heard & (med <= s.rssi_db) & (overlap >= s.node_overlap) & loud
+    with np.errstate(invalid="ignore"):
+        rel = np.abs(cadence[P] - cadence[Q]) / np.fmin(cadence[P], cadence[Q])
+    same_cadence = ~ble[P] | (rel <= s.ble_cadence_ratio)  # unknown (NaN): no link
+    keep = heard & (med <= s.rssi_db) & (overlap >= s.node_overlap) & loud & same_cadence
     P, Q, cost = P[keep], Q[keep], gap[keep] + med[keep] / s.rssi_db
     succ = np.full(n, -1, np.int64)
     pred = np.full(n, -1, np.int64)
