@@ -89,15 +89,28 @@ def test_rejoin_only_when_the_content_is_alone() -> None:
     assert c.wifi(60_000, mac(7), 1234, -50, OTHER_SIG, True) == mac(7)
 
 
-def test_ble_rotation_links_only_a_lone_candidate() -> None:
+def test_ble_rotation_is_linked_once_the_old_address_stayed_silent() -> None:
     c = AddressChainer()
     kind = b"\x01\x02\x00"
-    c.ble(0, mac(1), -60, kind, True)
-    assert c.ble(1_000, mac(2), -62, kind, True) == mac(1)
-    assert c.ble(60_000, mac(3), -62, kind, True) == mac(3)  # long after: not linked
-    c.ble(60_500, mac(4), -61, kind, True)  # linked to mac(3)
-    c.ble(60_600, mac(5), -90, kind, True)  # far in level: its own
-    assert c.ble(61_000, mac(6), -75, kind, False) == mac(6)  # not private: never linked
+    for t in range(0, 60_000, 1000):  # a neighbour of the same kind, advertising throughout
+        assert c.ble(t + 500, mac(10), -70, kind, True) == mac(10)
+        if t < 10_000:
+            assert c.ble(t, mac(1), -60, kind, True) == mac(1)
+        else:  # mac(1) rotated to mac(2) at 10 s: mac(2) is its own until 15 s have shown
+            # that mac(1) stopped while the neighbour did not
+            want = mac(2) if t < 25_000 else mac(1)
+            assert c.ble(t, mac(2), -61, kind, True) == want
+    assert c.links == 1
+    # two devices fall silent together, one new address: which one? left apart
+    for t in range(60_000, 70_000, 1000):
+        c.ble(t, mac(3), -65, kind, True)
+        c.ble(t + 100, mac(4), -66, kind, True)
+    for t in range(70_000, 100_000, 1000):
+        assert c.ble(t, mac(5), -65, kind, True) == mac(5)
+    # a public address is never linked
+    for t in range(100_000, 130_000, 1000):
+        assert c.ble(t, mac(6), -65, kind, False) == mac(6)
+    assert c.links == 1
 
 
 # ------------------------------------------------------------------ bounds and epochs

@@ -18,14 +18,17 @@ API
 ---
 ``AddressChainer(params=None)``
     one per node (per pipeline). Not thread-safe: call from the capture thread.
-``chainer.wifi(t_ms, addr, seq, rssi, content, randomized) -> bytes``
-    a probe request: 802.11 sequence number, RSSI (dBm or None), ``content`` the
-    frame's stable IE material (:attr:`~sensing.capture.decoded.WifiProbe.ie_sig`:
-    element ids in order plus the exact bytes of the capability elements, never
-    SSIDs, nothing that varies per frame). Returns the representative address.
+``chainer.wifi(t_ms, addr, seq, rssi, content, randomized, freq=0) -> bytes``
+    a probe request: 802.11 sequence number, RSSI (dBm or None), channel (MHz),
+    ``content`` the frame's stable IE material
+    (:attr:`~sensing.capture.decoded.WifiProbe.ie_sig`: element ids in order plus
+    the exact bytes of the capability elements, never SSIDs, nothing that varies
+    per frame). Returns the representative address:
+    the node publishes ``ring.pid(representative)``.
 ``chainer.ble(t_ms, addr, rssi, content, private) -> bytes``
     a BLE advert; ``content`` the advert's stable description (the node passes
-    device kind, address type and PDU type: the decoder keeps no AD payload).
+    :func:`ble_content`: device kind, address type and PDU type; the decoder keeps
+    no AD payload).
 ``chainer.reset()``
     erase every chain (epoch roll); counters stay.
 ``chainer.chains``, ``chainer.links``, ``chainer.expired``, ``chainer.evicted``,
@@ -41,26 +44,38 @@ How a new address is linked
 ---------------------------
 A frame whose address is already in a chain extends that chain. A new
 *randomized* address (Wi-Fi LA bit, BLE resolvable or non-resolvable private) is
-compared with the open chains of the **same content** (exact bytes; the most
-recent ``candidates`` of them) and linked to one when:
+compared with the open chains of the **same content** (exact bytes) and linked to
+one when:
 
 1. **sequence continuity** (Wi-Fi; Vanhoef et al. 2016, Martin et al. 2017): the
-   802.11 sequence number is a small step forward from the chain's last one
-   (1..``seq_gap``) within ``seq_window_ms``, and the RSSI is within
-   ``seq_rssi_db``. Phones that keep their counter across an address change
-   (Android, older iOS) link over minutes. When several chains qualify, the
-   smallest step wins;
+   802.11 sequence number is a forward step from the chain's last one no larger
+   than ``seq_base + seq_rate × silence (s)`` (and ``seq_gap``), within
+   ``seq_window_ms``, the RSSI within ``seq_rssi_db``, and (``seq_unique``) no
+   other chain continues the counter as well. Phones that keep their counter
+   across an address change (older Android and iOS) link over minutes; the
+   chains are found through an index of their last sequence numbers;
 2. **burst continuity** (Wi-Fi): no sequence continuity (recent iOS draws a new
-   counter with each address), but the chain's last frame is at most
-   ``burst_gap_ms`` old (the same scan burst) and the RSSI within
-   ``burst_rssi_db``, and exactly one chain qualifies (two phones of the same
-   model scanning at the same moment are left apart);
-3. **rejoin** (Wi-Fi): the chain has been silent at least ``rejoin_min_ms`` (its
-   burst is over) and at most ``rejoin_window_ms``, the RSSI is within
-   ``rejoin_rssi_db`` of the chain's recent level, and it is the **only** chain
-   of that content heard in the window (a rare IE fingerprint, or a quiet hour);
-4. **rotation** (BLE): the chain's last advert is at most ``ble_gap_ms`` old, the
-   RSSI within ``ble_rssi_db``, and exactly one chain of that content qualifies.
+   counter with each address, every channel or two of a scan), but the chain's
+   last frame is at most ``burst_gap_ms`` old (the same scan burst), the RSSI within
+   ``burst_rssi_db``, and of the two most recently heard chains of the content
+   only this one qualifies (two phones of one model scanning at the same moment
+   are left apart);
+3. **rejoin** (Wi-Fi): the most recently heard chain of the content has been
+   silent at least ``rejoin_min_ms`` (its burst is over) and at most
+   ``rejoin_window_ms``, the RSSI is within ``rejoin_rssi_db`` of its level, and
+   no other chain of the content was heard in that window (a rare IE
+   fingerprint, or a quiet hour);
+4. **rotation** (BLE, decided late): a new private address is published under
+   its own pseudonym for its first ``ble_decide_ms``; at its first advert after
+   that, it joins the one chain of its content whose last advert came at most
+   ``ble_gap_ms`` before the new address's first and that has **not been heard
+   since**, with an RSSI level within ``ble_rssi_db`` (an address that rotated
+   stops for good; the devices still advertising, and the ones that only faded
+   for a moment, are not it). None or several such chains: no link. From then
+   on its adverts carry the old chain's head.
+
+RSSI levels are compared on one channel only (a chain keeps the level of the
+channel it was last heard on; frames on another channel skip the RSSI test).
 
 Global (non-randomized) addresses are their own chain and are never linked: they
 are already one device.
@@ -74,9 +89,13 @@ What it cannot do
 -----------------
 It never links across epochs, by design. It cannot link a phone that draws a new
 address *and* a new sequence counter between two bursts while other phones of the
-same model are near (the rejoin rule refuses when the fingerprint is not unique).
-Frames arriving out of time order are chained in arrival order. BLE linking uses
-timing and RSSI only: the decoder keeps no advertising payload.
+same model are near (the rejoin rule refuses when the fingerprint is not unique):
+on a node that hears one channel at a time that is most of today's iPhones. The
+Wi-Fi content is the decoder's ``ie_sig``: vendor elements count by OUI and type
+only, so two models that differ only in vendor element bytes look alike. Frames
+arriving out of time order are chained in arrival order. BLE linking uses timing
+and RSSI only (the decoder keeps no advertising payload), and the first
+``ble_decide_ms`` of a rotated BLE address stay under a pseudonym of their own.
 """
 
 from __future__ import annotations
@@ -87,7 +106,7 @@ from dataclasses import dataclass
 
 from sensing.capture.capture_file import Record
 
-__all__ = ["AddressChainer", "ChainParams", "chain_capture"]
+__all__ = ["AddressChainer", "ChainParams", "ble_content", "chain_capture"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,16 +143,19 @@ class ChainParams:
     """largest silence for a rejoin link (0: rule off)"""
     rejoin_rssi_db: int = 6
     """largest RSSI step for a rejoin link"""
-    ble_gap_ms: int = 4_000
-    """largest time gap for a BLE rotation link"""
+    ble_gap_ms: int = 3_000
+    """largest time between the old address's last advert and the new one's first"""
+    ble_decide_ms: int = 15_000
+    """a new BLE address is linked (or not) once it has been heard this long: by then
+    the address it replaced has gone silent, and the devices still advertising have not"""
     ble_rssi_db: int = 8
     """largest RSSI step for a BLE rotation link"""
 
 
 class _Chain:
     __slots__ = (
-        "addrs", "bucket", "first_t", "freq", "group", "head", "index", "last_seq", "last_t",
-        "moved_t", "rssi",
+        "addrs", "bucket", "first_t", "freq", "group", "head", "index", "last_seq",
+        "last_t", "moved_t", "pending", "rssi",
     )  # fmt: skip
 
     def __init__(
@@ -159,6 +181,8 @@ class _Chain:
         self.bucket = seq >> _BUCKET_BITS if seq >= 0 else -1
         self.rssi = rssi
         """smoothed RSSI on ``freq``, dBm (``_NO_RSSI``: none yet)"""
+        self.pending = False
+        """a new BLE address whose predecessor is still to be looked for"""
         self.freq = freq
         """channel of the RSSI level (a radio's level differs between channels)"""
 
@@ -256,17 +280,18 @@ class AddressChainer:
         ch = self._by_ble.get(addr)
         if ch is not None:
             self._touch(ch, t_ms, -1, rssi, 0)
+            if ch.pending and t_ms - ch.first_t >= self.params.ble_decide_ms:
+                ch.pending = False
+                old = self._match_ble(ch)
+                if old is not None and self._merge(old, ch):
+                    return old.head
             return ch.head
         if t_ms >= self._sweep_at:
             self._sweep(t_ms)
-        key = _BLE + content
+        self._open(addr, _BLE + content, t_ms, -1, rssi, 0)
         if private:
-            group = self._groups.get(key)
-            if group is not None:
-                ch = self._match_ble(group, t_ms, rssi)
-                if ch is not None:
-                    return self._link(ch, addr, t_ms, -1, rssi, 0)
-        return self._open(addr, key, t_ms, -1, rssi, 0)
+            self._by_ble[addr].pending = True
+        return addr
 
     # ------------------------------------------------------------------ internals
 
@@ -442,24 +467,47 @@ class AddressChainer:
             return top
         return None
 
-    def _match_ble(self, g: _Group, t_ms: int, rssi: int | None) -> _Chain | None:
+    def _match_ble(self, new: _Chain) -> _Chain | None:
+        """The one chain of ``new``'s content that fell silent at most ``ble_gap_ms``
+        before ``new`` began and has not been heard since (None: none or several)."""
         p = self.params
-        r = _NO_RSSI if rssi is None else float(rssi)
+        start = new.first_t
+        r = new.rssi
         found: _Chain | None = None
-        n = 0
-        for looked, ch in enumerate(reversed(g.members.values())):
+        for looked, ch in enumerate(reversed(new.group.members.values())):
             if looked >= p.candidates:
                 break
-            dt = t_ms - ch.last_t
-            if dt > p.ble_gap_ms or dt < 0:
+            if ch is new or not start - p.ble_gap_ms <= ch.last_t < start:
                 continue
-            drssi = abs(r - ch.rssi) if r != _NO_RSSI and ch.rssi != _NO_RSSI else 0.0
-            if drssi <= p.ble_rssi_db:
-                found = ch
-                n += 1
-                if n > 1:
-                    return None
+            if r != _NO_RSSI and ch.rssi != _NO_RSSI and abs(r - ch.rssi) > p.ble_rssi_db:
+                continue
+            if found is not None:
+                return None
+            found = ch
         return found
+
+    def _merge(self, into: _Chain, ch: _Chain) -> bool:
+        """``ch``'s addresses join ``into`` (``ch`` is closed, its addresses stay);
+        False when ``into`` would hold more than ``max_addrs``."""
+        if len(into.addrs) + len(ch.addrs) > self.params.max_addrs:
+            return False
+        addrs = ch.addrs
+        ch.addrs = []
+        self._close(ch)
+        index = into.index
+        for a in addrs:
+            index[a] = into
+        into.addrs += addrs
+        self.links += len(addrs)
+        if ch.last_t > into.last_t:
+            into.last_t = ch.last_t
+        into.rssi, into.freq = ch.rssi, ch.freq
+        into.moved_t = into.last_t
+        self._recent.move_to_end(id(into))
+        g = into.group
+        if g.top is not into:
+            g.second, g.top = g.top, into
+        return True
 
 
 def chain_capture(records: Iterable[Record], params: ChainParams | None = None) -> list[int]:
