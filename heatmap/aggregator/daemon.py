@@ -21,6 +21,10 @@ start) and :mod:`heatmap.aggregator.status` (retained status every ``status_inte
   and counted in the status (``live.errors``) and tried again; ingest goes on.
   With it, the hourly job does not write its own ``presence`` aggregate: the live
   hour's aggregates say when a passer-by's rows may go.
+* ``[privacy] mode = "strict"``: the live aggregator keeps the pseudonymous rows in
+  memory and none older than 5 minutes stays on disk
+  (:mod:`heatmap.aggregator.live.strict_memory`; intervals of 60 s); it needs the live
+  aggregator (a floor plan), and the hourly job skips the passers-by's purge.
 * The store-wide opt-out list (``store_optout.json`` beside the database) is
   published retained for the nodes at start and whenever it changes
   (:mod:`heatmap.aggregator.store_optout`).
@@ -32,6 +36,7 @@ start) and :mod:`heatmap.aggregator.status` (retained status every ``status_inte
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 import threading
@@ -40,13 +45,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.errors import BrokerError, FootfallError
+from firmware_bridge.errors import BrokerError, ConfigError, FootfallError
 from heatmap.aggregator import db_migrations, retention, store_db
 from heatmap.aggregator import status as aggregator_status
 from heatmap.aggregator.config import AggregatorConfig
 from heatmap.aggregator.db_migrations import DatabaseError
 from heatmap.aggregator.ingest import Ingestor
 from heatmap.aggregator.ingest_stats import IngestStats
+from heatmap.aggregator.live import settings as live_settings
 from heatmap.aggregator.live.occupancy_now import occupancy_payload
 from heatmap.aggregator.live.processor import MAX_INTERVALS_PER_STEP, LiveProcessor
 from heatmap.aggregator.pid_class import HOUR_MS
@@ -68,6 +74,19 @@ STATUS_PENDING_MAX = 500
 yet acknowledged, at most (a broker away for long: the newer ones are not handed over and
 counted; the BI state is published again once there is room)"""
 OFFLINE = payloads.encode({"v": 1, "state": "offline"})
+
+
+def privacy_mode(cfg: AggregatorConfig) -> str:
+    """``[privacy] mode`` of the store.toml ``cfg`` was read from (``standard`` for a
+    config made in memory)."""
+    src = Path(cfg.source)
+    if cfg.source == "<memory>" or not src.is_file():
+        return "standard"
+    from heatmap.aggregator.config_model import StoreFile
+    from sensing.runtime.typed_config import read_toml, validate
+
+    mode: str = validate(read_toml(src, "config file"), StoreFile, cfg.source).privacy.mode
+    return mode
 
 
 def next_job_ms(now_ms: int, aggregate_after_s: float) -> int:
@@ -96,6 +115,8 @@ class AggregatorDaemon:
     notifier
         systemd notifications (READY, WATCHDOG, STOPPING; from the environment when
         started by systemd, else silent).
+    mode
+        the privacy mode (default: ``[privacy] mode`` of the config's file).
     """
 
     def __init__(
@@ -103,7 +124,20 @@ class AggregatorDaemon:
         cfg: AggregatorConfig,
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
+        mode: str | None = None,
     ) -> None:
+        self.mode = mode or privacy_mode(cfg)
+        if self.mode == "strict":
+            if cfg.live is None:
+                raise ConfigError(
+                    f"{cfg.source}: privacy.mode strict needs the live aggregator "
+                    "(aggregator.floor_plan, [live] enabled): without it rows stay for hours"
+                )
+            cfg = dataclasses.replace(
+                cfg,
+                live=live_settings.strict(cfg.live),
+                retention=dataclasses.replace(cfg.retention, strict=True),
+            )
         self.cfg = cfg
         self.clock = clock
         self.notifier = notifier or Notifier()

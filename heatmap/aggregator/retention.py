@@ -32,11 +32,20 @@ retention_hours``, hours being UTC hours ``[H, H + 1 h)``:
    deleted, with the pseudonym's ``pid_class`` row; the purge is recorded in
    ``hour_purges``. A late pseudonym found to be a visitor gets its class stored.
 
-Nothing else is deleted: door and floor events (no pseudonyms), aggregates,
-node status and rejects stay. Every step is idempotent and commits on its own,
-so a crash between steps leaves a consistent database that the next run
-finishes. The hours considered are those of stored obs batches (the ``batches``
-bookkeeping), not a scan of the observations.
+Door and floor events (no pseudonyms, but one row per crossing or press) and the live
+aggregator's per-interval cells (``live_intervals``, k-guarded when their hour closes)
+go once they are older than the horizon and :data:`EVENTS_MIN_KEEP_H` (the day they
+belong to is closed by then); aggregates, node status and rejects stay.
+
+In the ``strict`` privacy mode (``policy.strict``) the live aggregator keeps the
+pseudonymous rows in memory (:mod:`heatmap.aggregator.live.strict_memory`); this job
+then also deletes every ``obs``, ``track_windows`` and ``pid_class`` row older than
+``DISK_KEEP_MS`` that is on disk, and skips step 3 (the passers-by are purged from
+memory when their hour closes, and no class is ever written to disk).
+
+Every step is idempotent and commits on its own, so a crash between steps leaves a
+consistent database that the next run finishes. The hours considered are those of
+stored obs batches (the ``batches`` bookkeeping), not a scan of the observations.
 
 The aggregator runs this at start and ``aggregate_after_s`` after every UTC hour
 (:mod:`heatmap.aggregator.daemon`); ``footfall db retention`` runs it by hand.
@@ -53,11 +62,15 @@ from functools import partial
 from typing import Any
 
 from heatmap.aggregator import hour_aggregates, pid_class
+from heatmap.aggregator.live.strict_memory import DISK_KEEP_MS
 from heatmap.aggregator.pid_class import HOUR_MS, ClassRule
 
 DEFAULT_RETENTION_HOURS = 24.0
 MAX_RETENTION_HOURS = 48.0
 """one key epoch (a day) plus a margin: the design caps visitors' rows at about a day"""
+EVENTS_MIN_KEEP_H = 26.0
+"""door and floor events and the live intervals are kept at least this long, h: their
+day (closed 10 min after midnight, its hours within 2 h) is written by then"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +84,8 @@ class RetentionPolicy:
     """k-anonymity threshold of the aggregates"""
     tz: str = "UTC"
     """time zone the aggregates' periods are written in"""
+    strict: bool = False
+    """the ``strict`` privacy mode (see the module doc)"""
 
     def horizon_ms(self, now_ms: int) -> int:
         """Rows older than this (Unix ms) are expired."""
@@ -106,7 +121,16 @@ def expire(conn: sqlite3.Connection, now_ms: int, policy: RetentionPolicy) -> Ex
     obs = conn.execute("DELETE FROM obs WHERE t_ms < ?", (h,)).rowcount
     # the live aggregator's located windows and interval cells age with the rows
     conn.execute("DELETE FROM track_windows WHERE t_ms < ?", (h,))
-    conn.execute("DELETE FROM live_intervals WHERE t1_ms <= ?", (h,))
+    if policy.strict:  # the live aggregator keeps them in memory: none old on disk
+        edge = now_ms - DISK_KEEP_MS
+        obs += conn.execute("DELETE FROM obs WHERE t_ms < ?", (edge,)).rowcount
+        conn.execute("DELETE FROM track_windows WHERE t_ms < ?", (edge,))
+        conn.execute("DELETE FROM pid_class")
+    # rows without pseudonyms but of few people: kept while their day may still be written
+    ev = min(h, now_ms - int(EVENTS_MIN_KEEP_H * HOUR_MS))
+    conn.execute("DELETE FROM live_intervals WHERE t1_ms <= ?", (ev,))
+    conn.execute("DELETE FROM door_events WHERE t_ms < ?", (ev,))
+    conn.execute("DELETE FROM floor_events WHERE t_ms < ?", (ev,))
     stale = conn.execute(
         "SELECT publisher, t0, t1 FROM batches WHERE kind = 'obs' AND received_ms < ? AND t1 >= ?",
         (h, h),
@@ -236,7 +260,7 @@ def run_steps(
                 )
             )
             rep.hours_aggregated.append(hr)
-    for hr in execute(lambda c: hours_to_purge(c, now_ms, policy)):
+    for hr in [] if policy.strict else execute(lambda c: hours_to_purge(c, now_ms, policy)):
         step = partial(purge_passersby, hour_ms=hr, now_ms=now_ms, rule=policy.rule)
         rep.passerby_obs += execute(step)
         rep.hours_purged.append(hr)

@@ -15,7 +15,13 @@ tests call it with their own clock) does, in order:
    sessions have settled (``settle`` past its end) is computed
    (:mod:`.period_figures`) and written, with the hour's pseudonym classes, and the
    hour's passers-by's rows are deleted in the same transaction (retention's
-   promise: gone once the hour's aggregates hold them).
+   promise: gone once the hour's aggregates hold them); the hour's intervals' cells
+   are k-guarded then (:func:`.k_guard.guard_intervals`).
+
+In the ``strict`` privacy mode (``settings.strict``) the pseudonymous rows live in
+memory (:mod:`.strict_memory`): each step first moves the rows the ingest stored into
+memory, and last deletes what may not stay on disk; everything in between reads the
+same tables, from memory.
 
 Reads go through a read-only connection of this thread (numpy and SQLite release
 the GIL; ingest goes on); every write is handed to ``write`` (the daemon: the
@@ -38,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from heatmap.aggregator import hour_aggregates, pid_class, retention, store_db
-from heatmap.aggregator.live import calibration_state, closing, periods
+from heatmap.aggregator.live import calibration_state, closing, k_guard, periods, strict_memory
 from heatmap.aggregator.live import tracks_table as tt
 from heatmap.aggregator.live.calibration_state import LiveCalibration
 from heatmap.aggregator.live.interval_pass import locate_interval
@@ -130,6 +136,10 @@ class LiveProcessor:
         """intervals that received rows after their hour was closed (not in its aggregates)"""
         self.watermark_ms: int | None = None
         """every interval before this is located (as committed)"""
+        self.strict = self.s.strict
+        self._mover = strict_memory.Mover()
+        self.disk_rows_deleted = 0
+        """strict mode: pseudonymous rows deleted from disk by the end-of-step purge"""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -146,8 +156,14 @@ class LiveProcessor:
 
     @property
     def ro(self) -> sqlite3.Connection:
+        """The reading connection (strict mode: the memory, the store attached as ``disk``)."""
         if self._ro is None:
-            self._ro = store_db.connect(self.path, readonly=True)
+            if self.strict:
+                self._ro = strict_memory.connect(self.path)
+                self._ro.execute("INSERT INTO main.hour_purges SELECT * FROM disk.hour_purges")
+                self._ro.commit()
+            else:
+                self._ro = store_db.connect(self.path, readonly=True)
         return self._ro
 
     def close(self) -> None:
@@ -240,6 +256,8 @@ class LiveProcessor:
         """Bring the aggregates up to ``now_ms`` (data time: the clock of the store)."""
         cpu = time.thread_time()  # this thread's: ingest runs beside it
         rep = StepReport()
+        if self.strict:
+            self._move_in()
         self._fresh()
         wm = tt.get_meta_int(self.ro, tt.WATERMARK)
         self.watermark_ms = wm
@@ -257,6 +275,8 @@ class LiveProcessor:
             done += 1
         rep.watermark_ms = wm
         self._fold_periods(wm, now_ms, rep)
+        if self.strict:
+            self._strict_purge(now_ms, wm)
         rep.cpu_s = time.thread_time() - cpu
         self.cpu_s_total += rep.cpu_s
         self.last = rep
@@ -273,11 +293,14 @@ class LiveProcessor:
         )
 
         def write(c: sqlite3.Connection) -> None:
-            tt.write_interval(c, tr, now)
+            # strict: only the newest interval's windows go to disk (BI's zone occupancy)
+            tt.write_interval(c, tr, now, windows=advance or not self.strict)
             if advance:
                 tt.set_meta_int(c, tt.WATERMARK, t1)
 
         self._write(write)
+        if self.strict:
+            tt.write_windows(self.ro, tr)
         self._fresh()
         release_free_memory()  # the interval's temporaries: freed, and given back
         if advance:
@@ -316,6 +339,10 @@ class LiveProcessor:
                     redo.add(a)
                 dirty |= self._periods_of(a, a + iv)
         for a in sorted(after_close):
+            if self.strict:  # the rows and windows are in memory
+                rep.passerby_rows_deleted += self._drop_late_passersby(self.ro, a, a + iv)
+                self.ro.commit()
+                continue
             rep.passerby_rows_deleted += self._write(
                 partial(self._drop_late_passersby, a=a, b=a + iv)
             )
@@ -406,9 +433,19 @@ class LiveProcessor:
 
                 if classes is None:
                     return 0
+                heat = next((g.payload for g in aggs if g.kind == "heatmap"), {"cells": {}})
+                k_guard.guard_intervals(c, a, b, heat["cells"], len(classes), self.s.k)
+                if self.strict:  # the classes and the rows are in memory: purged below
+                    for h in range(pid_class.hour_of(a), b, pid_class.HOUR_MS):
+                        c.execute("INSERT OR REPLACE INTO hour_purges VALUES (?, ?)",
+                                  (h, int(self.clock() * 1000)))  # fmt: skip
+                    return 0
                 return self._purge_hour(c, a, b, classes)
 
             rep.passerby_rows_deleted += self._write(write)
+            if self.strict and classes is not None:
+                rep.passerby_rows_deleted += self._purge_hour(self.ro, a, b, classes)
+                self.ro.commit()
             self._fresh()
             release_free_memory()
             rep.periods.append((unit, a))
@@ -455,6 +492,27 @@ class LiveProcessor:
             else:
                 out.setdefault(p, pid_class.PASSERBY)
         return out
+
+    # ------------------------------------------------------------------ strict mode
+
+    def _move_in(self) -> None:
+        """Strict mode: the rows the ingest stored move into memory (copied, then deleted
+        from disk on the writer)."""
+        upto = self._mover.copy(self.ro)
+        if upto is None:
+            return
+        self._write(lambda c: strict_memory.delete_moved(c, upto))
+        self._mover.deleted()
+
+    def _strict_purge(self, now_ms: int, wm: int) -> None:
+        """Strict mode, end of a step: nothing pseudonymous stays on disk but the newest
+        interval's windows (and nothing older than ``DISK_KEEP_MS``); memory forgets."""
+        keep_from = wm - self.s.interval_ms
+        self.disk_rows_deleted += self._write(
+            lambda c: strict_memory.purge_disk(c, now_ms, keep_from)
+        )
+        strict_memory.forget(self.ro, now_ms)
+        self._fresh()
 
     def _purge_hour(
         self, c: sqlite3.Connection, a: int, b: int, classes: dict[str, pid_class.Class]

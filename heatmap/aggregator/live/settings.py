@@ -7,6 +7,9 @@ from dataclasses import dataclass
 MINUTE_MS = 60_000
 SLOT_MS = 15 * MINUTE_MS
 """the shortest aggregate period, ms"""
+STRICT_INTERVAL_S = 60.0
+"""the interval of the strict mode (its windows on disk are at most interval + lag old)"""
+STRICT_INTERVAL_LAG_MS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,9 @@ class LiveSettings:
     that sent rows around it has delivered past its end, or this long after it, s"""
     day_close_s: float = 600.0
     """a local day is closed (its day aggregates written) this long after midnight, s"""
+    strict: bool = False
+    """the ``strict`` privacy mode: pseudonymous rows in memory, none older than 5 min on
+    disk (:mod:`.strict_memory`); needs ``interval_s + lag_s`` of at most 200 s"""
 
     def __post_init__(self) -> None:
         iv = self.interval_ms
@@ -42,6 +48,12 @@ class LiveSettings:
             raise ValueError(f"interval_s {self.interval_s:g}: must divide 15 min (900 s)")
         if iv % self.window_ms:
             raise ValueError(f"interval_s {self.interval_s:g}: not a whole number of windows")
+        if self.strict and iv + self.lag_ms > STRICT_INTERVAL_LAG_MS:
+            raise ValueError(
+                f"interval_s {self.interval_s:g} + lag_s {self.lag_s:g}: the strict mode "
+                f"needs at most {STRICT_INTERVAL_LAG_MS // 1000} s (the last interval's "
+                "windows stay on disk until the next one)"
+            )
 
     @property
     def interval_ms(self) -> int:
@@ -69,3 +81,12 @@ class LiveSettings:
         """A period's figures are final once the rows are located this far past its end:
         the sessions that ended in it have ended for sure."""
         return self.session_gap_ms + self.window_ms
+
+
+def strict(settings: LiveSettings) -> LiveSettings:
+    """``settings`` for the strict mode: :data:`STRICT_INTERVAL_S` unless the configured
+    interval is shorter."""
+    import dataclasses
+
+    iv = min(settings.interval_s, STRICT_INTERVAL_S)
+    return dataclasses.replace(settings, strict=True, interval_s=iv)

@@ -8,7 +8,9 @@
 ``live_intervals(t0_ms, t1_ms, processed_ms, windows, rf_inside_s, cells)``
     one row per processed interval: its RF device-seconds per grid cell (float32
     blob of the grid's cells) and inside. No pseudonyms, but figures of few devices: it
-    is working state, deleted with the rows, and never published or drawn as is.
+    is working state, never published or drawn as is; when the interval's hour closes
+    its cells are k-guarded as the hour's heatmap (:func:`.k_guard.guard_intervals`),
+    and retention deletes it with the rows.
 ``meta``: ``live_watermark`` (every interval before it is processed),
 ``live_scan_ms`` (batches received after it are checked for late rows).
 
@@ -40,8 +42,28 @@ def set_meta_int(conn: sqlite3.Connection, key: str, value: int) -> None:
     conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(int(value))))
 
 
-def write_interval(conn: sqlite3.Connection, tr: IntervalTracks, processed_ms: int) -> None:
-    """Replace the interval's located windows and cells. The caller commits."""
+def write_interval(
+    conn: sqlite3.Connection, tr: IntervalTracks, processed_ms: int, windows: bool = True
+) -> None:
+    """Replace the interval's located windows (unless not ``windows``) and cells. The
+    caller commits."""
+    if windows:
+        write_windows(conn, tr)
+    conn.execute(
+        "INSERT OR REPLACE INTO live_intervals VALUES (?,?,?,?,?,?)",
+        (
+            tr.t0_ms,
+            tr.t1_ms,
+            processed_ms,
+            len(tr),
+            tr.rf_inside_s,
+            np.ascontiguousarray(tr.cells, np.float32).tobytes(),
+        ),
+    )
+
+
+def write_windows(conn: sqlite3.Connection, tr: IntervalTracks) -> None:
+    """Replace the interval's located windows. The caller commits."""
     conn.execute("DELETE FROM track_windows WHERE t_ms >= ? AND t_ms < ?", (tr.t0_ms, tr.t1_ms))
     conn.executemany(
         "INSERT INTO track_windows VALUES (?,?,?,?,?,?,?)",
@@ -54,17 +76,6 @@ def write_interval(conn: sqlite3.Connection, tr: IntervalTracks, processed_ms: i
             tr.zone.tolist(),
             tr.cell.tolist(),
             strict=True,
-        ),
-    )
-    conn.execute(
-        "INSERT OR REPLACE INTO live_intervals VALUES (?,?,?,?,?,?)",
-        (
-            tr.t0_ms,
-            tr.t1_ms,
-            processed_ms,
-            len(tr),
-            tr.rf_inside_s,
-            np.ascontiguousarray(tr.cells, np.float32).tobytes(),
         ),
     )
 
