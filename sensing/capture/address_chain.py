@@ -23,8 +23,8 @@ API
     ``content`` the frame's stable IE material
     (:attr:`~sensing.capture.decoded.WifiProbe.ie_sig`: element ids in order plus
     the exact bytes of the capability elements, never SSIDs, nothing that varies
-    per frame). Returns the representative address:
-    the node publishes ``ring.pid(representative)``.
+    per frame). Returns the representative address: the node publishes
+    ``ring.pid(representative)``.
 ``chainer.ble(t_ms, addr, rssi, content, private) -> bytes``
     a BLE advert; ``content`` the advert's stable description (the node passes
     :func:`ble_content`: device kind, address type and PDU type; the decoder keeps
@@ -91,8 +91,11 @@ It never links across epochs, by design. It cannot link a phone that draws a new
 address *and* a new sequence counter between two bursts while other phones of the
 same model are near (the rejoin rule refuses when the fingerprint is not unique):
 on a node that hears one channel at a time that is most of today's iPhones. The
-Wi-Fi content is the decoder's ``ie_sig``: vendor elements count by OUI and type
-only, so two models that differ only in vendor element bytes look alike. Frames
+Wi-Fi content is the decoder's ``ie_sig``: the exact bytes of the capability
+elements, the others by id, vendor elements by OUI and type only, so two models
+that differ only in vendor element bytes look alike (on the labelled phones the
+capability bytes already tell every model apart; the vendor bytes would need the
+decoder to hand them over, since live sources pass decoded probes). Frames
 arriving out of time order are chained in arrival order. BLE linking uses timing
 and RSSI only (the decoder keeps no advertising payload), and the first
 ``ble_decide_ms`` of a rotated BLE address stay under a pseudonym of their own.
