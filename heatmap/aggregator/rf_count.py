@@ -10,9 +10,10 @@ count goes pseudonyms → devices → people:
    ``sig``, timing, RSSI continuity). One band family is counted: BLE where the
    period has BLE rows (every phone advertises, every second or two), Wi-Fi probe
    requests otherwise (a phone with both would be counted twice).
-2. **static devices** are taken out and counted apart: a device heard in at least
-   ``static_share`` of the period's bins that had any frame, over at least
-   ``static_min_s`` — equipment the node filter did not learn and staff phones
+2. **static devices** are taken out and counted apart: a device heard over at
+   least ``static_min_s`` and in at least ``static_share`` of the 10-minute slots
+   of that span in which anything was heard (over all the frames given: pass the
+   hours before the period too) — equipment the node filter did not learn and staff phones
    that are in all day. Randomized Wi-Fi chains are never static: chaining by
    ``sig`` cannot tell two phones of one model apart, so such a chain may be
    several visitors in turn.
@@ -51,6 +52,8 @@ F = NDArray[np.float64]
 I64 = NDArray[np.int64]
 B = NDArray[np.bool_]
 HOUR_MS = 3_600_000
+STATIC_SLOT_MS = 600_000
+"""the static rule's time slots (10 min)"""
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class CountSettings:
     visitor_span_s: float = 60.0
     """strong frames spanning at least this long make a visitor, s"""
     static_share: float = 0.75
-    """a device heard in this share of the period's active bins is static"""
+    """a device heard in this share of the active 10-minute slots of its span is static"""
     static_min_s: float = 3 * 3600.0
     """... and over at least this long, s"""
     presence_gap_s: float = 900.0
@@ -150,22 +153,11 @@ def count_devices(frames: Frames, t0_ms: int, t1_ms: int, s: CountSettings) -> D
     # naive: distinct pseudonyms per bin
     pb = np.unique(devices.frame_pid[inb] * nb + b[inb])
     distinct = np.bincount(pb % nb, minlength=nb).astype(np.int64)
-    # static: share of active bins the device was heard in, and its span
-    active = np.unique(b[inb])
-    db = np.unique(dev[inb] * nb + b[inb])
-    heard_bins = np.bincount(db // nb, minlength=nd)
     first = np.full(nd, np.iinfo(np.int64).max)
     last = np.full(nd, np.iinfo(np.int64).min)
     np.minimum.at(first, dev, f.t_ms)
     np.maximum.at(last, dev, f.t_ms)
-    rnd_wifi = np.zeros(nd, bool)
-    if band == "wifi":
-        rnd_wifi[dev[f.randomized]] = True
-    static = (
-        (heard_bins >= s.static_share * max(len(active), 1))
-        & (last - first >= s.static_min_s * 1000)
-        & ~rnd_wifi
-    )
+    static = _static(f, dev, nd, first, last, band, s)
     # visitors: strong frames spanning visitor_span_s
     thr = np.where(f.ble, s.ble_strong_dbm, s.wifi_strong_dbm)
     strong = f.rssi >= thr
@@ -191,6 +183,29 @@ def count_devices(frames: Frames, t0_ms: int, t1_ms: int, s: CountSettings) -> D
         len(devices.pids),
         distinct,
         band,
+    )
+
+
+def _static(f: Frames, dev: I64, nd: int, first: I64, last: I64, band: str, s: CountSettings) -> B:
+    """Devices heard over at least ``static_min_s`` and in at least ``static_share`` of
+    the 10-minute slots of their span in which anything was heard, over all the
+    frames given (not only the counted period)."""
+    slot = (f.t_ms - f.t_ms.min()) // STATIC_SLOT_MS
+    n_slots = int(slot.max()) + 1
+    active = np.zeros(n_slots + 1, np.int64)
+    active[1:][np.unique(slot)] = 1
+    cum = np.cumsum(active)  # active slots before slot i: cum[i]
+    s_first = (first - f.t_ms.min()) // STATIC_SLOT_MS
+    s_last = (last - f.t_ms.min()) // STATIC_SLOT_MS
+    span_active = cum[s_last + 1] - cum[s_first]
+    heard = np.bincount(np.unique(dev * n_slots + slot) // n_slots, minlength=nd)
+    rnd_wifi = np.zeros(nd, bool)
+    if band == "wifi":
+        rnd_wifi[dev[f.randomized]] = True
+    return (
+        (last - first >= s.static_min_s * 1000)
+        & (heard >= s.static_share * np.maximum(span_active, 1))
+        & ~rnd_wifi
     )
 
 

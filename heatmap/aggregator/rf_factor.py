@@ -111,9 +111,10 @@ def headcount(
     passersby: float | None = None,
 ) -> Factor:
     """Factors from a manual count: ``people`` inside during [at, at + minutes) (the
-    installer's head count; their mean if it changed), and optionally ``passersby``
-    who walked past in those minutes. ``frames``: the rows around that time (at least
-    ``presence_gap_s`` either side, for chaining and presence)."""
+    installer's head count of the customers, not the staff; their mean if it
+    changed), and optionally ``passersby`` who walked past in those minutes.
+    ``frames``: the rows around that time (``presence_gap_s`` after it, and
+    ``static_min_s`` before it so that all-day devices are known as static)."""
     if not 1 <= minutes <= 120:
         raise ConfigError(f"--minutes must be 1..120, got {minutes:g}")
     if people < 0 or (passersby is not None and passersby < 0):

@@ -9,8 +9,9 @@ and adds what it counted under ``rf_count``. ``occupancy_source`` stays ``"rf"``
 the BI payload carries as ``source`` (:mod:`heatmap.aggregator.publish.bi_payloads`).
 
 Slots and hours are counted from the ``obs`` rows around the period (the presence
-gap either side, for chaining and presence); a day is the sum of its stored hours
-(arrivals add up; its passers-by's rows are gone by then), its occupancy their mean.
+gap after it; before it, the ``static_min_s`` that tell a static device); a day is
+the sum of its stored hours (arrivals add up; its passers-by's rows are gone by
+then), its occupancy their mean.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def figures(
     s = s or CountSettings()
     reach = int(s.presence_gap_s * 1000)
     span = t1_ms - t0_ms
-    f = read_frames(conn, t0_ms - reach, t1_ms + reach)
+    # the hours before: a static device (staff phone, equipment) shows as one over them
+    f = read_frames(conn, t0_ms - max(reach, int(s.static_min_s * 1000)), t1_ms + reach)
     c = count_devices(f, t0_ms, t1_ms, replace(s, bin_ms=span))
     k = load_factor(conn)
     return {

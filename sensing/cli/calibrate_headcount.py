@@ -2,8 +2,9 @@
 
 A store without door beams counts people from radio alone
 (:mod:`heatmap.aggregator.rf_count`); how many people a device stands for comes from a
-one-off manual count. The installer counts everyone inside (customers and staff)
-during ``--minutes`` from ``--at`` — the mean, if it changed — and, optionally, the
+one-off manual count. The installer counts the customers inside (not the staff:
+their all-day phones are static devices, taken out of the count) during
+``--minutes`` from ``--at`` — the mean, if it changed — and, optionally, the
 people who walked past outside in the same minutes (``--passersby``). This command
 reads the devices the store's nodes heard in those minutes from the aggregator's
 database and stores the factors **in that database** (``meta.rf_people_per_device``,
@@ -45,7 +46,9 @@ def cmd_headcount(a: argparse.Namespace) -> int:
     reach = int(s.presence_gap_s * 1000)
     db = store_db.connect(cfg.db)
     try:
-        frames = rf_live.read_frames(db, at_ms - reach, at_ms + int(a.minutes * 60_000) + reach)
+        # from static_min_s before: the staff's all-day phones show as static, out of the count
+        before = max(reach, int(s.static_min_s * 1000))
+        frames = rf_live.read_frames(db, at_ms - before, at_ms + int(a.minutes * 60_000) + reach)
         if not len(frames):
             raise DatabaseError(f"{cfg.db}: no observations around {at.isoformat()}")
         f = rf_factor.headcount(frames, at_ms, a.minutes, a.people, s, passersby=a.passersby)
@@ -78,7 +81,7 @@ def register_under(calibrate: argparse.ArgumentParser) -> None:
     h.add_argument(
         "--at", required=True, help="start of the count, ISO 8601 (no offset: store local time)"
     )
-    h.add_argument("--people", type=float, required=True, help="people inside (staff included)")
+    h.add_argument("--people", type=float, required=True, help="customers inside (not the staff)")
     h.add_argument("--minutes", type=float, default=15.0, help="length of the count (%(default)s)")
     h.add_argument("--passersby", type=float, help="people who walked past in those minutes")
     h.set_defaults(func=cmd_headcount)
