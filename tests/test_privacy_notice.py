@@ -74,7 +74,7 @@ def _catalogue_texts(lang: str) -> dict[str, str]:
 def test_the_catalogues_agree() -> None:
     ids = {lang: set(_catalogue_texts(lang)) for lang in LANGUAGES}
     assert all(v == ids["en"] for v in ids.values())
-    assert len(ids["en"]) == 27
+    assert len(ids["en"]) == 28
     for lang in LANGUAGES:
         assert check_catalogue(lang) == []
         texts = _catalogue_texts(lang)
@@ -88,7 +88,8 @@ def test_the_catalogues_agree() -> None:
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_each_sign_and_page_says_every_text_of_its_catalogue(notice: Path, lang: str) -> None:
     texts = _catalogue_texts(lang)
-    on_sign = {k: v for k, v in texts.items() if k != "html_title"}
+    # a standard store's notice: the strict mode's retention text is not on it
+    on_sign = {k: v for k, v in texts.items() if k not in ("html_title", "retention_strict")}
     for paper in ("A4", "A5"):
         pdf = PdfReader(notice / f"notice-{lang}-{paper}.pdf")
         assert len(pdf.pages) == 1
@@ -105,7 +106,7 @@ def test_each_sign_and_page_says_every_text_of_its_catalogue(notice: Path, lang:
     assert f'<html lang="{lang}">' in page and "<svg" in page
     body = _squash(re.sub(r"<[^>]+>", " ", page).replace("&#39;", "'"))
     missing = [k for k, v in texts.items() if _squash(v) not in body]
-    assert not missing, missing
+    assert missing == ["retention_strict"], missing
     assert sum(f'href="notice-{o}.html"' in page for o in LANGUAGES) == 4
 
 
@@ -128,7 +129,11 @@ def test_the_sign_reads_like_a_sign(notice: Path) -> None:
     ("privacy", "args", "message"),
     [
         ("", [], "[privacy] needs controller, notice_url, contact or contact_email"),
-        (PRIVACY + 'mode = "strict"\n', [], "privacy.mode strict is not built yet"),
+        (
+            PRIVACY + 'mode = "strict"\n[live]\nenabled = false\n',
+            [],
+            "privacy.mode strict needs the live aggregator",
+        ),
         (PRIVACY, ["--lang", "nl"], "--lang nl: one of en, fr, it, de, es"),
         (PRIVACY.replace("https://", "ftp://"), [], "notice_url: not an http(s) address"),
     ],
@@ -145,6 +150,20 @@ def test_notice_refuses_what_it_cannot_state(
     err = capsys.readouterr().err
     assert rc == 1 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_strict_store_s_notice_states_the_strict_mode(tmp_path: Path) -> None:
+    """The mode is on the sign and the page: the strict text, not the standard one."""
+    cfg = _store(tmp_path, PRIVACY + 'mode = "strict"\n')
+    out = tmp_path / "o"
+    assert main(["privacy", "notice", "--config", str(cfg), "--lang", "de", "--out", str(out)]) == 0
+    texts = _catalogue_texts("de")
+    for f in ("notice-de-A5.pdf", "notice-de-A4.pdf"):
+        got = _squash(PdfReader(out / f).pages[0].extract_text())
+        assert _squash(texts["retention_strict"]) in got and "5Minuten" in got
+        assert _squash(texts["retention_standard"]) not in got
+    page = _squash((out / "notice-de.html").read_text(encoding="utf-8"))
+    assert "StrengerModus" in page and "Standardmodus" not in page
 
 
 @pytest.mark.parametrize(

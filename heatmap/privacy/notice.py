@@ -12,8 +12,8 @@ beams, floor tiles), for each language asked:
 
 The words are the catalogues' (:mod:`heatmap.privacy.notice_text`), the sign is drawn by
 :mod:`heatmap.privacy.notice_pdf`. A notice states what the store does, so the config
-must say who is responsible and where the page lives, and the ``strict`` mode (not
-built yet) is refused rather than promised.
+must say who is responsible and where the page lives; it states the store's privacy
+mode (``standard``, or ``strict``: no pseudonymous row older than 5 minutes on disk).
 """
 
 from __future__ import annotations
@@ -44,10 +44,11 @@ def facts_of(st: StoreSetup) -> NoticeFacts:
             f"{st.path}: [privacy] needs {', '.join(missing)} for a notice (who is "
             "responsible, how to reach them, where the page is)"
         )
-    if pv.mode == "strict":
+    if pv.mode == "strict" and st.config.live is None:
         raise ConfigError(
-            f"{st.path}: privacy.mode strict is not built yet: a notice would promise what "
-            "the aggregator does not do (use standard)"
+            f"{st.path}: privacy.mode strict needs the live aggregator (a floor plan, [live] "
+            "enabled): the aggregator refuses to start without it, so a notice would promise "
+            "what it does not do"
         )
     assert pv.controller is not None and pv.notice_url is not None
     return NoticeFacts(
@@ -60,6 +61,7 @@ def facts_of(st: StoreSetup) -> NoticeFacts:
         retention_hours=st.retention_hours,
         doors=bool(st.plan.doors),
         tiles=bool(st.plan.tiles),
+        mode=pv.mode,
     )
 
 

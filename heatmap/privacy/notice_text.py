@@ -9,7 +9,8 @@ and there is no build step to forget (compiling five catalogues takes millisecon
 
 :func:`notice_text` builds what every rendering shows (the signs, the page): title,
 sections of heading and paragraphs, the QR caption. What it says follows the store:
-its k, its ``retention_hours``, whether it has door beams or floor tiles.
+its k, its ``retention_hours``, its privacy mode (``retention_standard`` or
+``retention_strict``, each naming its mode), whether it has door beams or floor tiles.
 
 >>> sorted(LANGUAGES)
 ['de', 'en', 'es', 'fr', 'it']
@@ -55,6 +56,7 @@ KEYS = (
     "contact",
     "email",
     *(k for h, ps in SECTIONS for k in (h, *ps)),
+    "retention_strict",
     "qr",
     "html_title",
 )
@@ -134,6 +136,8 @@ class NoticeFacts:
     retention_hours: float
     doors: bool = True
     tiles: bool = False
+    mode: str = "standard"
+    """the privacy mode: ``standard`` or ``strict``"""
 
 
 def notice_text(lang: str, facts: NoticeFacts) -> NoticeText:
@@ -160,7 +164,11 @@ def notice_text(lang: str, facts: NoticeFacts) -> NoticeText:
     who += [say("email")] if facts.email else []
     skip = {"sensed_doors"} if not facts.doors else set()
     skip |= {"sensed_tiles"} if not facts.tiles else set()
-    sections = [(say(h), [say(p) for p in ps if p not in skip]) for h, ps in SECTIONS]
+    retention = f"retention_{facts.mode}"
+    sections = [
+        (say(h), [say(retention if p == "retention_standard" else p) for p in ps if p not in skip])
+        for h, ps in SECTIONS
+    ]
     return NoticeText(
         lang,
         say("title"),
