@@ -153,6 +153,8 @@ def test_the_node_publishes_a_chain_under_its_head_and_forgets_it_at_the_roll() 
     assert a is not None and b is not None
     assert a.pid == b.pid == ring.pid(mac(1))
     assert pipe.chain_stats()["chain_links"] == 1
+    assert pipe.chainer is not None and set(pipe.chainer._by_addr) == {a.pid, ring.pid(mac(2))}
+    # the chainer holds pseudonyms of the epoch, never a raw address
     # 04:00 rolls the key: the next address continues the counter but is not linked
     c = pipe.process(_probe(mac(3), 120, t0 + 70_000))
     assert c is not None and pipe.pseudo.ring.epoch == 1

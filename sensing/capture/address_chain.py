@@ -2,15 +2,17 @@
 
 Phones draw a new random (locally administered) address every few scans (Wi-Fi)
 or every ~15 min (BLE), so a node that pseudonymizes each address on its own
-counts one phone many times over. :class:`AddressChainer` decides, from what
-the frames carry and *before* pseudonymizing, which new address continues an
-address heard shortly before, and answers every frame with its chain's
-**representative address** (the chain head, the first address of the chain).
-The node hashes that instead of the frame's own address, so every address of
-one chain is published under one pseudonym, the head's ``pid``: no wire change.
-
-The chainer holds raw addresses, in node memory only, and only within one
-pseudonym epoch: :meth:`AddressChainer.reset` erases every chain when the key
+counts one phone many times over. :class:`AddressChainer` decides, on the node,
+from the raw frame fields a node alone sees (802.11 sequence numbers, IE bytes,
+timing, RSSI), which new address continues an address heard shortly before, and
+answers every frame with its chain's **representative** (the chain head, the
+first address of the chain). It works on any per-address key (:data:`Key`): the
+node passes each frame's ``pid`` and publishes the ``pid`` it gets back, so every
+address of one chain is published under one pseudonym, the head's: no wire
+change, and the
+chainer never holds a raw address, only pseudonyms of the current epoch (what the
+node publishes anyway) and, per chain, an RSSI level, a sequence number and the
+content key below. :meth:`AddressChainer.reset` erases every chain when the key
 rolls (:class:`sensing.node.pipeline.NodePipeline` calls it), so no chain spans
 two epochs and two days are never linked (the privacy model of DESIGN.md).
 
@@ -18,14 +20,14 @@ API
 ---
 ``AddressChainer(params=None)``
     one per node (per pipeline). Not thread-safe: call from the capture thread.
-``chainer.wifi(t_ms, addr, seq, rssi, content, randomized, freq=0) -> bytes``
+``chainer.wifi(t_ms, addr, seq, rssi, content, randomized, freq=0) -> Key``
     a probe request: 802.11 sequence number, RSSI (dBm or None), channel (MHz),
     ``content`` the frame's stable IE material
     (:attr:`~sensing.capture.decoded.WifiProbe.ie_sig`: element ids in order plus
     the exact bytes of the capability elements, never SSIDs, nothing that varies
-    per frame). Returns the representative address: the node publishes
-    ``ring.pid(representative)``.
-``chainer.ble(t_ms, addr, rssi, content, private) -> bytes``
+    per frame). ``addr`` is the address's key (the node: its ``pid``; offline: the
+    raw address). Returns the key of the chain's head, which the node publishes.
+``chainer.ble(t_ms, addr, rssi, content, private) -> Key``
     a BLE advert; ``content`` the advert's stable description (the node passes
     :func:`ble_content`: device kind, address type and PDU type; the decoder keeps
     no AD payload).
@@ -106,10 +108,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sensing.capture.capture_file import Record
 
-__all__ = ["AddressChainer", "ChainParams", "ble_content", "chain_capture"]
+__all__ = ["AddressChainer", "ChainParams", "Key", "ble_content", "chain_capture"]
+
+Key = TypeVar("Key", bytes, str)
+"""what stands for an address: the address itself, or any per-address key of the
+epoch (the node passes the address's ``pid``, so the chainer holds no raw address)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +170,9 @@ class _Chain:
 
     def __init__(
         self,
-        head: bytes,
+        head: Any,
         group: _Group,
-        index: dict[bytes, _Chain],
+        index: dict[Any, _Chain],
         t_ms: int,
         seq: int,
         rssi: float,
@@ -212,15 +219,15 @@ _MOVE_MS = 1000
 """the expiry order is refreshed at most once a second per chain (cheap, 1 s slack)"""
 
 
-class AddressChainer:
+class AddressChainer(Generic[Key]):
     """Links one device's rotating addresses within an epoch (see the module doc)."""
 
     def __init__(self, params: ChainParams | None = None) -> None:
         self.params = p = params or ChainParams()
         self._idle = p.idle_ms
-        self._by_addr: dict[bytes, _Chain] = {}
+        self._by_addr: dict[Key, _Chain] = {}
         """Wi-Fi addresses to their chains"""
-        self._by_ble: dict[bytes, _Chain] = {}
+        self._by_ble: dict[Key, _Chain] = {}
         """BLE addresses to their chains (another address space)"""
         self._recent: OrderedDict[int, _Chain] = OrderedDict()
         """open chains, least recently heard first within 1 s (key: id of the chain)"""
@@ -251,13 +258,13 @@ class AddressChainer:
     def wifi(
         self,
         t_ms: int,
-        addr: bytes,
+        addr: Key,
         seq: int,
         rssi: int | None,
         content: bytes,
         randomized: bool,
         freq: int = 0,
-    ) -> bytes:
+    ) -> Key:
         """The representative address of a probe request's chain (see the module doc).
 
         ``freq``: the channel the frame was heard on (MHz; RSSI levels are compared
@@ -278,7 +285,7 @@ class AddressChainer:
                     return self._link(ch, addr, t_ms, seq, rssi, freq)
         return self._open(addr, key, t_ms, seq, rssi, freq)
 
-    def ble(self, t_ms: int, addr: bytes, rssi: int | None, content: bytes, private: bool) -> bytes:
+    def ble(self, t_ms: int, addr: Key, rssi: int | None, content: bytes, private: bool) -> Key:
         """The representative address of a BLE advert's chain (see the module doc)."""
         ch = self._by_ble.get(addr)
         if ch is not None:
@@ -330,9 +337,7 @@ class AddressChainer:
             g.second = g.top
             g.top = ch
 
-    def _open(
-        self, addr: bytes, key: bytes, t_ms: int, seq: int, rssi: int | None, freq: int
-    ) -> bytes:
+    def _open(self, addr: Key, key: bytes, t_ms: int, seq: int, rssi: int | None, freq: int) -> Key:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(key)
@@ -356,9 +361,7 @@ class AddressChainer:
             self.evicted += 1
         return addr
 
-    def _link(
-        self, ch: _Chain, addr: bytes, t_ms: int, seq: int, rssi: int | None, freq: int
-    ) -> bytes:
+    def _link(self, ch: _Chain, addr: Key, t_ms: int, seq: int, rssi: int | None, freq: int) -> Key:
         if len(ch.addrs) >= self.params.max_addrs:
             return self._open(addr, ch.group.key, t_ms, seq, rssi, freq)
         ch.addrs.append(addr)
@@ -525,7 +528,7 @@ def chain_capture(records: Iterable[Record], params: ChainParams | None = None) 
     from sensing.capture.wifi_decode import WifiDecoder
 
     wifi, ble = WifiDecoder(), BleDecoder()
-    chainer = AddressChainer(params)
+    chainer: AddressChainer[bytes] = AddressChainer(params)
     ids: dict[bytes, int] = {}
     out: list[int] = []
     private = (BleAddrType.RESOLVABLE, BleAddrType.NON_RESOLVABLE)

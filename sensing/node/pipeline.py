@@ -17,11 +17,13 @@ Order of the filters, each counted in :meth:`NodePipeline.rejects` by reason:
    it is stamped too far ahead of the wall clock (``future_epoch``).
 
 Then, with ``NodeFilters.chain_addresses`` (``[capture] chain_addresses``, on by
-default), the frame's address is replaced by its chain's representative address
-before it is hashed (:mod:`sensing.capture.address_chain`): every address of one
-chain is published under one pseudonym, the chain head's ``pid``. The chains are
-erased whenever the key rolls (by a frame of a newer epoch or by :meth:`NodePipeline.tick`),
-so no chain spans two epochs. :meth:`NodePipeline.chain_stats` counts chains and links.
+default), the frame's ``pid`` is replaced by the ``pid`` of its chain's head
+(:mod:`sensing.capture.address_chain`, which decides from the frame's sequence
+number, IE bytes, timing and RSSI): every address of one chain is published under
+one pseudonym. The chainer keeps pseudonyms, never raw addresses; the chains are
+erased whenever the key rolls (by a frame of a newer epoch or by
+:meth:`NodePipeline.tick`), so no chain spans two epochs.
+:meth:`NodePipeline.chain_stats` counts chains and links.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ class NodePipeline:
         """records (or live adverts) offered to the pipeline"""
         self.emitted = 0
         """observations produced"""
-        self.chainer: AddressChainer | None = AddressChainer() if f.chain_addresses else None
+        self.chainer: AddressChainer[str] | None = AddressChainer() if f.chain_addresses else None
         """links a device's rotating addresses within the epoch (None: chaining off)"""
         self._chain_epoch: int | None = None
 
@@ -290,16 +292,15 @@ class NodePipeline:
         if epoch is None:
             return None
         ring = self.pseudo.ring
+        pid = ring.pid(addr)
         chainer = self.chainer
         if chainer is not None:
             if epoch != self._chain_epoch:  # the key rolled: yesterday's chains go with it
                 chainer.reset()
                 self._chain_epoch = epoch
             if ble:
-                addr = chainer.ble(t_ms, addr, rssi, ble, randomized)
+                pid = chainer.ble(t_ms, pid, rssi, ble, randomized)
             else:
-                addr = chainer.wifi(t_ms, addr, seq, rssi, layout, randomized, freq or 0)
+                pid = chainer.wifi(t_ms, pid, seq, rssi, layout, randomized, freq or 0)
         self.emitted += 1
-        return Observation(
-            t_ms, ring.pid(addr), rssi, band, flags, ring.sig(layout) if layout else None
-        )
+        return Observation(t_ms, pid, rssi, band, flags, ring.sig(layout) if layout else None)
