@@ -7,15 +7,19 @@ subtitle in their own band above the map (no colour bar beside them to clip them
 place every label where it overprints no other (a label with no free spot becomes a
 number in the legend) and draw a scale bar instead of metre axes.
 
-The floor plan model has no field for the store's own drawing yet, so the background
-is the plan drawn from its geometry.
+Where the floor plan names the store's own drawing (``[drawing]``, PNG or SVG with its
+scale and origin: :mod:`heatmap.report.store_drawing`), it is drawn faded under the
+heat and the plan's outline, zones and doors; otherwise the background is the plan
+drawn from its geometry.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import matplotlib
 
@@ -25,16 +29,37 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
-from matplotlib.text import Annotation
-from matplotlib.transforms import Bbox
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 from numpy.typing import NDArray
 
-from heatmap.report import render
+from heatmap.report import render, store_drawing
+from heatmap.report.map_labels import (  # re-exported: the planner's label tools
+    ZONE_TEXT,
+    Label,
+    place_labels,
+    text_boxes,
+    zone_labels,
+)
 from heatmap.spatial.floorplan import FloorPlan
 from heatmap.spatial.walkable_grid import WalkableGrid
 
 F = NDArray[np.float64]
+__all__ = [
+    "Label",
+    "Move",
+    "arrow_artists",
+    "difference_figure",
+    "drawing",
+    "flows_figure",
+    "heat_figure",
+    "hours_figure",
+    "pair_figure",
+    "place_labels",
+    "scale_bar_m",
+    "text_boxes",
+    "view_bounds",
+    "zone_labels",
+]
 
 SEQUENTIAL_CMAP = "viridis"
 """perceptually uniform, readable in grey and by the colour-blind: dark little, yellow much"""
@@ -53,29 +78,6 @@ BAR_IN = 0.75
 FLOW_COLOUR = "#b2182b"
 ARC_RAD = -0.18
 """bend of the flow arrows (matplotlib arc3): the two directions of a zone pair part"""
-ZONE_TEXT = "#12355b"
-LABEL_STEPS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (0, 2), (0, -2), (1, 1), (-1, -1))
-"""where a label may go around its anchor, in label heights (y) and half widths (x)"""
-NUMBER_STEPS = tuple(
-    (dx, dy)
-    for r in range(6)
-    for dx in range(-r, r + 1)
-    for dy in range(-r, r + 1)
-    if max(abs(dx), abs(dy)) == r
-)
-"""where a label's number may go when the label found no spot: rings around the anchor,
-in number widths and heights (up to 5 away)"""
-
-
-@dataclass(frozen=True)
-class Label:
-    """A text to place near a point of the plan."""
-
-    x: float
-    y: float
-    text: str
-    colour: str = ZONE_TEXT
-    size: float = 8.0
 
 
 def scale_bar_m(width_m: float) -> float:
@@ -124,9 +126,33 @@ def _wrap(text: str, width_in: float, size_pt: float) -> str:
     return "\n".join(textwrap.wrap(text, max(20, int(width_in * 72 / (0.55 * size_pt)))))
 
 
+@lru_cache(maxsize=4)
+def _drawing_of(source: str, mtime: float) -> tuple[store_drawing.Drawing | None, str | None]:
+    del mtime  # part of the key: an edited plan file is read again
+    return store_drawing.load(_SourceOnly(source))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _SourceOnly:
+    source: str
+
+
+def drawing(plan: FloorPlan) -> tuple[store_drawing.Drawing | None, str | None]:
+    """The plan's own drawing (read once per plan file and change), or None and why."""
+    p = Path(plan.source)
+    if not p.is_file():
+        return None, None
+    return _drawing_of(str(p.resolve()), p.stat().st_mtime)
+
+
 def _decorate(ax: Axes, plan: FloorPlan, bar: bool = True) -> None:
-    """The plan without node markers or names, a scale bar, no metre axes."""
+    """The plan without node markers or names over the store's own drawing where it
+    names one, a scale bar, no metre axes."""
     render.draw_plan(ax, plan, labels=False, nodes=False)
+    art, _why = drawing(plan)
+    if art is not None:  # over the plan's blank floor (zorder 0), under the heat (2)
+        ax.imshow(art.image, extent=art.extent, origin="upper", zorder=0.5,
+                  interpolation="antialiased")  # fmt: skip
     x0, y0, x1, y1 = view_bounds(plan)
     for t in ax.texts:  # the street's name where the view cuts the street off
         tx, ty = t.get_position()
@@ -157,16 +183,26 @@ def _decorate(ax: Axes, plan: FloorPlan, bar: bool = True) -> None:
         )
 
 
-def _heat(ax: Axes, grid: WalkableGrid, values: F, vmax: float, cmap: str) -> object:
-    """``values`` per cell (nx·ny) over the plan on [0, vmax]; off the floor and under
-    CLEAR_BELOW of the scale left clear."""
+def _heat(
+    ax: Axes,
+    grid: WalkableGrid,
+    values: F,
+    vmax: float,
+    cmap: str,
+    vmin: float = 0.0,
+    clear_below: bool = True,
+) -> object:
+    """``values`` per cell (nx·ny) over the plan on [vmin, vmax]; off the floor (and,
+    with ``clear_below``, under CLEAR_BELOW of the scale) left clear."""
     a = values.reshape(grid.ny, grid.nx)
-    mask = ~(grid.walkable & grid.inside).reshape(grid.ny, grid.nx) | (a < CLEAR_BELOW * vmax)
+    mask = ~(grid.walkable & grid.inside).reshape(grid.ny, grid.nx)
+    if clear_below:
+        mask |= a < CLEAR_BELOW * vmax
     return ax.imshow(
         np.ma.masked_where(mask, a),
         origin="lower",
         cmap=cmap,
-        vmin=0,
+        vmin=vmin,
         vmax=vmax,
         alpha=0.88,
         extent=(grid.x0, grid.x0 + grid.nx * grid.cell_m, grid.y0, grid.y0 + grid.ny * grid.cell_m),
@@ -201,72 +237,33 @@ def _title(fig: Figure, title: str, subtitle: str) -> None:
         fig.text(0.02, 1 - 0.4 / h, sub, ha="left", va="top", fontsize=SUB_PT, color="#333")
 
 
-def place_labels(ax: Axes, labels: Sequence[Label], taken: list[Bbox] | None = None) -> list[str]:
-    """Put each label at its point or the first spot around it that overlaps no label
-    placed before (nor ``taken``, display boxes) and stays inside the map; a label with
-    no free spot becomes a number there. Returns the legend lines of those numbers."""
-    fig = ax.figure
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    ax.apply_aspect()
-    frame = ax.get_window_extent(renderer)
-    boxes = list(taken or [])
-    legend: list[str] = []
-
-    def free(b: Bbox) -> bool:
-        inside = b.x0 >= frame.x0 and b.x1 <= frame.x1 and b.y0 >= frame.y0 and b.y1 <= frame.y1
-        return inside and not any(b.overlaps(o) for o in boxes)
-
-    for lab in labels:
-        t = ax.annotate(
-            lab.text,
-            (lab.x, lab.y),
-            xytext=(0, 0),
-            textcoords="offset points",
-            ha="center",
-            va="center",
-            fontsize=lab.size,
-            color=lab.colour,
-            zorder=9,
-            bbox={"fc": "white", "ec": "none", "alpha": 0.92, "pad": 1.0},
-        )
-        b0 = t.get_window_extent(renderer).expanded(1.04, 1.1)
-        w_pt = b0.width * 72 / fig.dpi / 2
-        h_pt = b0.height * 72 / fig.dpi
-        for sx, sy in LABEL_STEPS:
-            t.set_position((sx * w_pt, sy * h_pt))
-            b = t.get_window_extent(renderer).expanded(1.04, 1.1)
-            if free(b):
-                boxes.append(b)
-                break
-        else:
-            n = len(legend) + 1
-            legend.append(f"{n}: {lab.text}")
-            t.set_text(str(n))
-            b0 = t.get_window_extent(renderer).expanded(1.3, 1.1)
-            w_pt, h_pt = b0.width * 72 / fig.dpi, b0.height * 72 / fig.dpi
-            for sx, sy in NUMBER_STEPS:
-                t.set_position((sx * w_pt, sy * h_pt))
-                b = t.get_window_extent(renderer).expanded(1.3, 1.1)
-                if free(b):
-                    break
-            boxes.append(b)
-    return legend
-
-
-def zone_labels(plan: FloorPlan) -> list[Label]:
-    """The zones' names at a point inside each, largest zone last (small ones get the
-    first pick of spots)."""
-    zs = sorted(plan.zones, key=lambda z: z.polygon.area)
-    out = []
-    for z in zs:
-        x, y = z.polygon.representative_point().coords[0]
-        out.append(Label(x, y, z.name))
-    return out
-
-
 def _legend_note(fig: Figure, legend: list[str], y_in: float) -> None:
     if legend:
         fig.text(0.02, y_in / fig.get_figheight(), "   ".join(legend), fontsize=8, color=ZONE_TEXT)
+
+
+def _one_map(
+    plan: FloorPlan, title: str, subtitle: str, unit: str, draw: Callable[[Axes], object]
+) -> Figure:
+    """One map over the plan, the figure's whole width: the title band above, ``draw``'s
+    image on the decorated plan, zone labels that never overprint, its colour bar below."""
+    map_w = WIDTH_IN * 0.96
+    map_h = _map_height(plan, map_w)
+    h = _band(subtitle) + map_h + BAR_IN + 0.2
+    fig = plt.figure(figsize=(WIDTH_IN, h), dpi=DPI)
+    ax = fig.add_axes((0.02, (BAR_IN + 0.2) / h, 0.96, map_h / h))
+    _decorate(ax, plan)
+    im = draw(ax)
+    legend = place_labels(ax, zone_labels(plan))
+    _bottom_bar(fig, im, 0.25, 0.5, 0.45 / h, unit)
+    _legend_note(fig, legend, 0.08)
+    _title(fig, title, subtitle)
+    return fig
+
+
+def _top(values: F) -> float:
+    """The colour scale's top: the 99th percentile of the cells with heat."""
+    return float(np.percentile(values[values > 0], 99)) if (values > 0).any() else 1.0
 
 
 def heat_figure(
@@ -280,19 +277,46 @@ def heat_figure(
     cmap: str = SEQUENTIAL_CMAP,
 ) -> Figure:
     """One map of ``values`` per cell over the plan: title band above, colour bar below."""
-    map_w = WIDTH_IN * 0.96
-    map_h = _map_height(plan, map_w)
-    h = _band(subtitle) + map_h + BAR_IN + 0.2
+    top = vmax or _top(values)
+    return _one_map(plan, title, subtitle, unit, lambda ax: _heat(ax, grid, values, top, cmap))
+
+
+def pair_figure(
+    plan: FloorPlan,
+    grid: WalkableGrid,
+    maps: tuple[tuple[str, F], tuple[str, F]],
+    title: str,
+    subtitle: str,
+    unit: str,
+) -> Figure:
+    """Two periods side by side on one colour scale (the 99th percentile of both), each
+    map named above it, one colour bar below, zone labels on each (numbered in the
+    legend where they do not fit the half-width map)."""
+    gap_in, head_in = 0.15, 0.3
+    cell_w = (WIDTH_IN * 0.96 - gap_in) / 2
+    cell_h = _map_height(plan, cell_w)
+    band = _band(subtitle)
+    h = band + head_in + cell_h + BAR_IN + 0.15
     fig = plt.figure(figsize=(WIDTH_IN, h), dpi=DPI)
-    ax = fig.add_axes((0.02, (BAR_IN + 0.2) / h, 0.96, map_h / h))
-    _decorate(ax, plan)
-    top = float(np.percentile(values[values > 0], 99)) if (values > 0).any() else 1.0
-    im = _heat(ax, grid, values, vmax or top, cmap)
-    legend = place_labels(ax, zone_labels(plan))
-    _bottom_bar(fig, im, 0.25, 0.5, 0.45 / h, unit)
+    vmax = _top(np.concatenate([v for _, v in maps]))
+    im = None
+    legends: list[list[str]] = []
+    for i, (name, values) in enumerate(maps):
+        left = (0.02 * WIDTH_IN + i * (cell_w + gap_in)) / WIDTH_IN
+        ax = fig.add_axes((left, (BAR_IN + 0.15) / h, cell_w / WIDTH_IN, cell_h / h))
+        _decorate(ax, plan, bar=i == 0)
+        im = _heat(ax, grid, values, vmax, SEQUENTIAL_CMAP)
+        ax.set_title(name, fontsize=9.5, loc="left", pad=4, weight="bold")
+        legends.append(place_labels(ax, [replace_size(lab, 6.5) for lab in zone_labels(plan)]))
+    _bottom_bar(fig, im, 0.25, 0.5, 0.42 / h, unit)
+    legend = max(legends, key=len)
     _legend_note(fig, legend, 0.08)
     _title(fig, title, subtitle)
     return fig
+
+
+def replace_size(lab: Label, size: float) -> Label:
+    return Label(lab.x, lab.y, lab.text, lab.colour, size)
 
 
 def hours_figure(
@@ -388,17 +412,6 @@ def arrow_artists(fig: Figure) -> list[FancyArrowPatch]:
     return [p for ax in fig.axes for p in ax.patches if isinstance(p, FancyArrowPatch)]
 
 
-def text_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
-    """Every placed label's text and display box (for overlap checks)."""
-    r = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    return [
-        (t.get_text(), t.get_window_extent(r))
-        for ax in fig.axes
-        for t in ax.texts
-        if isinstance(t, Annotation) and t.get_text()
-    ]
-
-
 def difference_figure(
     plan: FloorPlan,
     grid: WalkableGrid,
@@ -409,28 +422,13 @@ def difference_figure(
 ) -> Figure:
     """A before/after difference per cell on one symmetric diverging scale (blue less,
     red more, white no change), zone labels placed as on every planner map."""
-    map_w = WIDTH_IN * 0.96
-    map_h = _map_height(plan, map_w)
-    h = _band(subtitle) + map_h + BAR_IN + 0.2
-    fig = plt.figure(figsize=(WIDTH_IN, h), dpi=DPI)
-    ax = fig.add_axes((0.02, (BAR_IN + 0.2) / h, 0.96, map_h / h))
-    _decorate(ax, plan)
-    floor = (grid.walkable & grid.inside).reshape(grid.ny, grid.nx)
-    top = float(np.percentile(np.abs(values[floor.ravel()]), 99)) if floor.any() else 0.0
+    floor = (grid.walkable & grid.inside).ravel()
+    top = float(np.percentile(np.abs(values[floor]), 99)) if floor.any() else 0.0
     top = top if top > 0 else 1.0
-    im = ax.imshow(
-        np.ma.masked_where(~floor, values.reshape(grid.ny, grid.nx)),
-        origin="lower",
-        cmap=DIVERGING_CMAP,
-        vmin=-top,
-        vmax=top,
-        alpha=0.88,
-        extent=(grid.x0, grid.x0 + grid.nx * grid.cell_m, grid.y0, grid.y0 + grid.ny * grid.cell_m),
-        interpolation="nearest",
-        zorder=2,
+    return _one_map(
+        plan,
+        title,
+        subtitle,
+        unit,
+        lambda ax: _heat(ax, grid, values, top, DIVERGING_CMAP, vmin=-top, clear_below=False),
     )
-    legend = place_labels(ax, zone_labels(plan))
-    _bottom_bar(fig, im, 0.25, 0.5, 0.45 / h, unit)
-    _legend_note(fig, legend, 0.08)
-    _title(fig, title, subtitle)
-    return fig

@@ -22,11 +22,8 @@ compare page (two periods) can extend: ``templates/report_base.html.j2``.
 
 from __future__ import annotations
 
-import base64
-import csv
 import json
 import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +34,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heatmap.aggregator.live.composed_period import PeriodFigures, load_period
-from heatmap.report import layout_resolution, planner_figures, render
+from heatmap.report import layout_resolution, page_html, planner_figures, render
+from heatmap.report.page_html import SUPPRESSED, data_uri
+from heatmap.report.page_html import dwell as _dwell
+from heatmap.report.page_html import num as _num
+from heatmap.report.page_html import pct as _pct
+from heatmap.report.planner_tables import TABLES, write_tables
+
+__all__ = ["HTML", "PICTURES", "SUPPRESSED", "TABLES", "PlannerReport", "write", "write_tables"]
 from heatmap.spatial.floorplan import FloorPlan, Zone
 from heatmap.spatial.walkable_grid import WalkableGrid
 
@@ -45,12 +49,9 @@ F = NDArray[np.float64]
 HTML = "report.html"
 TOP_ARROWS = 8
 """moves drawn as arrows (the table ranks them all)"""
-SUPPRESSED = "suppressed (fewer than k)"
 CHECKOUT_WORDS = ("checkout", "till", "cashier", "cash desk", "kasse", "caisse")
 """a zone whose id or name holds one of these is the checkout"""
 PICTURES = ("plan_heatmap.png", "plan_hours.png", "plan_flows.png")
-TABLES = ("summary", "zones", "entrance", "flows", "hours")
-"""the CSVs: ``table_{name}.csv``"""
 
 
 @dataclass
@@ -167,20 +168,6 @@ def checkout_zone(plan: FloorPlan) -> Zone | None:
         if any(w in z.id.lower() or w in z.name.lower() for w in CHECKOUT_WORDS):
             return z
     return None
-
-
-def _pct(v: float | None, digits: int = 0) -> str:
-    return SUPPRESSED if v is None else f"{v * 100:.{digits}f} %"
-
-
-def _num(v: float | None, fmt: str = "{:.0f}") -> str:
-    return SUPPRESSED if v is None else fmt.format(v)
-
-
-def _dwell(v: float | None) -> str:
-    if v is None:
-        return SUPPRESSED
-    return f"{v:.0f} s" if v < 90 else f"{v / 60:.1f} min"
 
 
 def build(
@@ -316,10 +303,6 @@ def _entrance(
     return out
 
 
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
 def draw(
     plan: FloorPlan,
     grid: WalkableGrid,
@@ -382,91 +365,13 @@ def draw(
         paths.append(render.save(f, out / PICTURES[2]))
     else:
         (out / PICTURES[2]).unlink(missing_ok=True)
-    rep.pictures = {p.name: _data_uri(p) for p in paths}
+    rep.pictures = {p.name: data_uri(p) for p in paths}
     return paths
-
-
-def _cell(v: Any) -> Any:
-    return SUPPRESSED if v is None else v
-
-
-def write_tables(rep: PlannerReport, out: Path) -> list[Path]:
-    """``table_*.csv``: every table of the page, suppressed figures written as such."""
-    rows: dict[str, tuple[Sequence[str], list[list[Any]]]] = {
-        "summary": (("figure", "value"), [list(r) for r in rep.summary]),
-        "zones": (
-            (
-                "zone",
-                "visits_per_100_visitors",
-                "dwell_p50_s",
-                "share_of_visitor_time",
-                "reach_share",
-                "people_present_mean",
-            ),
-            [
-                [
-                    z["zone"],
-                    _cell(z["visits_per_100"]),
-                    _cell(z["dwell_p50_s"]),
-                    _cell(None if z["share"] is None else round(z["share"], 4)),
-                    _cell(z["reach"]),
-                    _cell(None if z["people"] is None else round(z["people"], 2)),
-                ]
-                for z in rep.zones
-            ],
-        ),
-        "entrance": (
-            ("from", "to", "moves", "share_of_moves_out"),
-            [
-                [rep.entrance["zone"], n["to"], n["moves"], round(n["share"], 4)]
-                for n in rep.entrance["next"]
-            ],
-        ),
-        "flows": (
-            ("rank", "from", "to", "moves", "devices", "share_of_moves_out_of_from"),
-            [
-                [m["rank"], m["from"], m["to"], m["moves"], m["devices"], _share(m)]
-                for m in rep.flows
-            ],
-        ),
-        "hours": (
-            ("hour", "days_open", "visitors"),
-            [[h["hour"], h["days"], h["visitors"]] for h in rep.hours_open],
-        ),
-    }
-    paths = []
-    for name, (head, body) in rows.items():
-        p = out / f"table_{name}.csv"
-        with p.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(head)
-            w.writerows(body)
-        paths.append(p)
-    return paths
-
-
-def _share(m: dict[str, Any]) -> Any:
-    return _cell(None if m["share_of_from"] is None else round(m["share_of_from"], 4))
-
-
-def _env() -> Any:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("heatmap.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["pct"] = _pct
-    env.filters["num"] = _num
-    env.filters["dwell"] = _dwell
-    return env
 
 
 def write_html(rep: PlannerReport, out: Path) -> Path:
-    page = _env().get_template("period_report.html.j2").render(r=rep, suppressed=SUPPRESSED)
+    tpl = page_html.env().get_template("period_report.html.j2")
+    page = tpl.render(r=rep, suppressed=SUPPRESSED)
     p = out / HTML
     p.write_text(page, encoding="utf-8")
     return p
@@ -481,7 +386,8 @@ def remove(out: Path) -> None:
 
 def write_suppressed_html(title: str, period: str, k: int, out: Path) -> Path:
     """The page of a period of fewer than k visitors: nothing but that it is suppressed."""
-    page = _env().get_template("suppressed_report.html.j2").render(title=title, period=period, k=k)
+    tpl = page_html.env().get_template("suppressed_report.html.j2")
+    page = tpl.render(title=title, period=period, k=k)
     p = out / HTML
     p.write_text(page, encoding="utf-8")
     for stale in (*PICTURES, *(f"table_{t}.csv" for t in TABLES)):
