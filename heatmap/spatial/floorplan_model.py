@@ -319,6 +319,30 @@ class TileSpec(StrictModel):
     )
 
 
+class DrawingSpec(StrictModel):
+    """The store's own drawing (``[drawing]``): drawn under every planner picture."""
+
+    file: Text = Field(
+        description="a PNG or SVG file, relative to the floor plan's folder (or absolute)"
+    )
+    scale_m_per_px: Positive = Field(
+        description="metres per pixel of the drawing (an SVG: per user unit)",
+        json_schema_extra=M,
+    )
+    origin: Point = Field(
+        (0.0, 0.0),
+        description="where the drawing's bottom-left corner lies in the plan's [x, y]",
+        json_schema_extra=M,
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if not v.lower().endswith((".png", ".svg")):
+            raise ValueError(f"must be a .png or .svg file, not {v!r}")
+        return v
+
+
 class FloorPlanFile(StrictModel):
     """A store's floor plan: its outline, walls, shelves, zones, nodes, doors and tiles."""
 
@@ -334,6 +358,9 @@ class FloorPlanFile(StrictModel):
     )
     doors: tuple[DoorSpec, ...] = Field((), description="doors with beam pairs ([[doors]])")
     tiles: tuple[TileSpec, ...] = Field((), description="pressure tile arrays ([[tiles]])")
+    drawing: DrawingSpec | None = Field(
+        None, description="the store's own drawing, under the planner's pictures (optional)"
+    )
 
     doc_title: ClassVar[str] = "Floor plan file"
     doc_intro: ClassVar[str] = INTRO
