@@ -14,12 +14,16 @@ numerator and denominator alike. The uncertainty is a **bootstrap over pieces**:
 pieces of each period are resampled with replacement (``B`` times) and the figure and the
 after − before difference computed each time; the 95 % interval is the observed
 difference ± Student's t (the fewer pieces − 1 degrees of freedom) times the bootstrap's
-standard deviation; the relative change's interval is that over the before figure.
+standard deviation; the relative change's interval is that over the before figure
+(its low end no lower than −100 %).
 Percentile intervals of a week's days were too narrow (on an unchanged simulated store
-6.6 % of zone figures came out "changed" instead of 5 %). A zone is called
-**changed** for a figure when its interval of the difference excludes 0; otherwise "no
-evidence of change". Days of a busier month do not make a "change": every figure is per
-visitor, and the difference map is of shares of each period's visitor time.
+6.6 % of zone figures came out "changed" instead of 5 %). A zone's figure is called
+**changed** when its 95 % interval of the difference excludes 0; otherwise "no evidence
+of change". The **zone's verdict** looks at its figures together: it is changed when the
+interval of one of its m figures at 1 − 5 %/m (Bonferroni) excludes 0, so that an
+unchanged zone is called changed at most 5 % of the time, not about m × 5 %. Days of a
+busier month do not make a "change": every figure is per visitor, and the difference map
+is of shares of each period's visitor time.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class Pieces:
     cells: F | None
     """(pieces, nx·ny) kept person-seconds per cell, or None without heatmaps"""
     grid: dict[str, Any] = field(default_factory=dict)
+    k: int = 5
+    """the stored aggregates' k-anonymity"""
 
 
 def load_pieces(conn: sqlite3.Connection, plan: FloorPlan, t0: int, t1: int, unit: str) -> Pieces:
@@ -88,6 +94,7 @@ def load_pieces(conn: sqlite3.Connection, plan: FloorPlan, t0: int, t1: int, uni
     for i, a in enumerate(starts):
         st = by_t[a][("footfall", "store")]
         p.visitors[i] = _num(st.get("visitors"))
+        p.k = int(st.get("k", p.k))
         p.rf_visitors[i] = _num((st.get("rf") or {}).get("visitor_devices"))
         for j, z in enumerate(plan.zones):
             zp = by_t[a].get(("zone", z.id))
@@ -161,6 +168,17 @@ class ZoneChange:
     rel: float
     rel_ci: tuple[float, float]
     changed: bool
+    """the 95 % interval of the difference excludes 0"""
+    sd: float = float("nan")
+    """the bootstrap's standard deviation of the difference"""
+    dof: int = 1
+    """degrees of freedom of its Student's t (the fewer pieces − 1)"""
+
+    def excludes_zero(self, level: float) -> bool:
+        """Whether the interval at ``level`` (e.g. 0.9875) excludes 0."""
+        half = float(stats.t.ppf(0.5 + level / 2, self.dof)) * self.sd
+        d = self.after - self.before
+        return d - half > 0 or d + half < 0
 
 
 @dataclass
@@ -175,6 +193,7 @@ class Comparison:
     heatmaps): each period's heat over its own total, so a busier period is not a change"""
     grid: dict[str, Any]
     notes: list[str]
+    k: int = 5
 
 
 def compare(
@@ -190,6 +209,31 @@ def compare(
     unit = "day" if days >= MIN_DAYS else "hour"
     pb = load_pieces(conn, plan, *before, unit)
     pa = load_pieces(conn, plan, *after, unit)
+    return compare_pieces(plan, pb, pa, seed, resamples)
+
+
+def subset(p: Pieces, idx: list[int]) -> Pieces:
+    """The pieces ``idx`` of ``p`` (a calibration draws periods from a pool of days)."""
+    return Pieces(
+        p.unit,
+        [p.t0_ms[i] for i in idx],
+        p.visitors[idx],
+        p.rf_visitors[idx],
+        p.visits[idx],
+        p.person_s[idx],
+        p.reached[idx],
+        p.dwell_p50[idx],
+        None if p.cells is None else p.cells[idx],
+        p.grid,
+        p.k,
+    )
+
+
+def compare_pieces(
+    plan: FloorPlan, pb: Pieces, pa: Pieces, seed: int = 0, resamples: int = B
+) -> Comparison:
+    """Compare two periods' pieces (:func:`compare` from the database)."""
+    unit = pb.unit
     notes = [f"pieces: {unit}s ({len(pb.t0_ms)} before, {len(pa.t0_ms)} after)"]
     if len(pb.t0_ms) < 2 or len(pa.t0_ms) < 2:
         raise ValueError(
@@ -203,7 +247,8 @@ def compare(
     draws_a = [figures(pa, rng.integers(0, len(pa.t0_ms), len(pa.t0_ms))) for _ in range(resamples)]
     # the bootstrap's spread, with Student's t for the fewer pieces: a percentile interval
     # of 7 days against 7 covered 93 % (6.6 % of unchanged zones called changed)
-    t_q = float(stats.t.ppf(0.975, min(len(pb.t0_ms), len(pa.t0_ms)) - 1))
+    dof = min(len(pb.t0_ms), len(pa.t0_ms)) - 1
+    t_q = float(stats.t.ppf(0.975, dof))
     changes = []
     for name in FIGURES:
         db = np.vstack([d[name] for d in draws_b])
@@ -218,10 +263,12 @@ def compare(
             lo, hi = d0 - t_q * float(np.std(col)), d0 + t_q * float(np.std(col))
             # the relative change's interval is the difference's over the before figure,
             # so the two always agree on the verdict
-            rlo, rhi = (lo / b0, hi / b0) if b0 else (float("nan"), float("nan"))
+            # (no figure falls by more than all of it: the low end stops at −100 %)
+            rlo, rhi = (max(lo / b0, -1.0), hi / b0) if b0 else (float("nan"), float("nan"))
             changes.append(
                 ZoneChange(
                     z.id, z.name, name, b0, a0, (lo, hi), r0, (rlo, rhi), lo > 0 or hi < 0,
+                    float(np.std(col)), dof,
                 )
             )  # fmt: skip
     shares = None
@@ -239,7 +286,31 @@ def compare(
         shares,
         pb.grid or pa.grid,
         notes,
+        max(pb.k, pa.k),
     )
+
+
+FAMILY = 0.95
+"""the zone verdict's level over all its figures together"""
+
+
+def moved(cmp: Comparison) -> set[tuple[str, str]]:
+    """The (zone, figure)s that make their zone's verdict: the interval at
+    1 − (1 − FAMILY)/m excludes 0, m the zone's compared figures (Bonferroni)."""
+    by_zone: dict[str, list[ZoneChange]] = {}
+    for c in cmp.changes:
+        by_zone.setdefault(c.zone, []).append(c)
+    out = set()
+    for cs in by_zone.values():
+        level = 1 - (1 - FAMILY) / len(cs)
+        out |= {(c.zone, c.figure) for c in cs if c.excludes_zero(level)}
+    return out
+
+
+def zone_verdicts(cmp: Comparison) -> dict[str, bool]:
+    """Per zone: changed when one of its figures moved (:func:`moved`)."""
+    m = {z for z, _ in moved(cmp)}
+    return {c.zone: c.zone in m for c in cmp.changes}
 
 
 def sentence(c: ZoneChange) -> str:
@@ -257,15 +328,18 @@ def sentence(c: ZoneChange) -> str:
 
 
 def summary(cmp: Comparison, top: int = 5) -> list[str]:
-    """The biggest changes (by relative size), the rest said in one line."""
-    changed = sorted((c for c in cmp.changes if c.changed), key=lambda c: -abs(c.rel))
+    """The biggest changes (by relative size) among the figures that make their zone's
+    verdict (:func:`moved`), the rest said in one line."""
+    m = moved(cmp)
+    changed = sorted((c for c in cmp.changes if (c.zone, c.figure) in m), key=lambda c: -abs(c.rel))
     lines = [sentence(c) for c in changed[:top]]
     zones = {c.zone for c in cmp.changes}
-    moved = {c.zone for c in changed}
-    if not changed:
-        lines.append("No zone changed beyond what day-to-day variation explains.")
-    elif len(zones - moved):
-        lines.append(f"No evidence of change in the other {len(zones - moved)} zones.")
+    hit = {z for z, _ in m}
+    per = "hour-to-hour" if cmp.unit == "hour" else "day-to-day"
+    if not hit:
+        lines.append(f"No zone changed beyond what {per} variation explains.")
+    elif len(zones - hit):
+        lines.append(f"No evidence of change in the other {len(zones - hit)} zones.")
     return lines
 
 

@@ -1,5 +1,7 @@
 """``footfall compare``: before / after a re-layout, per zone, with 95 % intervals
-(:mod:`heatmap.report.period_compare`), from the stored aggregates only.
+(:mod:`heatmap.report.period_compare`), from the stored aggregates only: one HTML page
+with both periods on one colour scale, the difference map, the zone table and the
+summary (:mod:`heatmap.report.compare_page`), its PNGs and a CSV.
 
 Light at import time: the handler imports the heavy modules it needs.
 """
@@ -7,7 +9,6 @@ Light at import time: the handler imports the heavy modules it needs.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,10 @@ def cmd_compare(a: argparse.Namespace) -> int:
         raise ConfigError(str(e)) from None
     finally:
         conn.close()
-    out.mkdir(parents=True, exist_ok=True)
-    _write_table(cmp, out / "compare_zones.csv")
+    from heatmap.report import compare_page
+
     lines = period_compare.summary(cmp)
-    (out / "compare_summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    picture = _difference_map(plan, cmp, a, out)
+    page = compare_page.write(plan, cmp, a.before, a.after, out, cmp.k, lines)
     print(
         f"footfall compare: {a.before} ({cmp.pieces[0]} {cmp.unit}s, {cmp.visitors[0]:.0f} "
         f"visitors) against {a.after} ({cmp.pieces[1]} {cmp.unit}s, {cmp.visitors[1]:.0f} "
@@ -59,56 +59,14 @@ def cmd_compare(a: argparse.Namespace) -> int:
     )
     for line in lines:
         print(f"  {line}")
-    print(f"  table: {out / 'compare_zones.csv'};  summary: {out / 'compare_summary.txt'}")
-    if picture is not None:
-        print(f"  difference map: {picture}")
-    for note in cmp.notes:
+    print(f"  page: {out / compare_page.HTML}")
+    print(f"  table: {out / compare_page.TABLE};  summary: {out / compare_page.SUMMARY}")
+    for name in compare_page.PICTURES:
+        if name in page.pictures:
+            print(f"  picture: {out / name}")
+    for note in page.notes:
         print(f"  note: {note}")
     return 0
-
-
-def _write_table(cmp: Any, path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
-            ["zone", "name", "figure", "before", "after", "diff_lo", "diff_hi", "rel", "rel_lo",
-             "rel_hi", "verdict"]
-        )  # fmt: skip
-        for c in cmp.changes:
-            w.writerow(
-                [c.zone, c.name, c.figure, round(c.before, 4), round(c.after, 4),
-                 round(c.diff_ci[0], 4), round(c.diff_ci[1], 4), round(c.rel, 4),
-                 round(c.rel_ci[0], 4), round(c.rel_ci[1], 4),
-                 "changed" if c.changed else "no evidence of change"]
-            )  # fmt: skip
-
-
-def _difference_map(plan: Any, cmp: Any, a: argparse.Namespace, out: Path) -> Path | None:
-    """Change in the share of visitor time per m², smoothed to what the layout resolves."""
-    if cmp.shares is None:
-        return None
-    from heatmap.report import layout_resolution, planner_figures, render
-    from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
-
-    cell = float(cmp.grid["cell_m"])
-    grid = WalkableGrid.build(plan, cell_m=cell, samples=samples_for(cell))
-    before, after = cmp.shares
-    if grid.nx * grid.ny != len(before):
-        return None
-    res = layout_resolution.resolution(plan, grid)
-    # each period smoothed on its own (smoothing keeps a total: a difference has none)
-    smooth = [layout_resolution.smooth(grid, x, res.sigma_m) for x in (before, after)]
-    per_m2 = 100 * (smooth[1] - smooth[0]) / cell**2
-    fig = planner_figures.difference_figure(
-        plan,
-        grid,
-        per_m2,
-        f"{plan.name}: where visitor time moved",
-        f"{a.after} against {a.before}, per visitor (a busier period is not a change)  ·  "
-        f"smoothed to {res.stated_m:g} m, what this node layout resolves",
-        "change in share of visitor time, % points per m² (red: more, blue: less)",
-    )
-    return render.save(fig, out / "compare_difference.png")
 
 
 def register(sub: Any) -> None:
