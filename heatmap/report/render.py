@@ -1,7 +1,8 @@
 """Pictures for layout planners: the floor plan drawn to scale, heatmaps over it.
 
 Everything is drawn in metres with the street at the bottom, zones labelled,
-nodes and doors marked, so a planner can read a heatmap without a legend hunt.
+nodes and doors marked, so an installer can read a heatmap without a legend hunt (the
+layout planner's pictures are :mod:`heatmap.report.planner_figures`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon as MplPolygon
 from matplotlib.patches import Rectangle
 from numpy.typing import NDArray
 
-from heatmap.spatial.floorplan import FloorPlan
+from heatmap.spatial.floorplan import FloorPlan, Zone
 from heatmap.spatial.walkable_grid import WalkableGrid
 
-CMAP = "YlOrRd"
-"""light for little time, dark red for much: reads on a light floor plan"""
+CMAP = ListedColormap(
+    matplotlib.colormaps["inferno_r"](np.linspace(0.0, 0.7, 256)), name="inferno_r_light"
+)
+"""perceptually uniform (matplotlib's inferno, reversed: pale yellow little, dark purple
+much), readable in grey and by the colour-blind; its darkest 30 % cut off, so the most
+heat is not mistaken for the plan's black walls and shelves"""
 
 
 def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True, nodes: bool = True) -> None:
@@ -55,6 +61,8 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True, nodes: bool = True
         )
         if labels:
             cx, cy = z.polygon.representative_point().coords[0]
+            if nodes:
+                cx, cy = _clear_of_nodes(plan, z, cx, cy)
             ax.text(
                 cx,
                 cy,
@@ -137,6 +145,19 @@ def draw_plan(ax: Axes, plan: FloorPlan, labels: bool = True, nodes: bool = True
     ax.set_aspect("equal")
     ax.set_xlabel("m")
     ax.set_ylabel("m")
+
+
+def _clear_of_nodes(plan: FloorPlan, z: Zone, x: float, y: float) -> tuple[float, float]:
+    """A zone label's point moved off a node's marker and name (1.4 m under the node, or
+    1 m over it, whichever stays in the zone)."""
+    from shapely.geometry import Point
+
+    for n in plan.nodes:
+        if abs(n.x - x) < 2.5 and abs(n.y - y) < 1.4:
+            for cand in (n.y - 1.4, n.y + 1.0):
+                if z.polygon.contains(Point(x, cand)):
+                    return x, cand
+    return x, y
 
 
 def _heat(ax: Axes, grid: WalkableGrid, per_cell: NDArray[np.float64], vmax: float) -> object:
