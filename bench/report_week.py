@@ -1,5 +1,6 @@
 """A week's layout report from the stored aggregates: how long it takes (GOALS: ≤ 10 s),
-and the planner heatmap's Pearson r against truth at the resolution the report states.
+the compare of two weeks (GOALS: ≤ 20 s), and the planner heatmap's Pearson r against
+truth at the resolution the report states.
 
 Input: a ``footfall demo`` output folder (``--demo DIR``; without it a ``footfall demo
 --hours 2`` is run into a temporary folder first, about a minute). The week is the
@@ -12,6 +13,9 @@ copy of the database (the demo's own is not changed):
   ``--repeat`` runs: the composed week, the summary files, the planner's page with its
   pictures and tables (everything ``footfall report`` writes from aggregates); then
   once as a command in a fresh process (Python's start and the imports included);
+* ``footfall compare`` of two such weeks (the demo's day on 14 days), as a command in
+  a fresh process: the zone figures with their bootstrap intervals, the page, its
+  pictures and table (identical weeks: a run time, not a verdict);
 * the demo's own period with ``--truth``: r at 1 m cells and at the stated resolution
   (GOALS: ≥ 0.9 at the resolution the report states, on the bundled 6-node store).
 
@@ -25,6 +29,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -58,9 +63,9 @@ def shift_period(period: str, days: int, tz: str) -> str:
     return "/".join(one(s) for s in period.split("/"))
 
 
-def make_week(db: Path, tz: str) -> tuple[str, str]:
-    """Copy the first stored day's aggregates onto the six days after it; the week's
-    first and last local day."""
+def make_week(db: Path, tz: str, days: int = 7) -> tuple[str, str]:
+    """Copy the first stored day's aggregates onto the ``days`` − 1 days after it; the
+    first local day and the day after the last."""
     conn = sqlite3.connect(db)
     with conn:
         rows = conn.execute(
@@ -74,7 +79,7 @@ def make_week(db: Path, tz: str) -> tuple[str, str]:
         if not days:
             raise SystemExit(f"{db}: no stored day (run the demo to its day's close)")
         first = days[0]
-        for d in range(1, 7):
+        for d in range(1, days):
             for kind, period, ent, _, _, payload, written in rows:
                 pl = json.loads(payload)
                 moved = shift_period(period, d, tz)
@@ -93,7 +98,7 @@ def make_week(db: Path, tz: str) -> tuple[str, str]:
                     ),
                 )
     conn.close()
-    last = (datetime.fromisoformat(first) + timedelta(days=7)).date().isoformat()
+    last = (datetime.fromisoformat(first) + timedelta(days=days)).date().isoformat()
     return first, last
 
 
@@ -138,6 +143,21 @@ def main_bench() -> int:
             stdout=subprocess.DEVNULL,
         )
         fresh = time.perf_counter() - t
+        # the compare of two weeks (14 stored days), as a planner runs it
+        db2 = work / "two-weeks.db"
+        shutil.copyfile(demo / "aggregator" / "store.db", db2)
+        d0, d14 = make_week(db2, tz, 14)
+        mid = (datetime.fromisoformat(d0) + timedelta(days=7)).date()
+        before = f"{d0}..{mid - timedelta(days=1)}"
+        after = f"{mid}..{datetime.fromisoformat(d14).date() - timedelta(days=1)}"
+        cmp_cmd = ["footfall", "compare", "--db", str(db2), "--before", before,
+                   "--after", after, "--out", str(work / "compare")]  # fmt: skip
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(cmp_cmd, check=True, stdout=subprocess.DEVNULL)
+        cmp_s = time.perf_counter() - t
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cmp_cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
         week = json.loads((work / "week0" / "summary.json").read_text())
         page = json.loads((work / "week0" / "report.json").read_text())
         demo_db, truth = demo / "aggregator" / "store.db", demo / "sim" / "truth"
@@ -152,6 +172,10 @@ def main_bench() -> int:
         f"(goal ≤ 10 s; CPU {min(cpus):.2f} s; the first run imports the libraries)"
     )
     print(f"  the command in a fresh process (start and imports included): {fresh:.2f} s")
+    print(
+        f"footfall compare of two weeks ({before} against {after}, the page, its pictures "
+        f"and table), a fresh process: {cmp_s:.2f} s (CPU {cmp_cpu:.2f} s; goal ≤ 20 s)"
+    )
     load = os.getloadavg()[0]
     print(f"  load average (1 min) after the runs: {load:.1f} on {os.cpu_count()} CPUs")
     print(f"  hours drawn: {[h['hour'] for h in page['hours_open']]}")

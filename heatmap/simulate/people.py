@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import dijkstra
 
-from heatmap.simulate.scenario import Scenario
+from heatmap.simulate.scenario import PROMO_RADIUS_M, Scenario
 from heatmap.spatial.floorplan import FloorPlan
 from heatmap.spatial.walkable_grid import WalkableGrid
 
@@ -121,13 +121,21 @@ class Crowd:
         import shapely
 
         spots = {}
+        cells = np.flatnonzero(self.grid.walkable & self.grid.inside)
         for z in self.plan.zones:
-            cells = np.flatnonzero(self.grid.walkable & self.grid.inside)
             inside = shapely.contains(z.polygon, shapely.points(self.grid.centers[cells]))
             cand = self.grid.centers[cells[inside]]
             if len(cand):
                 take = self.rng.choice(len(cand), size=min(48, len(cand)), replace=False)
                 spots[z.id] = cand[take]
+        table = self.sc.promo_table
+        if table is not None:  # the table moved: its shoppers stand around it (drawn from
+            # a stream of its own, so every other draw of the crowd stays the same)
+            d = np.hypot(*(self.grid.centers[cells] - np.asarray(table)).T)
+            cand = self.grid.centers[cells[d <= PROMO_RADIUS_M]]
+            if len(cand):
+                take = np.random.default_rng(0).choice(len(cand), min(48, len(cand)), False)
+                spots["promo"] = cand[take]
         return spots
 
     def _new(self, role: str) -> Person:

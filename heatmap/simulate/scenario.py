@@ -48,6 +48,8 @@ class RadioTruth:
 
 
 Point = tuple[float, float]
+PROMO_RADIUS_M = 1.5
+"""shoppers at a promo table stand within this of its centre"""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,9 @@ class Scenario:
     radio: RadioTruth = field(default_factory=RadioTruth)
     timezone: str = "Europe/Amsterdam"
     checkout: Checkout = field(default_factory=Checkout)
+    promo_table: Point | None = None
+    """where the promo table stands (floor plan metres): shoppers drawn to the promo go
+    to within PROMO_RADIUS_M of it; None: anywhere in the plan's ``promo`` zone"""
 
     @property
     def t0_ms(self) -> int:
