@@ -367,7 +367,7 @@ def test_inventory_from_the_actual_configs(
     out = tmp_path / "inv"
     args = ["privacy", "inventory", "--config", str(cfg), "--acl", str(acl), "--out", str(out)]
     assert main(args) == 0
-    assert "footfall privacy inventory: 10 stores of data" in capsys.readouterr().out
+    assert "footfall privacy inventory: 11 stores of data" in capsys.readouterr().out
     md = (out / "inventory.md").read_text()
     rows = {r.split(" | ")[0].lstrip("| "): r for r in md.splitlines() if r.startswith("| ")}
     obs = rows["MQTT footfall/v1/demo/node/+/obs (broker 127.0.0.1)"]
@@ -379,7 +379,11 @@ def test_inventory_from_the_actual_configs(
     assert "group " in table and "(mode 0640)" in table and "everyone" not in table
     assert "Controller: Demo Retail SARL; contact dpo@demo-retail.example" in md
     page = (out / "inventory.html").read_text()
-    assert page.count('class="pseudonymous"') == 4 and "bi-curious" in page
+    assert page.count('class="pseudonymous"') == 5 and "bi-curious" in page
+    # the store-wide opt-out list: only the store's nodes read its topic
+    (lst,) = [r for k, r in rows.items() if "privacy/optout" in k]
+    readers = lst.rsplit(" | ", 2)[-1]
+    assert "node-" in readers and "bi-" not in readers and "aggregator" not in readers
 
 
 def test_an_hour_of_fewer_than_k_visitors_is_not_drawn_in_a_rows_report(

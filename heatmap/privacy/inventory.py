@@ -20,6 +20,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from heatmap.aggregator.retention import EVENTS_MIN_KEEP_H
 from heatmap.privacy.store_audit import STRICT_MAX_AGE_S
 from heatmap.privacy.store_setup import StoreSetup
 
@@ -126,7 +127,10 @@ def build(
             f"{db}: table track_windows",
             "located 5 s windows: pseudonym, position, zone",
             PSEUDONYMOUS,
-            rows_kept,
+            "the newest minute's only, about 95 s (strict mode: the others in the "
+            "aggregator's memory, a day)"
+            if strict
+            else rows_kept,
             on_disk,
         )
     )
@@ -135,7 +139,9 @@ def build(
             f"{db}: table pid_class",
             "visitor / passer-by class of a pseudonym per hour",
             PSEUDONYMOUS,
-            f"until its hour is {_h(ret)} old",
+            "never on disk (strict mode: in the aggregator's memory)"
+            if strict
+            else f"until its hour is {_h(ret)} old",
             on_disk,
         )
     )
@@ -153,9 +159,10 @@ def build(
         Entry(
             f"{db}: table live_intervals",
             "person-seconds per grid cell of each located "
-            "interval (working state of the live aggregator, not k-guarded)",
+            "interval (working state of the live aggregator; k-guarded like the hour's "
+            "heatmap once its hour closes)",
             "per-cell presence, no identifier",
-            "kept (no retention)",
+            _h(max(ret, EVENTS_MIN_KEEP_H)),
             on_disk,
         )
     )
@@ -164,7 +171,7 @@ def build(
             f"{db}: tables door_events, floor_events",
             "each beam crossing and tile press: time, door or tile, direction",
             NONE,
-            "kept (no retention)",
+            _h(max(ret, EVENTS_MIN_KEEP_H)),
             on_disk,
         )
     )
@@ -203,6 +210,17 @@ def build(
             AGGREGATE,
             "retained: closed hours 48 h, days 35 days",
             ", ".join(agg) or "nobody",
+        )
+    )
+    optout_readers = topic_readers.get(f"{base}/privacy/optout", [])
+    store_list = db.parent / "store_optout.json"
+    e(
+        Entry(
+            f"{store_list} and MQTT {base}/privacy/optout (retained)",
+            "the store-wide opt-out list: keyed hashes of addresses, signed",
+            PSEUDONYMOUS,
+            "until removed (footfall privacy optout remove)",
+            f"file: {file_readers(store_list)}; topic: {', '.join(optout_readers) or 'nobody'}",
         )
     )
     if persistence is not None:
@@ -254,6 +272,16 @@ def build(
                 PSEUDONYMOUS,
                 "until removed (footfall optout remove)",
                 file_readers(optout),
+            )
+        )
+        kept = node.state_dir / "store_optout.json"
+        e(
+            Entry(
+                str(kept),
+                f"node {node.node}: its copy of the store-wide opt-out list (keyed hashes)",
+                PSEUDONYMOUS,
+                "replaced by each newer list",
+                file_readers(kept),
             )
         )
         lk = node.state_dir / "lists.key"

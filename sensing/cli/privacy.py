@@ -223,6 +223,7 @@ def cmd_inventory(a: argparse.Namespace) -> int:
     base = f"footfall/v1/{st.config.store}"
     topics = [f"{base}/node/+/obs", f"{base}/occupancy", f"{base}/footfall/+"]
     topics.append(f"{base}/zone/+/stats")
+    topics.append(f"{base}/privacy/optout")
     node = None
     if a.node_config:
         from sensing.node import config as node_config
