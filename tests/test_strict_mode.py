@@ -163,3 +163,25 @@ def test_standard_mode_on_the_same_feed_keeps_older_rows_the_scan_finds(
             break
     assert old >= 3
     assert strict_memory.STRICT_MAX_AGE_MS == 300_000
+
+
+def test_the_aggregator_takes_the_mode_from_store_toml_and_refuses_strict_without_live(
+    tmp_path: Path,
+) -> None:
+    from firmware_bridge.errors import ConfigError
+    from heatmap.aggregator import config as aggregator_config
+    from heatmap.aggregator.daemon import AggregatorDaemon, privacy_mode
+
+    toml = tmp_path / "store.toml"
+    toml.write_text(
+        '[aggregator]\nstore = "s1"\ndb = "store.db"\n[broker]\nhost = "127.0.0.1"\n'
+        '[privacy]\nmode = "strict"\n'
+    )
+    cfg = aggregator_config.load(toml)
+    assert privacy_mode(cfg) == "strict"
+    with pytest.raises(ConfigError, match=r"privacy\.mode strict needs the live aggregator"):
+        AggregatorDaemon(cfg)
+    s = live_settings.strict(LiveSettings())
+    assert (s.strict, s.interval_s) == (True, 60.0)
+    with pytest.raises(ValueError, match="strict mode needs at most 200 s"):
+        LiveSettings(strict=True)  # 5-minute intervals leave windows too old on disk
