@@ -14,8 +14,9 @@ Scored per 10-minute bin (UTC-aligned) against the mean of the occupancy column
 over the bin's frames, on bins with occupancy ≥ 3 (goal: MAPE ≤ 20 %):
 
 * ``rf``: present visitor devices × the people-per-device factor fitted on the
-  **fit days** (ratio of sums of occupancy and present devices over their bins
-  with occupancy ≥ 3) and scored on the **score days** (never fitted on);
+  **fit days** (:func:`heatmap.aggregator.rf_factor.people_per_device`: ratio of sums
+  of occupancy and devices inside over their bins with occupancy ≥ 3 where a device
+  was heard) and scored on the **score days** (never fitted on);
 * ``naive``: distinct addresses per bin (the node chainer off: one pseudonym per
   address, what counting addresses gives), and the
   same scaled by a factor fitted on the fit days the same way (``naive×k``),
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from heatmap.aggregator.rf_count import CountSettings, DeviceCounts, count_devices
 from heatmap.aggregator.rf_devices import Frames
+from heatmap.aggregator.rf_factor import people_per_device
 from sensing.capture.capture_file import read_records
 from sensing.node.pipeline import NodeFilters, NodePipeline
 from sensing.privacy.optout import ListKey
@@ -177,8 +179,8 @@ def evaluate(days: list[Day], fit_days: tuple[str, ...], s: CountSettings) -> di
         rows[d.day] = (occ[keep], c.present[keep], naive[keep])
     fit = [rows[d] for d in fit_days if d in rows]
     occ_fit = np.concatenate([r[0] for r in fit])
-    k_rf = float(occ_fit.sum() / max(np.concatenate([r[1] for r in fit]).sum(), 1))
-    k_naive = float(occ_fit.sum() / max(np.concatenate([r[2] for r in fit]).sum(), 1))
+    k_rf = people_per_device(occ_fit, np.concatenate([r[1] for r in fit])) or 1.0
+    k_naive = people_per_device(occ_fit, np.concatenate([r[2] for r in fit])) or 1.0
     per_day = {}
     for day, (occ, pres, naive) in rows.items():
         per_day[day] = {

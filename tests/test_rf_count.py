@@ -55,6 +55,13 @@ def test_factor_fit_against_doors_and_headcount() -> None:
         rows += ble_rows(f"p{i}", -1200, 2400, -60)
     h = rf_factor.headcount(Frames.from_rows(rows), T0, 15, 10, CountSettings())
     assert h.source == "headcount" and h.occupancy == pytest.approx(10 / 8)
+    with pytest.raises(rf_factor.ConfigError, match="arrived"):  # all inside before
+        rf_factor.headcount(Frames.from_rows(rows), T0, 15, 10, CountSettings(), entered=3)
+    for i in range(4):  # 4 more walk in during the count: 6 people did
+        rows += ble_rows(f"n{i}", 120 + 60 * i, 2400, -60)
+    e = rf_factor.headcount(Frames.from_rows(rows), T0, 15, 14, CountSettings(), entered=6)
+    assert e.visitors == pytest.approx(6 / 4) and e.detail["visitor_devices"] == 4
+    assert e.occupancy != e.visitors and e.passersby == e.occupancy
     with pytest.raises(rf_factor.ConfigError, match="busier"):
         rf_factor.headcount(Frames.from_rows(rows[:1]), T0 + 2 * HOUR, 15, 10, CountSettings())
 

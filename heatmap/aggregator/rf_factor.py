@@ -5,14 +5,16 @@ Not every person carries a phone with its radio on, a phone may be two devices
 people. The RF-only count (:mod:`heatmap.aggregator.rf_count`) multiplies its device
 counts by three factors, people per device:
 
-* ``visitors``: visitor devices counted in a bin → people who came in;
+* ``visitors``: visitor devices counted in a bin → people who came in (from a head
+  count: the occupancy's factor, unless the installer also counted who walked in);
 * ``passersby``: passer-by devices → people who walked past (the street has no
   beams: the same as ``visitors`` unless an installer counted passers-by);
 * ``occupancy``: devices inside (mean over a bin) → people inside.
 
 Where beams exist the factors are **fitted** against the door (:func:`fit_door`):
-ratio of sums over the fitted bins (door ins over visitor devices; door occupancy
-over devices inside), robust to the many bins with a handful of people. Where
+ratio of sums over the fitted bins where radio heard a device (door ins over
+visitor devices; door occupancy over devices inside), robust to the many bins with
+a handful of people (:func:`people_per_device`). Where
 they do not, an installer counts the people inside for 15 minutes once
 (``footfall calibrate headcount --config store.toml --at ISO --people N
 --minutes 15``) and :func:`headcount` turns that count and the devices inside in
@@ -78,9 +80,14 @@ class Factor:
         return f
 
 
-def _ratio(num: F, den: F) -> float | None:
-    d = float(np.sum(den))
-    return float(np.sum(num)) / d if d > 0 else None
+def people_per_device(people: F, devices: F) -> float | None:
+    """Ratio of sums over the bins where radio heard a device: a bin without one says
+    nothing about how many people a device stands for (people there without a phone,
+    or a ground truth that counts someone who left). None without any device."""
+    people, devices = np.asarray(people, float), np.asarray(devices, float)
+    heard = devices > 0
+    d = float(devices[heard].sum())
+    return float(people[heard].sum()) / d if d > 0 else None
 
 
 def fit_door(
@@ -88,12 +95,12 @@ def fit_door(
 ) -> Factor:
     """Factors from bins where beams exist: ins per visitor device; occupancy per device
     inside (when given; else the visitors' factor). Raises ConfigError without devices."""
-    kv = _ratio(np.asarray(door_ins, float), np.asarray(visitor_devices, float))
+    kv = people_per_device(door_ins, visitor_devices)
     if kv is None:
         raise ConfigError("no visitor devices in the fitted bins: cannot fit people per device")
     ko = None
     if devices_inside is not None and occupancy is not None:
-        ko = _ratio(np.asarray(occupancy, float), np.asarray(devices_inside, float))
+        ko = people_per_device(occupancy, devices_inside)
     detail = {
         "bins": len(visitor_devices),
         "door_ins": float(np.sum(door_ins)),
@@ -109,15 +116,19 @@ def headcount(
     people: float,
     s: CountSettings,
     passersby: float | None = None,
+    entered: float | None = None,
 ) -> Factor:
     """Factors from a manual count: ``people`` inside during [at, at + minutes) (the
     installer's head count of the customers, not the staff; their mean if it
-    changed), and optionally ``passersby`` who walked past in those minutes.
+    changed), and optionally ``passersby`` who walked past and ``entered`` who walked
+    in during those minutes (arrivals per device differ from presence per device:
+    a device heard loud at the shop window is inside for a while before its person
+    is, and a phone whose chain breaks arrives twice).
     ``frames``: the rows around that time (``presence_gap_s`` after it, and
     ``static_min_s`` before it so that all-day devices are known as static)."""
     if not 1 <= minutes <= 120:
         raise ConfigError(f"--minutes must be 1..120, got {minutes:g}")
-    if people < 0 or (passersby is not None and passersby < 0):
+    if people < 0 or any(v is not None and v < 0 for v in (passersby, entered)):
         raise ConfigError("a head count cannot be negative")
     t1 = at_ms + int(minutes * 60_000)
     c = count_devices(frames, at_ms, t1, replace(s, bin_ms=60_000))
@@ -128,7 +139,7 @@ def headcount(
             "count at a busier time (or check that the nodes were sending)"
         )
     k = people / inside
-    kp = k
+    kp = kv = k
     detail: dict[str, Any] = {
         "at_ms": at_ms,
         "minutes": minutes,
@@ -142,7 +153,13 @@ def headcount(
             raise ConfigError("no passer-by devices in those minutes: cannot fit their factor")
         kp = passersby / pas
         detail.update(passersby=passersby, passerby_devices=pas)
-    return Factor(k, kp, k, "headcount", detail)
+    if entered is not None:
+        arr = int(c.visitors.sum())
+        if arr < 1:
+            raise ConfigError("no visitor device arrived in those minutes: cannot fit visitors")
+        kv = entered / arr
+        detail.update(entered=entered, visitor_devices=arr)
+    return Factor(kv, kp, k, "headcount", detail)
 
 
 def store(conn: sqlite3.Connection, f: Factor) -> None:

@@ -8,10 +8,18 @@ replaces the ``footfall``/``store`` payload's ``visitors``, ``passersby`` and
 and adds what it counted under ``rf_count``. ``occupancy_source`` stays ``"rf"``, which
 the BI payload carries as ``source`` (:mod:`heatmap.aggregator.publish.bi_payloads`).
 
-Slots and hours are counted from the ``obs`` rows around the period (the presence
-gap after it; before it, the ``static_min_s`` that tell a static device); a day is
-the sum of its stored hours (arrivals add up; its passers-by's rows are gone by
-then), its occupancy their mean.
+A slot or an hour is counted from the ``obs`` rows around it (the presence gap
+after it; before it, the ``static_min_s`` that tell a static device): the hour is
+written before its passers-by's rows are deleted. A day is the sum of its stored
+hours (arrivals add up; the passers-by's rows are gone by then), and in ``strict``
+privacy mode, where rows stay in memory for 35 min only, an hour is the sum of its
+stored slots; their occupancy is the mean of the pieces'. A piece whose figure was
+suppressed (fewer than k devices) adds nothing: a quiet store's day undercounts,
+as the live aggregator's passers-by of a day do.
+
+In ``strict`` mode only the last 35 min of rows exist, so static devices (which
+take ``static_min_s`` to show) are not told apart there: they count as visitors
+inside.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from heatmap.aggregator.rf_devices import Frames
 from heatmap.aggregator.rf_factor import load as load_factor
 
 HOUR_MS = 3_600_000
+PIECE_MS = {"hour": 900_000, "day": HOUR_MS}
+"""what an hour and a day are composed of (the live slots, the hours)"""
 
 
 def read_frames(conn: sqlite3.Connection, t0_ms: int, t1_ms: int) -> Frames:
@@ -65,14 +75,17 @@ def figures(
     }  # fmt: skip
 
 
-def day_figures(conn: sqlite3.Connection, t0_ms: int, t1_ms: int) -> dict[str, Any] | None:
-    """A day's RF-only count from its stored hours (None if none has one): the hours'
-    published figures summed (suppressed ones are left out, as the day's passers-by
-    from its hours), the occupancy their mean."""
+def composed_figures(
+    conn: sqlite3.Connection, t0_ms: int, t1_ms: int, piece_ms: int
+) -> dict[str, Any] | None:
+    """A period's RF-only count from its stored pieces of ``piece_ms`` (an hour's slots,
+    a day's hours; None if none has one): the pieces' published figures summed
+    (suppressed ones are left out, as a day's passers-by from its hours), the
+    occupancy their mean."""
     rows = conn.execute(
         "SELECT payload FROM aggregates WHERE kind = 'footfall' AND entity = 'store' "
         "AND t0_ms >= ? AND t1_ms <= ? AND t1_ms - t0_ms = ?",
-        (t0_ms, t1_ms, HOUR_MS),
+        (t0_ms, t1_ms, piece_ms),
     ).fetchall()
     hours = [p for p in (json.loads(r[0]) for r in rows) if p.get("rf_count")]
     if not hours:
@@ -97,14 +110,22 @@ def day_figures(conn: sqlite3.Connection, t0_ms: int, t1_ms: int) -> dict[str, A
     }
 
 
+def _strict(conn: sqlite3.Connection) -> bool:
+    """Whether ``conn`` is the strict mode's working memory (the store attached as
+    ``disk``, :mod:`heatmap.aggregator.live.strict_memory`)."""
+    return any(row[1] == "disk" for row in conn.execute("PRAGMA database_list"))
+
+
 def apply(
     conn: sqlite3.Connection, store: dict[str, Any], unit: str, t0_ms: int, t1_ms: int, k: int
 ) -> None:
     """Put the RF-only count into a no-beams ``footfall``/``store`` payload (module doc).
     Every figure is k-guarded by the devices it comes from."""
-    rf = day_figures(conn, t0_ms, t1_ms) if unit == "day" else figures(conn, t0_ms, t1_ms)
+    rf = None
+    if unit == "day" or (unit == "hour" and _strict(conn)):
+        rf = composed_figures(conn, t0_ms, t1_ms, PIECE_MS[unit])
     if rf is None:
-        return
+        rf = figures(conn, t0_ms, t1_ms)
     vdev, pdev = rf["visitor_devices"], rf["passerby_devices"]
     inside = rf["devices_inside_mean"]
     crowd = int(np.ceil(inside))

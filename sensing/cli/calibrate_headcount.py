@@ -5,7 +5,8 @@ A store without door beams counts people from radio alone
 one-off manual count. The installer counts the customers inside (not the staff:
 their all-day phones are static devices, taken out of the count) during
 ``--minutes`` from ``--at`` — the mean, if it changed — and, optionally, the
-people who walked past outside in the same minutes (``--passersby``). This command
+people who walked past outside (``--passersby``) and who walked in (``--entered``)
+in the same minutes. This command
 reads the devices the store's nodes heard in those minutes from the aggregator's
 database and stores the factors **in that database** (``meta.rf_people_per_device``,
 :mod:`heatmap.aggregator.rf_factor`), where the aggregator reads them for every period
@@ -35,6 +36,8 @@ def cmd_headcount(a: argparse.Namespace) -> int:
     checks.within(a.minutes, 1, 120, "--minutes", " min")
     if a.passersby is not None:
         checks.within(a.passersby, 0, 1_000_000, "--passersby")
+    if a.entered is not None:
+        checks.within(a.entered, 0, 1_000_000, "--entered")
     cfg = agg_config.load(a.config)
     at = checks.iso_time(a.at, "--at")
     zone = "UTC"
@@ -51,7 +54,9 @@ def cmd_headcount(a: argparse.Namespace) -> int:
         frames = rf_live.read_frames(db, at_ms - before, at_ms + int(a.minutes * 60_000) + reach)
         if not len(frames):
             raise DatabaseError(f"{cfg.db}: no observations around {at.isoformat()}")
-        f = rf_factor.headcount(frames, at_ms, a.minutes, a.people, s, passersby=a.passersby)
+        f = rf_factor.headcount(
+            frames, at_ms, a.minutes, a.people, s, passersby=a.passersby, entered=a.entered
+        )
         rf_factor.store(db, f)
         db.commit()
     except sqlite3.Error as e:
@@ -64,7 +69,9 @@ def cmd_headcount(a: argparse.Namespace) -> int:
         f"{d['devices_inside']:.1f} {d['band']} devices inside on average"
     )
     print(
-        f"people per device: visitors {f.visitors:.3f}, passers-by {f.passersby:.3f}"
+        f"people per device: visitors {f.visitors:.3f}"
+        + (" (from who walked in)" if a.entered is not None else " (as occupancy)")
+        + f", passers-by {f.passersby:.3f}"
         + (" (from the passers-by count)" if a.passersby is not None else " (as visitors)")
         + f", occupancy {f.occupancy:.3f}; stored in {cfg.db} (meta.{rf_factor.META_KEY})"
     )
@@ -84,4 +91,5 @@ def register_under(calibrate: argparse.ArgumentParser) -> None:
     h.add_argument("--people", type=float, required=True, help="customers inside (not the staff)")
     h.add_argument("--minutes", type=float, default=15.0, help="length of the count (%(default)s)")
     h.add_argument("--passersby", type=float, help="people who walked past in those minutes")
+    h.add_argument("--entered", type=float, help="people who walked in during those minutes")
     h.set_defaults(func=cmd_headcount)
