@@ -13,7 +13,7 @@ import sqlite3
 from typing import Any
 
 from heatmap.aggregator import pid_class
-from heatmap.aggregator.live import k_guard, periods
+from heatmap.aggregator.live import calibration_state, k_guard, periods
 from heatmap.aggregator.live.period_figures import Aggregate
 
 
@@ -122,3 +122,23 @@ def carry_passersby(
     p["capture_rate"] = (
         round(v / (v + pas_n), 4) if v is not None and pas_n is not None and v + pas_n else None
     )
+
+
+def drop_late_passersby(c: sqlite3.Connection, a: int, b: int) -> int:
+    """Late BLE rows in [a, b) of an hour whose passers-by were deleted already: the
+    rows of pseudonyms the hour does not know as visitors are a passer-by's (their
+    other rows are gone, so they could not be located anyway). They are deleted on
+    arrival, as the hour's other passers-by's were."""
+    hour = pid_class.hour_of(a)
+    if c.execute("SELECT 1 FROM hour_purges WHERE hour_ms = ?", (hour,)).fetchone() is None:
+        return 0
+    cal = calibration_state.load(c)
+    beacons = sorted(cal.beacons) if cal is not None else []
+    marks = ",".join("?" * len(beacons))
+    keep_beacons = f"AND pid NOT IN ({marks})" if beacons else ""
+    n = c.execute(
+        f"DELETE FROM obs WHERE t_ms >= ? AND t_ms < ? AND band = 'ble' {keep_beacons} "
+        "AND pid NOT IN (SELECT pid FROM track_windows WHERE t_ms >= ? AND t_ms < ?)",
+        (a, b, *beacons, hour, hour + pid_class.HOUR_MS),
+    ).rowcount
+    return int(n)

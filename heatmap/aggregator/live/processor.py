@@ -256,8 +256,8 @@ class LiveProcessor:
         """Bring the aggregates up to ``now_ms`` (data time: the clock of the store)."""
         cpu = time.thread_time()  # this thread's: ingest runs beside it
         rep = StepReport()
-        if self.strict:
-            self._move_in()
+        if self.strict:  # the rows the ingest stored move into memory
+            strict_memory.move_in(self._mover, self.ro, self._write)
         self._fresh()
         wm = tt.get_meta_int(self.ro, tt.WATERMARK)
         self.watermark_ms = wm
@@ -275,8 +275,10 @@ class LiveProcessor:
             done += 1
         rep.watermark_ms = wm
         self._fold_periods(wm, now_ms, rep)
-        if self.strict:
-            self._strict_purge(now_ms, wm)
+        if self.strict:  # nothing pseudonymous stays on disk but the newest interval's
+            keep = wm - self.s.interval_ms
+            self.disk_rows_deleted += strict_memory.end_step(self.ro, self._write, now_ms, keep)
+            self._fresh()
         rep.cpu_s = time.thread_time() - cpu
         self.cpu_s_total += rep.cpu_s
         self.last = rep
@@ -340,11 +342,11 @@ class LiveProcessor:
                 dirty |= self._periods_of(a, a + iv)
         for a in sorted(after_close):
             if self.strict:  # the rows and windows are in memory
-                rep.passerby_rows_deleted += self._drop_late_passersby(self.ro, a, a + iv)
+                rep.passerby_rows_deleted += closing.drop_late_passersby(self.ro, a, a + iv)
                 self.ro.commit()
                 continue
             rep.passerby_rows_deleted += self._write(
-                partial(self._drop_late_passersby, a=a, b=a + iv)
+                partial(closing.drop_late_passersby, a=a, b=a + iv)
             )
         self.late_after_close += len(after_close)
         for a in sorted(redo):
@@ -352,25 +354,6 @@ class LiveProcessor:
         self._write(lambda c: (self._set_dirty(c, dirty), tt.set_meta_int(c, tt.SCAN, newest)))
         if redo:
             log.info("live: %d interval(s) located again for late rows", len(redo))
-
-    def _drop_late_passersby(self, c: sqlite3.Connection, a: int, b: int) -> int:
-        """Late BLE rows in [a, b) of an hour whose passers-by were deleted already: the
-        rows of pseudonyms the hour does not know as visitors are a passer-by's (their
-        other rows are gone, so they could not be located anyway). They are deleted on
-        arrival, as the hour's other passers-by's were."""
-        hour = pid_class.hour_of(a)
-        if c.execute("SELECT 1 FROM hour_purges WHERE hour_ms = ?", (hour,)).fetchone() is None:
-            return 0
-        cal = calibration_state.load(c)
-        beacons = sorted(cal.beacons) if cal is not None else []
-        marks = ",".join("?" * len(beacons))
-        keep_beacons = f"AND pid NOT IN ({marks})" if beacons else ""
-        n = c.execute(
-            f"DELETE FROM obs WHERE t_ms >= ? AND t_ms < ? AND band = 'ble' {keep_beacons} "
-            "AND pid NOT IN (SELECT pid FROM track_windows WHERE t_ms >= ? AND t_ms < ?)",
-            (a, b, *beacons, hour, hour + pid_class.HOUR_MS),
-        ).rowcount
-        return int(n)
 
     # ------------------------------------------------------------------ periods
 
@@ -492,27 +475,6 @@ class LiveProcessor:
             else:
                 out.setdefault(p, pid_class.PASSERBY)
         return out
-
-    # ------------------------------------------------------------------ strict mode
-
-    def _move_in(self) -> None:
-        """Strict mode: the rows the ingest stored move into memory (copied, then deleted
-        from disk on the writer)."""
-        upto = self._mover.copy(self.ro)
-        if upto is None:
-            return
-        self._write(lambda c: strict_memory.delete_moved(c, upto))
-        self._mover.deleted()
-
-    def _strict_purge(self, now_ms: int, wm: int) -> None:
-        """Strict mode, end of a step: nothing pseudonymous stays on disk but the newest
-        interval's windows (and nothing older than ``DISK_KEEP_MS``); memory forgets."""
-        keep_from = wm - self.s.interval_ms
-        self.disk_rows_deleted += self._write(
-            lambda c: strict_memory.purge_disk(c, now_ms, keep_from)
-        )
-        strict_memory.forget(self.ro, now_ms)
-        self._fresh()
 
     def _purge_hour(
         self, c: sqlite3.Connection, a: int, b: int, classes: dict[str, pid_class.Class]

@@ -39,8 +39,10 @@ overwritten as the WAL is reused.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from heatmap.aggregator import store_db
 
@@ -145,3 +147,26 @@ def forget(mem: sqlite3.Connection, now_ms: int) -> None:
     mem.execute("DELETE FROM main.pid_class WHERE hour_ms < ?", (old,))
     mem.execute("DELETE FROM main.hour_purges WHERE hour_ms < ?", (old,))
     mem.commit()
+
+
+Write = Callable[[Callable[[sqlite3.Connection], Any]], Any]
+"""runs a step on the writer's connection and commits (the live processor's ``write``)"""
+
+
+def move_in(mover: Mover, mem: sqlite3.Connection, write: Write) -> None:
+    """Start of a step: the rows the ingest stored are copied into memory, then deleted
+    from disk on the writer."""
+    upto = mover.copy(mem)
+    if upto is None:
+        return
+    write(lambda c: delete_moved(c, upto))
+    mover.deleted()
+
+
+def end_step(mem: sqlite3.Connection, write: Write, now_ms: int, keep_from_ms: int) -> int:
+    """End of a step: nothing pseudonymous stays on disk but the windows from
+    ``keep_from_ms`` (the newest interval's; :func:`purge_disk`); memory forgets what
+    it no longer needs (:func:`forget`). Returns the disk rows deleted."""
+    n = int(write(lambda c: purge_disk(c, now_ms, keep_from_ms)))
+    forget(mem, now_ms)
+    return n
