@@ -123,7 +123,7 @@ epoch (the node passes the address's ``pid``, so the chainer holds no raw addres
 class ChainParams:
     """Thresholds of :class:`AddressChainer` (see the module doc for the rules)."""
 
-    idle_ms: int = 5 * 60_000
+    idle_ms: int = 150_000
     """a chain closes after this long without a frame"""
     max_chains: int = 4096
     """open chains at most (the least recently heard is dropped beyond)"""
