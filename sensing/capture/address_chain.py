@@ -270,8 +270,24 @@ class AddressChainer(Generic[Key]):
         ``freq``: the channel the frame was heard on (MHz; RSSI levels are compared
         on one channel only, a radio's level differs between channels)."""
         ch = self._by_addr.get(addr)
-        if ch is not None:
-            self._touch(ch, t_ms, seq & 0xFFF, rssi, freq)
+        if ch is not None:  # the common case, _touch inlined (a call costs ~0.3 us)
+            if t_ms >= ch.last_t:
+                ch.last_t = t_ms
+                seq &= 0xFFF
+                ch.last_seq = seq
+                if seq >> _BUCKET_BITS != ch.bucket:
+                    self._rebucket(ch, seq >> _BUCKET_BITS)
+                if t_ms - ch.moved_t >= _MOVE_MS:
+                    ch.moved_t = t_ms
+                    self._recent.move_to_end(id(ch))
+            if rssi is not None:
+                if ch.freq == freq and ch.rssi != _NO_RSSI:
+                    ch.rssi = 0.7 * ch.rssi + 0.3 * rssi
+                else:
+                    ch.rssi, ch.freq = rssi, freq
+            g = ch.group
+            if g.top is not ch:
+                g.second, g.top = g.top, ch
             return ch.head
         if t_ms >= self._sweep_at:
             self._sweep(t_ms)
@@ -310,20 +326,8 @@ class AddressChainer(Generic[Key]):
             ch.last_t = t_ms
             if seq >= 0:
                 ch.last_seq = seq
-                b = seq >> _BUCKET_BITS
-                if b != ch.bucket:
-                    buckets = ch.group.buckets
-                    k = id(ch)
-                    old = buckets[ch.bucket]
-                    del old[k]
-                    if not old:
-                        del buckets[ch.bucket]
-                    new = buckets.get(b)
-                    if new is None:
-                        buckets[b] = {k: ch}
-                    else:
-                        new[k] = ch
-                    ch.bucket = b
+                if seq >> _BUCKET_BITS != ch.bucket:
+                    self._rebucket(ch, seq >> _BUCKET_BITS)
             if t_ms - ch.moved_t >= _MOVE_MS:
                 ch.moved_t = t_ms
                 self._recent.move_to_end(id(ch))
@@ -336,6 +340,22 @@ class AddressChainer(Generic[Key]):
         if g.top is not ch:
             g.second = g.top
             g.top = ch
+
+    def _rebucket(self, ch: _Chain, b: int) -> None:
+        """Move ``ch`` to sequence bucket ``b`` (-1: none, a BLE chain)."""
+        buckets = ch.group.buckets
+        k = id(ch)
+        if ch.bucket >= 0:
+            old = buckets[ch.bucket]
+            del old[k]
+            if not old:
+                del buckets[ch.bucket]
+        new = buckets.get(b)
+        if new is None:
+            buckets[b] = {k: ch}
+        else:
+            new[k] = ch
+        ch.bucket = b
 
     def _open(self, addr: Key, key: bytes, t_ms: int, seq: int, rssi: int | None, freq: int) -> Key:
         group = self._groups.get(key)
