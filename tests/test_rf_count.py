@@ -3,6 +3,7 @@ factor, the live hook's ``source: "rf"``, and a real Brno afternoon."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -69,8 +70,8 @@ def test_factor_fit_against_doors_and_headcount() -> None:
 def test_live_hook_applies_the_stored_factor_and_labels_rf(tmp_path: Path) -> None:
     db = store_db.connect(tmp_path / "store.db")
     rows = []
-    for i in range(12):  # 12 visitors of 10 min in the hour, then 30 passers-by
-        rows += ble_rows(f"v{i:02d}", i * 240, i * 240 + 600, -62)
+    for i in range(12):  # 12 visitors of 30 min from the hour on, and 30 passers-by
+        rows += ble_rows(f"v{i:02d}", i * 240, i * 240 + 1800, -62)
     for i in range(30):
         rows += ble_rows(f"p{i:02d}", 60 + i * 100, 60 + i * 100 + 20, -88)
     db.executemany("INSERT INTO obs VALUES (?,?,?,?,?,?,?)", rows)
@@ -86,6 +87,17 @@ def test_live_hook_applies_the_stored_factor_and_labels_rf(tmp_path: Path) -> No
         store, period="x", unit="hour", final=True, as_of=T0 + HOUR, k=5, doors=False
     )
     assert p["source"] == "rf" and p["visitors"] == 18 and "in" not in p
+    occ = store["occupancy_mean"]
+    assert store["person_seconds_inside"] == pytest.approx(occ * 3600, rel=0.01)
+    # a day is the sum of its stored hours
+    db.execute(
+        "INSERT INTO aggregates VALUES ('footfall', 'h', 'store', ?, ?, ?, 0)",
+        (T0, T0 + HOUR, json.dumps(store)),
+    )
+    day: dict = {}
+    rf_live.apply(db, day, "day", T0 - 9 * HOUR, T0 + 15 * HOUR, k=5)
+    assert (day["visitors"], day["passersby"]) == (18, 60)
+    assert day["rf_count"]["visitor_devices"] == 12 and day["occupancy_source"] == "rf"
     few: dict = {}
     rf_live.apply(db, few, "hour", T0 + 2 * HOUR, T0 + 3 * HOUR, k=5)  # nobody: zeros
     assert few["visitors"] == 0 and few["passersby"] == 0

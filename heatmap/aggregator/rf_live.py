@@ -2,10 +2,11 @@
 
 :func:`apply` is the one hook the live aggregator calls
 (:func:`heatmap.aggregator.live.period_figures.compute`, stores without doors): it
-replaces the ``footfall``/``store`` payload's ``visitors``, ``passersby`` and
-``occupancy_mean`` with the RF-only count of :mod:`heatmap.aggregator.rf_count` (people
-= devices × the store's people per device, :mod:`heatmap.aggregator.rf_factor`), k-guarded,
-and adds what it counted under ``rf_count``. ``occupancy_source`` stays ``"rf"``, which
+replaces the ``footfall``/``store`` payload's ``visitors``, ``passersby``,
+``occupancy_mean`` and ``person_seconds_inside`` with the RF-only count of
+:mod:`heatmap.aggregator.rf_count` (people = devices × the store's people per device,
+:mod:`heatmap.aggregator.rf_factor`), k-guarded, and adds what it counted under
+``rf_count``. ``occupancy_source`` stays ``"rf"``, which
 the BI payload carries as ``source`` (:mod:`heatmap.aggregator.publish.bi_payloads`).
 
 A slot or an hour is counted from the ``obs`` rows around it (the presence gap
@@ -70,6 +71,7 @@ def figures(
         "visitors": round(float(c.visitors.sum()) * k.visitors),
         "passersby": round(float(c.passersby.sum()) * k.passersby),
         "occupancy_mean": round(float(c.present.mean()) * k.occupancy, 2),
+        "person_seconds_inside": round(float(c.present.mean()) * k.occupancy * span / 1000, 1),
         "people_per_device": {"visitors": k.visitors, "passersby": k.passersby,
                               "occupancy": k.occupancy, "source": k.source},
     }  # fmt: skip
@@ -96,6 +98,7 @@ def composed_figures(
 
     rc = [h["rf_count"] for h in hours]
     occ = [h["occupancy_mean"] for h in hours if h.get("occupancy_mean") is not None]
+    ps = [h["person_seconds_inside"] for h in hours if h.get("person_seconds_inside") is not None]
     inside = [r["devices_inside_mean"] for r in rc if r.get("devices_inside_mean") is not None]
     return {
         "visitor_devices": total([r["visitor_devices"] for r in rc]),
@@ -107,6 +110,7 @@ def composed_figures(
         "visitors": total([h["visitors"] for h in hours]),
         "passersby": total([h["passersby"] for h in hours]),
         "occupancy_mean": round(float(np.mean(occ)), 2) if occ else 0.0,
+        "person_seconds_inside": round(float(sum(ps)), 1),
     }
 
 
@@ -141,6 +145,10 @@ def apply(
     store["visitors"] = k_guard.figure(vis, min(vis, vdev), k)
     store["passersby"] = k_guard.figure(pas, min(pas, pdev), k)
     store["occupancy_mean"] = k_guard.figure(rf["occupancy_mean"], crowd, k)
+    # what the in-progress hour and day are composed from (occupancy = person-seconds / span)
+    store["person_seconds_inside"] = k_guard.figure(
+        rf["person_seconds_inside"], max(min(vis, vdev), crowd), k
+    )
     store["occupancy_source"] = "rf"
     store["capture_rate"] = k_guard.figure(
         round(vis / (vis + pas), 4) if vis + pas else None, min(vis, vdev, pas + vis), k
