@@ -63,8 +63,8 @@ def shift_period(period: str, days: int, tz: str) -> str:
     return "/".join(one(s) for s in period.split("/"))
 
 
-def make_week(db: Path, tz: str, days: int = 7) -> tuple[str, str]:
-    """Copy the first stored day's aggregates onto the ``days`` − 1 days after it; the
+def make_week(db: Path, tz: str, n_days: int = 7) -> tuple[str, str]:
+    """Copy the first stored day's aggregates onto the ``n_days`` − 1 days after it; the
     first local day and the day after the last."""
     conn = sqlite3.connect(db)
     with conn:
@@ -79,7 +79,7 @@ def make_week(db: Path, tz: str, days: int = 7) -> tuple[str, str]:
         if not days:
             raise SystemExit(f"{db}: no stored day (run the demo to its day's close)")
         first = days[0]
-        for d in range(1, days):
+        for d in range(1, n_days):
             for kind, period, ent, _, _, payload, written in rows:
                 pl = json.loads(payload)
                 moved = shift_period(period, d, tz)
@@ -98,7 +98,7 @@ def make_week(db: Path, tz: str, days: int = 7) -> tuple[str, str]:
                     ),
                 )
     conn.close()
-    last = (datetime.fromisoformat(first) + timedelta(days=days)).date().isoformat()
+    last = (datetime.fromisoformat(first) + timedelta(days=n_days)).date().isoformat()
     return first, last
 
 
