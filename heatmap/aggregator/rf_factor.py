@@ -14,11 +14,11 @@ counts by three factors, people per device:
 Where beams exist the factors are **fitted** against the door (:func:`fit_door`):
 ratio of sums over the fitted bins where radio heard a device (door ins over
 visitor devices; door occupancy over devices inside), robust to the many bins with
-a handful of people (:func:`people_per_device`). Where
-they do not, an installer counts the people inside for 15 minutes once
-(``footfall calibrate headcount --config store.toml --at ISO --people N
---minutes 15``) and :func:`headcount` turns that count and the devices inside in
-those minutes into the factors.
+a handful of people (:func:`people_per_device`). Where they do not, an installer
+counts the customers inside (not the staff, whose all-day phones are static devices)
+for 15 minutes once, and best also who walked in (``footfall calibrate headcount
+--config store.toml --at ISO --people N --entered N --minutes 15``); :func:`headcount`
+turns that count and the devices in those minutes into the factors.
 
 The factors are stored **in the store's database**, table ``meta``, key
 ``rf_people_per_device`` (JSON), next to the radio calibration the aggregator
