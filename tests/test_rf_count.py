@@ -151,7 +151,12 @@ def test_calibrate_headcount_cli_stores_the_factor_in_the_db(
         (["--people", "9", "--minutes", "0"], "--minutes 0"),
         (["--people", "9", "--at", "2026-11-21T09:00:00+00:00"], "no observations"),
         (["--people", "9", "--at", "yesterday"], "not an ISO time"),
+        (["--people", "9", "--entered", "-1"], "--entered -1"),
     ]:
         base = ["calibrate", "headcount", "--config", str(cfg), "--at", at]
         assert main(base + argv) == 1
         assert msg in capsys.readouterr().err
+    cfg.write_text('[aggregator]\nstore = "demo"\ndb = "elsewhere.db"\n')
+    assert main(["calibrate", "headcount", "--config", str(cfg), "--at", at, "--people", "9"]) == 1
+    assert "no such database" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere.db").exists()  # not created by asking

@@ -47,6 +47,8 @@ def cmd_headcount(a: argparse.Namespace) -> int:
     at_ms = int(at.timestamp() * 1000)
     s = CountSettings()
     reach = int(s.presence_gap_s * 1000)
+    if not cfg.db.is_file():
+        raise DatabaseError(f"{cfg.db}: no such database (is the aggregator running there?)")
     db = store_db.connect(cfg.db)
     try:
         # from static_min_s before: the staff's all-day phones show as static, out of the count
