@@ -175,8 +175,9 @@ def _counts(truth: list[int], pred: list[int]) -> tuple[float, float, float]:
 
 
 def run(
-    seeds: list[int], hours: float, params: ChainParams | None = None
+    seeds: list[int], hours: float, params: ChainParams | None = None, verbose: bool = False
 ) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Scores averaged over the seeds (``verbose``: each seed's chains printed too)."""
     plan = load_default()
     rows: dict[str, list[dict[str, tuple[float, float, float]]]] = {}
     for seed in seeds:
@@ -184,7 +185,15 @@ def run(
         wifi, ble = simulate_streams(plan, sc)
         for radio_name, streams in (("wifi", wifi), ("ble", ble)):
             for who, only in (("all", False), ("shoppers", True)):
-                rows.setdefault(f"{radio_name} {who}", []).append(pooled(streams, params, only))
+                res = pooled(streams, params, only)
+                rows.setdefault(f"{radio_name} {who}", []).append(res)
+                if verbose:
+                    pr, rc, ari = res["chains"]
+                    rc0 = res["address = device"][1]
+                    print(
+                        f"seed {seed} {radio_name} {who}: chains precision {pr:.3f} "
+                        f"recall {rc:.3f} ARI {ari:.3f} (address = device: recall {rc0:.3f})"
+                    )
     out = {}
     for key, per_seed in rows.items():
         out[key] = {
@@ -199,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--hours", type=float, default=3.0)
     args = ap.parse_args(argv)
-    res = run(args.seeds, args.hours)
+    res = run(args.seeds, args.hours, verbose=True)
     print(f"simulator, seeds {args.seeds}, {args.hours:g} h from opening, pooled over nodes")
     print(f"{'frames':<14} {'method':<18} {'precision':>9} {'recall':>7} {'ARI':>6}")
     for key, by in res.items():
