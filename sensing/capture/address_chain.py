@@ -101,6 +101,13 @@ decoder to hand them over, since live sources pass decoded probes). Frames
 arriving out of time order are chained in arrival order. BLE linking uses timing
 and RSSI only (the decoder keeps no advertising payload), and the first
 ``ble_decide_ms`` of a rotated BLE address stay under a pseudonym of their own.
+
+Chains are per node: a node that heard addresses X then Y publishes Y as
+``pid(X)``, one that heard only Y publishes ``pid(Y)``; joining those is the
+aggregator's cross-node work. And once a lone phone's chain breaks (a silence over
+``rejoin_window_ms``, an RSSI jump), its next bursts see two chains of their content
+in the window and are not rejoined until the older one ages out: the rule cannot
+tell that from two phones of one model taking turns.
 """
 
 from __future__ import annotations
