@@ -104,28 +104,6 @@ class DeviceCounts:
     band: str
     """"ble" or "wifi": the band family counted"""
 
-    def rebin(self, bin_ms: int) -> DeviceCounts:
-        """Coarser bins (a multiple of ``bin_ms``): arrivals summed, ``present`` the
-        mean of the bins', naive distinct pseudonyms summed (an upper bound)."""
-        if bin_ms % self.bin_ms:
-            raise ValueError(f"{bin_ms} ms is not a multiple of {self.bin_ms} ms")
-        m = bin_ms // self.bin_ms
-        grp = (self.t0_ms - self.t0_ms[0]) // bin_ms if len(self.t0_ms) else self.t0_ms
-        n = int(grp[-1]) + 1 if len(grp) else 0
-        pres = np.bincount(grp, self.present, n) / m
-        return DeviceCounts(
-            self.t0_ms[::m],
-            bin_ms,
-            np.bincount(grp, self.visitors, n).astype(np.int64),
-            np.bincount(grp, self.passersby, n).astype(np.int64),
-            pres,
-            self.static_devices,
-            self.devices,
-            self.pseudonyms,
-            np.bincount(grp, self.distinct_per_bin, n).astype(np.int64),
-            self.band,
-        )
-
 
 def band_family(f: Frames) -> tuple[Frames, str]:
     """The rows of the band family that is counted (module doc, step 1)."""
