@@ -202,7 +202,8 @@ def test_any_frame_order_is_chained_without_error(
         index = c._by_ble if ble else c._by_addr
         assert index[a].head == head  # the address is in the chain it was answered with
     c.reset()
-    assert c.open_chains == 0 and not c._by_addr and not c._by_ble and not c._groups
+    assert c.open_chains == 0 and not c._by_addr and not c._by_ble
+    assert not c._wifi_groups and not c._ble_groups
 
 
 # ------------------------------------------------------------------ scoring and real data

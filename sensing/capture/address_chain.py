@@ -208,10 +208,14 @@ class _Group:
     """The open chains of one content: the two most recently heard, and an index of
     the chains by their last sequence number (64-wide buckets)."""
 
-    __slots__ = ("buckets", "key", "members", "second", "top")
+    __slots__ = ("buckets", "home", "index", "key", "members", "second", "top")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, home: dict[bytes, _Group], index: dict[Any, _Chain]) -> None:
         self.key = key
+        self.home = home
+        """the chainer's groups of this radio (Wi-Fi or BLE)"""
+        self.index = index
+        """the chainer's address map of this radio"""
         self.top: _Chain | None = None
         self.second: _Chain | None = None
         self.members: dict[int, _Chain] = {}
@@ -219,7 +223,6 @@ class _Group:
 
 
 _NO_RSSI = -200.0
-_WIFI, _BLE = b"w", b"b"
 _BUCKET_BITS = 6
 _BUCKETS = 4096 >> _BUCKET_BITS
 _MOVE_MS = 1000
@@ -238,7 +241,8 @@ class AddressChainer(Generic[Key]):
         """BLE addresses to their chains (another address space)"""
         self._recent: OrderedDict[int, _Chain] = OrderedDict()
         """open chains, least recently heard first within 1 s (key: id of the chain)"""
-        self._groups: dict[bytes, _Group] = {}
+        self._wifi_groups: dict[bytes, _Group] = {}
+        self._ble_groups: dict[bytes, _Group] = {}
         self._sweep_at = 0
         self.chains = 0
         """chains opened"""
@@ -259,7 +263,8 @@ class AddressChainer(Generic[Key]):
         self._by_addr.clear()
         self._by_ble.clear()
         self._recent.clear()
-        self._groups.clear()
+        self._wifi_groups.clear()
+        self._ble_groups.clear()
         self._sweep_at = 0
 
     def wifi(
@@ -299,14 +304,14 @@ class AddressChainer(Generic[Key]):
         if t_ms >= self._sweep_at:
             self._sweep(t_ms)
         seq &= 0xFFF
-        key = _WIFI + content
-        if randomized:
-            group = self._groups.get(key)
-            if group is not None:
-                ch = self._match_wifi(group, t_ms, seq, rssi, freq)
-                if ch is not None:
-                    return self._link(ch, addr, t_ms, seq, rssi, freq)
-        return self._open(addr, key, t_ms, seq, rssi, freq)
+        group = self._wifi_groups.get(content)
+        if group is None:
+            group = self._wifi_groups[content] = _Group(content, self._wifi_groups, self._by_addr)
+        elif randomized:
+            ch = self._match_wifi(group, t_ms, seq, rssi, freq)
+            if ch is not None:
+                return self._link(ch, addr, t_ms, seq, rssi, freq)
+        return self._open(addr, group, t_ms, seq, rssi, freq)
 
     def ble(self, t_ms: int, addr: Key, rssi: int | None, content: bytes, private: bool) -> Key:
         """The representative address of a BLE advert's chain (see the module doc)."""
@@ -321,7 +326,10 @@ class AddressChainer(Generic[Key]):
             return ch.head
         if t_ms >= self._sweep_at:
             self._sweep(t_ms)
-        self._open(addr, _BLE + content, t_ms, -1, rssi, 0)
+        group = self._ble_groups.get(content)
+        if group is None:
+            group = self._ble_groups[content] = _Group(content, self._ble_groups, self._by_ble)
+        self._open(addr, group, t_ms, -1, rssi, 0)
         if private:
             self._by_ble[addr].pending = True
         return addr
@@ -364,11 +372,10 @@ class AddressChainer(Generic[Key]):
             new[k] = ch
         ch.bucket = b
 
-    def _open(self, addr: Key, key: bytes, t_ms: int, seq: int, rssi: int | None, freq: int) -> Key:
-        group = self._groups.get(key)
-        if group is None:
-            group = self._groups[key] = _Group(key)
-        index = self._by_addr if key[:1] == _WIFI else self._by_ble
+    def _open(
+        self, addr: Key, group: _Group, t_ms: int, seq: int, rssi: int | None, freq: int
+    ) -> Key:
+        index = group.index
         ch = _Chain(addr, group, index, t_ms, seq, _NO_RSSI if rssi is None else float(rssi), freq)
         k = id(ch)
         index[addr] = ch
@@ -390,7 +397,7 @@ class AddressChainer(Generic[Key]):
 
     def _link(self, ch: _Chain, addr: Key, t_ms: int, seq: int, rssi: int | None, freq: int) -> Key:
         if len(ch.addrs) >= self.params.max_addrs:
-            return self._open(addr, ch.group.key, t_ms, seq, rssi, freq)
+            return self._open(addr, ch.group, t_ms, seq, rssi, freq)
         ch.addrs.append(addr)
         ch.index[addr] = ch
         self._touch(ch, t_ms, seq, rssi, freq)
@@ -412,7 +419,7 @@ class AddressChainer(Generic[Key]):
         elif g.second is ch:
             g.second = None
         if not g.members:
-            del self._groups[g.key]
+            del g.home[g.key]
         index = ch.index
         for a in ch.addrs:
             if index.get(a) is ch:
