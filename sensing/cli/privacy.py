@@ -110,6 +110,13 @@ def _store_checks(a: argparse.Namespace, report: Any, logs: list[Path], canaries
         files.append((cfg.broker.tls.key, "the aggregator's TLS key", SECRET))
     if conf is not None and conf.persistence_file is not None and conf.persistence_file.exists():
         files.append((conf.persistence_file, "the broker's persistence file", PSEUDONYMOUS))
+    # the store-wide opt-out list and its key, beside the database
+    for name, what, bits in (
+        ("lists.key", "the store's list key", SECRET),
+        ("store_optout.json", "the store-wide opt-out list", PSEUDONYMOUS),
+    ):
+        if (Path(db).parent / name).exists():
+            files.append((Path(db).parent / name, what, bits))
     modes = [m for p, what, bits in files if (m := mode_finding(Path(p), what, bits))]
     report.add("store: file modes", modes, f"{len(files)} files")
     if a.acl or conf is not None:

@@ -17,6 +17,7 @@ from sensing.privacy.audit_report import AuditReport
 from sensing.privacy.file_modes import PSEUDONYMOUS, SECRET, mode_finding
 from sensing.privacy.optout import LIST_KEY_FILE, OPTOUT_FILE
 from sensing.privacy.raw_identifiers import Canaries, findings_in
+from sensing.wire.optout_list import LIST_FILE
 
 SPOOL_FILES = ("spool.db", "spool.db-wal", "spool.db-shm")
 
@@ -44,6 +45,7 @@ def node_checks(
         files.append((tls_key, "the node's TLS key", SECRET))
     files += [(state_dir / n, "the spool", PSEUDONYMOUS) for n in SPOOL_FILES]
     files.append((state_dir / OPTOUT_FILE, "the opt-out list", PSEUDONYMOUS))
+    files.append((state_dir / LIST_FILE, "the store-wide opt-out list's copy", PSEUDONYMOUS))
     present = [f for f in files if f[0].exists()]
     modes += [m for p, what, bits in present if (m := mode_finding(p, what, bits))]
     if not keyfile.exists():
