@@ -99,10 +99,10 @@ def test_cli_add_list_remove_stores_no_address(
         assert not any(s.decode("latin-1") in out for s in spellings(a) if len(s) > 6)
 
 
-def _pipeline(tmp_path: Path) -> NodePipeline:
+def _pipeline(tmp_path: Path, filters: NodeFilters | None = None) -> NodePipeline:
     sched = EpochSchedule(date(2024, 3, 13), 4, "UTC")
     ring = KeyRing(bytearray(range(32)), 0)
-    return NodePipeline.for_node(Pseudonymizer(ring, sched), NodeFilters(), tmp_path)
+    return NodePipeline.for_node(Pseudonymizer(ring, sched), filters or NodeFilters(), tmp_path)
 
 
 def test_opted_out_frames_of_a_real_capture_really_drop(tmp_path: Path) -> None:
@@ -118,10 +118,15 @@ def test_opted_out_frames_of_a_real_capture_really_drop(tmp_path: Path) -> None:
         assert main(["optout", "add", format_address(a), "--state-dir", str(tmp_path)]) == 0
 
     recs = list(read_records(BRNO1))
+    # without address chaining, so that "everyone else unchanged" holds frame by frame: with
+    # it, an opted-out device's addresses are also never chained with anyone else's, which
+    # rightly changes the pseudonyms a chain of the reference node would have published
+    unchained = NodeFilters(chain_addresses=False)
     plain = NodePipeline(
-        Pseudonymizer(KeyRing(bytearray(range(32)), 0), EpochSchedule(date(2024, 3, 13), 4, "UTC"))
+        Pseudonymizer(KeyRing(bytearray(range(32)), 0), EpochSchedule(date(2024, 3, 13), 4, "UTC")),
+        unchained,
     )
-    pipe = _pipeline(tmp_path)
+    pipe = _pipeline(tmp_path, unchained)
     hashed: list[bytes] = []
     real_pid = pipe.pseudo.ring.pid
 
@@ -170,3 +175,17 @@ def test_a_replay_can_honour_an_existing_list_without_creating_state(tmp_path: P
     assert main(["optout", "add", "00:1b:63:84:45:e6", "--state-dir", str(tmp_path)]) == 0
     lst = existing_optout(tmp_path)
     assert lst is not None and lst.matches(ADDR)
+
+
+def test_opted_out_frames_drop_with_address_chaining_on_too(tmp_path: Path) -> None:
+    recs = list(read_records(BRNO1))[:4000]
+    decode = _pipeline(tmp_path).wifi.decode
+    senders = Counter(p.addr for r in recs if (p := decode(r.linktype, r.data, 0)))
+    chosen = [a for a, _ in senders.most_common() if a[0] & 2][:2]
+    for a in chosen:
+        assert main(["optout", "add", format_address(a), "--state-dir", str(tmp_path)]) == 0
+    pipe = _pipeline(tmp_path)
+    assert pipe.chainer is not None
+    for r in recs:
+        pipe.process(r)
+    assert pipe.rejects()["opted_out"] == sum(senders[a] for a in chosen)

@@ -207,6 +207,7 @@ def parse(data: dict[str, Any], src: str = "<memory>", base: Path | None = None)
             learn_infrastructure=fl.learn_infrastructure,
             learn_hours=fl.learn_hours,
             learn_fraction=fl.learn_fraction,
+            chain_addresses=f.capture.chain_addresses,
         ),
         wifi=WifiConfig(w.interface, path(w.pcap), plan),
         ble=BleConfig(f.ble.adapter, path(f.ble.pcap)),

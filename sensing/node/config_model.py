@@ -173,7 +173,8 @@ class FiltersSection(TomlTable):
     )
     learn_fraction: Annotated[float, Within(0.0, 1.0)] = Field(
         0.75,
-        description="fraction of the window's hours an address must be heard in to be learned",
+        description="fraction of the window's open hours (hours any fixed address was heard) "
+        "an address must be heard in to be learned",
     )
 
 
