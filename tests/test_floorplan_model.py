@@ -160,7 +160,8 @@ def test_an_unknown_table_names_the_nearest_or_the_valid_ones() -> None:
     msg = error_of(lambda d: d.update(streets=d.pop("street")))
     assert msg == "[streets]: unknown table (did you mean 'street'?)"
     msg = error_of(lambda d: d.update(pavement={"points": [[0, -1], [1, -1], [1, -2]]}))
-    assert msg.startswith("[pavement]: unknown table (valid keys: doors, drawing, nodes, outline, radio")
+    valid = "valid keys: doors, drawing, nodes, outline, radio"
+    assert msg.startswith(f"[pavement]: unknown table ({valid}")
     msg = error_of(lambda d: d.update(node=d.pop("nodes")))
     assert msg == "[[node]]: unknown array of tables (did you mean 'nodes'?)"
 

@@ -57,6 +57,12 @@ def test_a_site_has_one_private_folder_per_box(site: Path) -> None:
             assert mode == 0o600, p
     # the store key goes to the nodes, never to the aggregator, the broker or BI
     assert sorted(p.parent.name for p in site.rglob("store.key")) == sorted(["pki", *nodes])
+    # the opt-out list's key goes to the aggregator and every node (one key: the nodes
+    # verify the list the aggregator publishes with it), never to the broker or BI
+    lists = sorted(site.rglob("lists.key"))
+    assert sorted(p.parent.name for p in lists) == sorted(["pki", "aggregator", *nodes])
+    assert len({p.read_bytes() for p in lists}) == 1
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in lists)
     n3 = (site / "node-n3" / "node.toml").read_text()
     assert 'id = "n3"' in n3 and 'host = "aggregator.local"' in n3
     assert 'cert = "node-n3.crt"' in n3
@@ -79,6 +85,15 @@ def test_nothing_secret_is_printed(tmp_path: Path) -> None:
     assert "PRIVATE KEY" not in r.stdout + r.stderr
     key = json.loads((tmp_path / "s" / "pki" / "store.key").read_text())["key"]
     assert key not in r.stdout + r.stderr
+    lists = tmp_path / "s" / "pki" / "lists.key"
+    assert json.loads(lists.read_text())["key"] not in r.stdout + r.stderr
+    assert "a new list key" in r.stdout
+    before = lists.read_bytes()
+    again = _footfall(
+        "provision", "store", "--out", str(tmp_path / "s"), "--broker-host", "a.local"
+    )
+    assert again.returncode == 0, again.stderr
+    assert "a new list key" not in again.stdout and lists.read_bytes() == before
 
 
 def test_renew_replaces_what_expires_soon_and_keeps_the_rest(tmp_path: Path) -> None:

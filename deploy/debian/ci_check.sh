@@ -68,6 +68,8 @@ apt-get install -y -q "$(DEB footfall-node)" >"$WORK/apt2.log" 2>&1 || { cat "$W
 [ -e /etc/systemd/system/multi-user.target.wants/footfall-node.service ] || fail "footfall-node not enabled with its configuration there"
 [ "$(stat -c '%U %a' /var/lib/footfall/store.key)" = "footfall 600" ] || fail "the store key is not in /var/lib/footfall, footfall's, 0600"
 [ ! -e /etc/footfall/store.key ] || fail "the store key was left in /etc/footfall"
+[ "$(stat -c '%U %a' /var/lib/footfall/lists.key)" = "footfall 600" ] || fail "the list key is not in /var/lib/footfall, footfall's, 0600"
+[ ! -e /etc/footfall/lists.key ] || fail "the list key was left in /etc/footfall"
 [ "$(stat -c '%U %a' /etc/footfall/node-n1.key)" = "footfall 600" ] || fail "the node's key is not footfall's, 0600"
 runuser -u footfall -- /opt/footfall/bin/footfall doctor --config /etc/footfall/node.toml >"$WORK/doctor.log" 2>&1 || true
 if grep -q Traceback "$WORK/doctor.log" || ! grep -q . "$WORK/doctor.log"; then

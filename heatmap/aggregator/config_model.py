@@ -170,8 +170,8 @@ class PrivacySection(TomlTable):
     mode: Annotated[Literal["standard", "strict"], BeforeValidator(one_of(*PRIVACY_MODES))] = Field(
         "standard",
         description="standard: passers-by's pseudonymous rows go once their hour is "
-        "aggregated, visitors' after retention_hours; strict (designed, not built): no "
-        "pseudonymous row older than 5 minutes on any disk",
+        "aggregated, visitors' after retention_hours; strict: no pseudonymous row older "
+        "than 5 minutes on any disk (the live aggregator works from memory, 60 s intervals)",
     )
 
 

@@ -220,6 +220,8 @@ def cmd_provision_store(a: argparse.Namespace) -> int:
         print(f"  kept from before: the CA and {len(r.kept_certs) - 1} certificates")
     if r.new_key:
         print("  a new store key (pki/store.key, copied to every node folder, never to others)")
+    if r.new_list_key:
+        print("  a new list key (pki/lists.key, for the store-wide opt-out: aggregator and nodes)")
     for box in r.boxes:
         print(f"  {box + '/':<20} {'new' if box in r.new_boxes else 'updated'}")
     for box in r.orphans:
