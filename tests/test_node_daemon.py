@@ -116,6 +116,9 @@ def test_replay_batches_follow_the_v1_contract(
     # aggregator's acknowledgement (sensing.node.delivery)
     assert st["spool_depth"] == st["unconfirmed"] == len(obs)
     assert st["published"] == len(obs) and st["observations"] == cap.frames
+    # chaining is on by default: every observation went under a chain's pseudonym
+    ch = st["chaining"]
+    assert ch["chains"] > 0 and ch["chain_links"] >= 0 and ch["chains_evicted"] == 0
     assert st["clock"] == {"synced": True, "source": "fixed", "offset_ms": 0.0, "required": False}
     retained = [t for t, _, r in rec.messages if r]
     assert retained == []  # subscribed before: nothing arrived as a retained replay

@@ -393,6 +393,7 @@ class NodeDaemon:
             dropped=dropped,
             radio=self.hopper.status() if self.hopper is not None else None,
             boards=self.streams.boards(),
+            chaining=self.pipe.chain_stats() or None,
         )
 
     def _wait_delivered(

@@ -41,6 +41,8 @@ class NodeCounters:
     dropped: Mapping[str, int] = field(default_factory=dict)
     radio: Mapping[str, Any] | None = None
     boards: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    chaining: Mapping[str, int] | None = None
+    """address chaining counters (``NodePipeline.chain_stats``); None when off"""
 
 
 def build(
@@ -81,4 +83,6 @@ def build(
         st["radio"] = dict(c.radio)
     if c.boards:
         st["boards"] = {k: dict(v) for k, v in c.boards.items()}
+    if c.chaining:
+        st["chaining"] = dict(c.chaining)
     return st
