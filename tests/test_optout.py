@@ -184,7 +184,7 @@ def test_opted_out_frames_drop_with_address_chaining_on_too(tmp_path: Path) -> N
     chosen = [a for a, _ in senders.most_common() if a[0] & 2][:2]
     for a in chosen:
         assert main(["optout", "add", format_address(a), "--state-dir", str(tmp_path)]) == 0
-    pipe = _pipeline(tmp_path)
+    pipe = _pipeline(tmp_path, NodeFilters(chain_addresses=True))
     assert pipe.chainer is not None
     for r in recs:
         pipe.process(r)

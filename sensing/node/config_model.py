@@ -182,9 +182,11 @@ class CaptureSection(TomlTable):
     """``[capture]``: what the node does with the frames it keeps, before pseudonymizing."""
 
     chain_addresses: Bool = Field(
-        True,
+        False,
         description="publish the rotating addresses of one device under one pseudonym, "
-        "chained within the key epoch (sequence numbers, IE contents, timing, RSSI)",
+        "chained within the key epoch (sequence numbers, IE contents, timing, RSSI); off by "
+        "default: each node chains alone, so one phone reaches the aggregator under another "
+        "pseudonym from each node and localization suffers (docs/rf_count.md)",
     )
 
 

@@ -16,7 +16,7 @@ Order of the filters, each counted in :meth:`NodePipeline.rejects` by reason:
 5. the pseudonym epoch: the frame's key is already erased (``stale_epoch``) or
    it is stamped too far ahead of the wall clock (``future_epoch``).
 
-Then, with ``NodeFilters.chain_addresses`` (``[capture] chain_addresses``, on by
+Then, with ``NodeFilters.chain_addresses`` (``[capture] chain_addresses``, off by
 default), the frame's ``pid`` is replaced by the ``pid`` of its chain's head
 (:mod:`sensing.capture.address_chain`, which decides from the frame's sequence
 number, IE bytes, timing and RSSI): every address of one chain is published under
@@ -78,7 +78,10 @@ class NodeFilters:
     """window of the learner, hours"""
     learn_fraction: float = 0.75
     """fraction of the window's hours an address must be heard in to be learned"""
-    chain_addresses: bool = True
+    chain_addresses: bool = False
+    """publish a chain of rotating addresses under its head's pseudonym (off by default: each
+    node chains alone, so a phone gets another pseudonym at each node, which breaks the
+    aggregator's windows across nodes; docs/rf_count.md)"""
     """publish the rotating addresses of one device, chained within the epoch, under
     one pseudonym (:mod:`sensing.capture.address_chain`)"""
 
