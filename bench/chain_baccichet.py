@@ -10,7 +10,7 @@ files are then merged in time order (ties: file order). The phones thus scan sid
 by side, as in a room with 11 people. iPhone11-M holds two sessions 21.8 days
 apart: its second session stays 21.8 days later, alone.
 
-The stream goes through :func:`sensing.capture.address_chain.chain_capture` (one
+The stream goes through :func:`sensing.capture.chain_capture.chain_capture` (one
 chainer throughout, no epoch roll, nothing filtered) and the chains are scored
 pairwise over frames against the phone labels (:mod:`chain_score`), next to
 "every address its own device" and "all one device".
@@ -39,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chain_score import PairScore, pair_scores
 
-from sensing.capture.address_chain import ChainParams, chain_capture
+from sensing.capture.address_chain import ChainParams
 from sensing.capture.capture_file import Record, read_records
+from sensing.capture.chain_capture import chain_capture
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SUBDIR = "wifi-probes-baccichet-labelled"

@@ -4,7 +4,7 @@ A store day of the bundled plan (``heatmap.simulate``: people, their phones' per
 address and sequence-number habits, the radio) is generated in memory for each seed;
 each node's Wi-Fi capture (the probe requests on its channel it heard, radiotap bytes
 exactly as ``footfall simulate`` writes them) and BLE capture are passed, one node at a
-time, through :func:`sensing.capture.address_chain.chain_capture`, and the chains are
+time, through :func:`sensing.capture.chain_capture.chain_capture`, and the chains are
 scored pairwise over frames against the phone that sent each frame
 (:attr:`heatmap.simulate.phones.Emissions.phone`), next to "every address its own
 device". Figures are pooled over the nodes (pairs summed), per radio.
@@ -38,8 +38,9 @@ from heatmap.simulate.people import populate
 from heatmap.simulate.scenario import Scenario
 from heatmap.spatial.floorplan import FloorPlan, load_default
 from heatmap.spatial.walkable_grid import WalkableGrid
-from sensing.capture.address_chain import ChainParams, chain_capture
+from sensing.capture.address_chain import ChainParams
 from sensing.capture.capture_file import Record
+from sensing.capture.chain_capture import chain_capture
 
 GOAL_PRECISION, GOAL_RECALL = 0.95, 0.7
 

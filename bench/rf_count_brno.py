@@ -102,12 +102,12 @@ def node_frames(pcap: Path, chained: bool) -> Frames:
     aggregator stores it. One pseudonym key per file (an epoch per day). ``chained``:
     each frame's pseudonym stands for its node chain: the pipeline's own chaining
     (``NodeFilters.chain_addresses``) where it has it, else the chainer's offline entry
-    point :func:`sensing.capture.address_chain.chain_capture` (one pseudonym per chain)."""
+    point :func:`sensing.capture.chain_capture.chain_capture` (one pseudonym per chain)."""
     recs = list(read_records(pcap))
     labels: list[int] | None = None
     online = "chain_addresses" in NodeFilters.__dataclass_fields__
     if chained and not online:
-        from sensing.capture.address_chain import chain_capture
+        from sensing.capture.chain_capture import chain_capture
 
         labels = chain_capture(recs)
     first = min(r.t_ns for r in recs) // 1_000_000

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heatmap.simulate import frames
-from sensing.capture.address_chain import AddressChainer, ChainParams, chain_capture
+from sensing.capture.address_chain import AddressChainer, ChainParams
 from sensing.capture.capture_file import Record
+from sensing.capture.chain_capture import chain_capture
 from sensing.node.pipeline import NodeFilters, NodePipeline
 from sensing.privacy.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
 

@@ -37,7 +37,7 @@ API
 ``chainer.open_chains``
     chains opened, addresses linked into an existing chain, chains closed after
     ``idle_ms`` of silence, chains dropped by the ``max_chains`` cap, chains open now.
-``chain_capture(records, params=None) -> list[int]``
+``sensing.capture.chain_capture.chain_capture(records, params=None) -> list[int]``
     offline: decode capture records (Wi-Fi and BLE) in the given order and label
     each with its chain (an int, equal labels = one chain); -1 for a record that
     did not decode. For scoring on labelled pcaps (``bench/chain_baccichet.py``).
@@ -113,117 +113,21 @@ tell that from two phones of one model taking turns.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from sensing.capture.capture_file import Record
+from sensing.capture.chain_params import ChainParams
+from sensing.capture.chain_state import BUCKET_BITS as _BUCKET_BITS
+from sensing.capture.chain_state import NO_RSSI as _NO_RSSI
+from sensing.capture.chain_state import Chain as _Chain
+from sensing.capture.chain_state import ChainGroup as _Group
 
-__all__ = ["AddressChainer", "ChainParams", "Key", "ble_content", "chain_capture"]
+__all__ = ["AddressChainer", "ChainParams", "Key", "ble_content"]
 
 Key = TypeVar("Key", bytes, str)
 """what stands for an address: the address itself, or any per-address key of the
 epoch (the node passes the address's ``pid``, so the chainer holds no raw address)"""
 
 
-@dataclass(frozen=True, slots=True)
-class ChainParams:
-    """Thresholds of :class:`AddressChainer` (see the module doc for the rules)."""
-
-    idle_ms: int = 150_000
-    """a chain closes after this long without a frame"""
-    max_chains: int = 4096
-    """open chains at most (the least recently heard is dropped beyond)"""
-    max_addrs: int = 256
-    """addresses per chain at most"""
-    candidates: int = 64
-    """same-content chains examined per new BLE address (newest first)"""
-    seq_gap: int = 128
-    """largest forward step of the 802.11 sequence number that continues a chain"""
-    seq_base: int = 16
-    """allowed forward step right after the chain's last frame ..."""
-    seq_rate: float = 0.4
-    """... growing by this many per second of silence (capped at ``seq_gap``)"""
-    seq_unique: bool = True
-    """refuse a sequence link when two chains continue the counter"""
-    seq_window_ms: int = 120_000
-    """largest time gap for a sequence-continuity link"""
-    seq_rssi_db: int = 10
-    """largest RSSI step for a sequence-continuity link"""
-    burst_gap_ms: int = 400
-    """largest time gap for a burst-continuity link (same scan burst)"""
-    burst_rssi_db: int = 6
-    """largest RSSI step for a burst-continuity link"""
-    rejoin_min_ms: int = 2_000
-    """a chain must be silent this long to be rejoined (its burst is over)"""
-    rejoin_window_ms: int = 120_000
-    """largest silence for a rejoin link (0: rule off)"""
-    rejoin_rssi_db: int = 6
-    """largest RSSI step for a rejoin link"""
-    ble_gap_ms: int = 3_000
-    """largest time between the old address's last advert and the new one's first"""
-    ble_decide_ms: int = 15_000
-    """a new BLE address is linked (or not) once it has been heard this long: by then
-    the address it replaced has gone silent, and the devices still advertising have not"""
-    ble_rssi_db: int = 8
-    """largest RSSI step for a BLE rotation link"""
-
-
-class _Chain:
-    __slots__ = (
-        "addrs", "bucket", "first_t", "freq", "group", "head", "index", "last_seq",
-        "last_t", "moved_t", "pending", "rssi",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        head: Any,
-        group: _Group,
-        index: dict[Any, _Chain],
-        t_ms: int,
-        seq: int,
-        rssi: float,
-        freq: int,
-    ) -> None:
-        self.head = head
-        self.group = group
-        self.index = index
-        """the address map the chain's addresses are in (Wi-Fi or BLE)"""
-        self.addrs = [head]
-        self.first_t = t_ms
-        self.last_t = t_ms
-        self.moved_t = t_ms
-        """when the chain last moved to the recent end of the expiry order"""
-        self.last_seq = seq
-        self.bucket = seq >> _BUCKET_BITS if seq >= 0 else -1
-        self.rssi = rssi
-        """smoothed RSSI on ``freq``, dBm (``_NO_RSSI``: none yet)"""
-        self.pending = False
-        """a new BLE address whose predecessor is still to be looked for"""
-        self.freq = freq
-        """channel of the RSSI level (a radio's level differs between channels)"""
-
-
-class _Group:
-    """The open chains of one content: the two most recently heard, and an index of
-    the chains by their last sequence number (64-wide buckets)."""
-
-    __slots__ = ("buckets", "home", "index", "key", "members", "second", "top")
-
-    def __init__(self, key: bytes, home: dict[bytes, _Group], index: dict[Any, _Chain]) -> None:
-        self.key = key
-        self.home = home
-        """the chainer's groups of this radio (Wi-Fi or BLE)"""
-        self.index = index
-        """the chainer's address map of this radio"""
-        self.top: _Chain | None = None
-        self.second: _Chain | None = None
-        self.members: dict[int, _Chain] = {}
-        self.buckets: dict[int, dict[int, _Chain]] = {}
-
-
-_NO_RSSI = -200.0
-_BUCKET_BITS = 6
 _BUCKETS = 4096 >> _BUCKET_BITS
 _MOVE_MS = 1000
 """the expiry order is refreshed at most once a second per chain (cheap, 1 s slack)"""
@@ -548,48 +452,6 @@ class AddressChainer(Generic[Key]):
         if g.top is not into:
             g.second, g.top = g.top, into
         return True
-
-
-def chain_capture(records: Iterable[Record], params: ChainParams | None = None) -> list[int]:
-    """Label each record with its chain, in the given order (-1: did not decode).
-
-    Equal labels mean one chain. Wi-Fi probe requests (LINKTYPE 105/127) and BLE
-    adverts (the link types of :mod:`sensing.capture.ble_decode`) are decoded with
-    fresh decoders; nothing is filtered by RSSI or epoch (one chainer throughout).
-    """
-    from sensing.capture.ble_decode import BleDecoder
-    from sensing.capture.decoded import BleAddrType
-    from sensing.capture.wifi_decode import WifiDecoder
-
-    wifi, ble = WifiDecoder(), BleDecoder()
-    chainer: AddressChainer[bytes] = AddressChainer(params)
-    ids: dict[bytes, int] = {}
-    out: list[int] = []
-    private = (BleAddrType.RESOLVABLE, BleAddrType.NON_RESOLVABLE)
-    for rec in records:
-        t_ms = rec.t_ns // 1_000_000
-        head: bytes | None = None
-        if rec.linktype in (105, 127):
-            p = wifi.decode(rec.linktype, rec.data, t_ms)
-            if p is not None:
-                head = chainer.wifi(
-                    t_ms, p.addr, p.seq, p.rssi, p.ie_sig, p.randomized, p.freq_mhz or 0
-                )
-        else:
-            a = ble.decode(rec.linktype, rec.data, t_ms)
-            if a is not None:
-                head = chainer.ble(
-                    t_ms, a.addr, a.rssi, ble_content(a.kind, a.addr_type, a.pdu_type),
-                    a.addr_type in private,
-                )  # fmt: skip
-        if head is None:
-            out.append(-1)
-            continue
-        label = ids.get(head)
-        if label is None:
-            label = ids[head] = len(ids)
-        out.append(label)
-    return out
 
 
 def ble_content(kind: int, addr_type: int, pdu_type: int) -> bytes:
