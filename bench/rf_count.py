@@ -50,11 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from heatmap.aggregator.rf_count import CountSettings, count_devices
 from heatmap.aggregator.rf_devices import Frames, chain_devices
 from heatmap.aggregator.rf_factor import fit_door, headcount
-from heatmap.simulate import phones, radio
-from heatmap.simulate.people import Person, populate
+from heatmap.simulate.heard_ble import heard_ble
+from heatmap.simulate.people import Person
 from heatmap.simulate.scenario import Scenario
 from heatmap.spatial.floorplan import FloorPlan, load_default
-from heatmap.spatial.walkable_grid import WalkableGrid
 from sensing.wire.observation import Flag
 
 F = NDArray[np.float64]
@@ -76,19 +75,8 @@ class SimDay:
 
 def draw(plan: FloorPlan, sc: Scenario) -> SimDay:
     """BLE frames heard and the people behind them (the draws of simulate_windows)."""
-    rng = np.random.default_rng(sc.seed)
-    grid = WalkableGrid.build(plan, cell_m=0.5)
-    people = populate(plan, grid, sc, rng)
-    phone_list = phones.make_phones(people, sc, rng)
-    offsets = np.array([ph.offset_db for ph in phone_list])
-    em = phones.ble_events(phone_list, people, sc, rng)
-    pos = np.zeros((len(em.t), 2))
-    for i, ph in enumerate(phone_list):
-        rows = np.flatnonzero(em.phone == i)
-        if len(rows):
-            pos[rows] = people[ph.person].position(em.t[rows])
-    rssi = radio.received(pos, offsets[em.phone], sc.radio.p0_ble_dbm, plan, sc.radio, rng)
-    _, code = np.unique(np.array(em.addr, dtype=object).astype("S6"), return_inverse=True)
+    h = heard_ble(plan, sc, np.random.default_rng(sc.seed))
+    people, phone_list, em, rssi, code = h.people, h.phones, h.em, h.rssi, h.addr_code
     t_ms = sc.t0_ms + np.round(em.t * 1000).astype(np.int64)
     f, j = np.nonzero(~np.isnan(rssi))
     order = np.argsort(t_ms[f], kind="stable")

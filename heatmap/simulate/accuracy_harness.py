@@ -28,8 +28,8 @@ from numpy.typing import NDArray
 
 from heatmap.calibration import LinkStats, link_stats
 from heatmap.localizers.base import Windows, make_windows
-from heatmap.simulate import node_beacons, phones, radio, truth
-from heatmap.simulate.people import populate
+from heatmap.simulate import node_beacons, truth
+from heatmap.simulate.heard_ble import heard_ble
 from heatmap.simulate.scenario import RadioTruth, Scenario
 from heatmap.spatial.floorplan import FloorPlan
 from heatmap.spatial.radio_model import RadioModel
@@ -89,19 +89,10 @@ def simulate_windows(
 ) -> SimWindows:
     """The BLE windows of a simulated day, drawn as :func:`heatmap.simulate.store_day.simulate`
     draws them (same seed, same calls, same order)."""
-    rng = np.random.default_rng(sc.seed)
-    grid = WalkableGrid.build(plan, cell_m=0.5)
-    people = populate(plan, grid, sc, rng)
-    phone_list = phones.make_phones(people, sc, rng)
+    h = heard_ble(plan, sc, np.random.default_rng(sc.seed))
+    people, phone_list, em, pos, rssi = h.people, h.phones, h.em, h.pos, h.rssi
+    addr_code = h.addr_code
     offsets = np.array([ph.offset_db for ph in phone_list])
-    em = phones.ble_events(phone_list, people, sc, rng)
-    pos = np.zeros((len(em.t), 2))
-    for i, ph in enumerate(phone_list):
-        rows = np.flatnonzero(em.phone == i)
-        if len(rows):
-            pos[rows] = people[ph.person].position(em.t[rows])
-    rssi = radio.received(pos, offsets[em.phone], sc.radio.p0_ble_dbm, plan, sc.radio, rng)
-    _, addr_code = np.unique(np.array(em.addr, dtype=object).astype("S6"), return_inverse=True)
     t_ms = sc.t0_ms + np.round(em.t * 1000).astype(np.int64)
     f, j = np.nonzero(~np.isnan(rssi))
     pid_of = np.char.add("a", np.char.zfill(addr_code.astype(str), 6))

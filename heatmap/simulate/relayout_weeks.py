@@ -42,11 +42,10 @@ from heatmap.aggregator import store_db
 from heatmap.aggregator.live import calibration_state, periods
 from heatmap.aggregator.live.processor import LiveProcessor
 from heatmap.aggregator.live.settings import LiveSettings
-from heatmap.simulate import boards, node_beacons, phones, radio
-from heatmap.simulate.people import populate
+from heatmap.simulate import boards, node_beacons
+from heatmap.simulate.heard_ble import heard_ble
 from heatmap.simulate.scenario import Point, Scenario
 from heatmap.spatial.floorplan import FloorPlan
-from heatmap.spatial.walkable_grid import WalkableGrid
 from sensing.runtime.progress import NoProgress, Progress
 from sensing.wire.observation import KIND_SHIFT, DeviceKind, Flag
 
@@ -106,18 +105,8 @@ class DayRows:
 def draw_day(plan: FloorPlan, sc: Scenario) -> DayRows:
     """Every BLE frame a node heard (phones and the other nodes' beacons) and every door
     crossing of the scenario's day, as ``obs`` and ``door_events`` rows."""
-    rng = np.random.default_rng(sc.seed)
-    people = populate(plan, WalkableGrid.build(plan, cell_m=0.5), sc, rng)
-    phone_list = phones.make_phones(people, sc, rng)
-    em = phones.ble_events(phone_list, people, sc, rng)
-    offsets = np.array([ph.offset_db for ph in phone_list])
-    pos = np.zeros((len(em.t), 2))
-    for i, ph in enumerate(phone_list):
-        at = np.flatnonzero(em.phone == i)
-        if len(at):
-            pos[at] = people[ph.person].position(em.t[at])
-    rssi = radio.received(pos, offsets[em.phone], sc.radio.p0_ble_dbm, plan, sc.radio, rng)
-    _, code = np.unique(np.array(em.addr, dtype=object).astype("S6"), return_inverse=True)
+    h = heard_ble(plan, sc, np.random.default_rng(sc.seed))
+    people, em, rssi, code = h.people, h.em, h.rssi, h.addr_code
     f, j = np.nonzero(~np.isnan(rssi))
     t_ms = sc.t0_ms + np.round(em.t[f] * 1000).astype(np.int64)
     salt = sc.start_local.date().isoformat()
