@@ -22,7 +22,9 @@ def valid_obs(n: int = 3) -> dict[str, Any]:
         "t0": 1_795_000_000_000,
         "epoch": 0,
         "obs": [[i * 10, "0123456789abcdef", -70 + i, "ble", 0x14] for i in range(n)]
-        + [[99, "fedcba9876543210", -80, "wifi24", 1, "00ff00ff"]],
+        + [[99, "fedcba9876543210", -80, "wifi24", 1, "00ff00ff"]]
+        + [[120, "00112233445566ff", -75, "ble", 0x15, None, "0123456789abcdef"]]
+        + [[130, "0011223344556677", -79, "wifi24", 1, "00ff00ff", "fedcba9876543210"]],
     }
 
 
@@ -51,6 +53,43 @@ def test_bad_payloads_rejected_with_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(PayloadError) as e:
         payloads.decode("obs", raw)
     assert e.value.reason == reason
+
+
+def test_chained_rows_accepted_beside_old_ones() -> None:
+    """A v1 row may carry its node's chain head (7th item, sig null where it has none);
+    a batch of old 5- and 6-item rows is as valid as before."""
+    p = valid_obs(2)
+    assert payloads.decode("obs", payloads.encode(p)) == p
+    payloads.validate("obs", p)
+    old = {**p, "obs": [r for r in p["obs"] if len(r) < 7]}
+    payloads.check_obs(old)
+    payloads.validate("obs", old)
+
+
+@pytest.mark.parametrize(
+    ("row", "where", "what"),
+    [
+        ([0, "00112233445566ff", -70, "ble", 1, None, "ABCDEF0123456789"], "obs/0/6", "chain"),
+        ([0, "00112233445566ff", -70, "ble", 1, None, "0123"], "obs/0/6", "chain"),
+        ([0, "00112233445566ff", -70, "ble", 1, None, 7], "obs/0/6", "chain"),
+        ([0, "00112233445566ff", -70, "ble", 1, None, None], "obs/0/6", "chain"),
+        ([0, "00112233445566ff", -70, "ble", 1, None, "00112233445566ff"], "obs/0/6", "differ"),
+        ([0, "00112233445566ff", -70, "ble", 1, 5, "0123456789abcdef"], "obs/0/5", "sig"),
+        ([0, "00112233445566ff", -70, "ble", 1, "00FF00FF", "0123456789abcdef"], "obs/0/5", "sig"),
+        ([0, "00112233445566ff", -70, "ble", 1, None], "obs/0/5", "sig"),
+        ([0, "00112233445566ff", -70, "ble", 1, None, "0123456789abcdef", 1], "obs/0", "items"),
+    ],
+)
+def test_bad_chained_rows_rejected_naming_the_item(row: list[Any], where: str, what: str) -> None:
+    """Bad chain pattern, chain equal to the row's pid, a 7-item row's sig of a wrong
+    type, a null sig without a chain, an 8th item: rejected, the error naming the item,
+    by the fast check and by the schema alike."""
+    p = {**valid_obs(0), "obs": [row]}
+    with pytest.raises(PayloadError, match=f"at {where}: .*{what}") as e:
+        payloads.decode("obs", payloads.encode(p))
+    assert e.value.reason == "schema"
+    with pytest.raises(PayloadError, match=f"at {where}"):
+        payloads.validate("obs", p)
 
 
 def test_error_names_the_field() -> None:

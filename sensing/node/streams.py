@@ -178,12 +178,7 @@ class Streams:
                 if len(batcher):
                     self._close(st, batcher.flush(), before)
                 st.epoch = ring.epoch
-            row = (
-                [o.pid, o.rssi, o.band, o.flags]
-                if o.sig is None
-                else [o.pid, o.rssi, o.band, o.flags, o.sig]
-            )
-            done = batcher.add(o.t_ms, row)
+            done = batcher.add(o.t_ms, o.row())
             if done is not None:
                 self._close(st, done, before)
             if realtime and (done is not None or len(batcher) == 1):

@@ -242,7 +242,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def validate(kind: str, obj: Any) -> None:
     """Validate a parsed payload with the full JSON Schema of ``kind`` (JSON's types
-    and ECMA patterns, see the module docstring).
+    and ECMA patterns, see the module docstring); an obs row's ``chain`` must also
+    differ from its ``pid``, which the schema cannot express.
 
     Raises
     ------
@@ -256,6 +257,8 @@ def validate(kind: str, obj: Any) -> None:
     if err is not None:
         where = "/".join(str(p) for p in err.absolute_path) or "(root)"
         raise PayloadError(f"{kind} payload invalid at {where}: {err.message[:200]}", "schema")
+    if kind == "obs":
+        _check_obs_chains(obj)
 
 
 # ------------------------------------------------------------------ fast paths
@@ -327,8 +330,8 @@ def check_obs(obj: Any) -> None:
     rows = _rows(obj, "obs", _bad)
     pid_ok, sig_ok = _PID.fullmatch, _SIG.fullmatch
     for i, r in enumerate(rows):
-        if type(r) is not list or not 5 <= len(r) <= 6:
-            raise _bad(f"obs/{i}", "must be an array of 5 or 6 items")
+        if type(r) is not list or not 5 <= len(r) <= 7:
+            raise _bad(f"obs/{i}", "must be an array of 5, 6 or 7 items")
         dt, pid, rssi, band, flags = r[0], r[1], r[2], r[3], r[4]
         if type(dt) is not int or not 0 <= dt <= 3600000:
             raise _bad(f"obs/{i}/0", "dt_ms must be an integer within 0..3600000")
@@ -342,6 +345,22 @@ def check_obs(obj: Any) -> None:
             raise _bad(f"obs/{i}/4", "flags must be an integer within 0..65535")
         if len(r) == 6 and (type(r[5]) is not str or not sig_ok(r[5])):
             raise _bad(f"obs/{i}/5", "sig must be 8 lowercase hex characters")
+        if len(r) == 7:
+            sig, chain = r[5], r[6]
+            if sig is not None and (type(sig) is not str or not sig_ok(sig)):
+                raise _bad(f"obs/{i}/5", "sig must be 8 lowercase hex characters or null")
+            if type(chain) is not str or not pid_ok(chain):
+                raise _bad(f"obs/{i}/6", "chain must be 16 lowercase hex characters")
+            if chain == pid:
+                raise _bad(f"obs/{i}/6", "chain must differ from the row's pid (omit it)")
+
+
+def _check_obs_chains(obj: Any) -> None:
+    """What obs.schema.json cannot say (JSON Schema compares no two values of a row):
+    a row's ``chain`` differs from its ``pid``. For :func:`validate`, after the schema."""
+    for i, r in enumerate(obj["obs"]):
+        if len(r) == 7 and r[6] == r[1]:
+            raise _bad(f"obs/{i}/6", "chain must differ from the row's pid (omit it)")
 
 
 _EVENT_KEYS = frozenset({"v", "seq", "t0", "board", "ev"})
