@@ -145,21 +145,26 @@ def _probe(addr: bytes, seq: int, t_ms: int, rssi: int = -60) -> Record:
     return Record(127, t_ms * 1_000_000, data, len(data))
 
 
-def test_the_node_publishes_a_chain_under_its_head_and_forgets_it_at_the_roll() -> None:
+def test_the_node_publishes_a_chain_beside_each_pid_and_forgets_it_at_the_roll() -> None:
+    """Every row keeps its frame's own pseudonym (what localization needs); a rotated
+    address's rows carry its chain head's pseudonym as ``chain``, the head's none."""
     t0 = int(datetime(2026, 12, 7, 3, 59, 0, tzinfo=UTC).timestamp() * 1000)
     pipe = _pipe(t0)
     ring = pipe.pseudo.ring
     a = pipe.process(_probe(mac(1), 100, t0))
     b = pipe.process(_probe(mac(2), 110, t0 + 20_000))
-    assert a is not None and b is not None
-    assert a.pid == b.pid == ring.pid(mac(1))
+    b2 = pipe.process(_probe(mac(2), 111, t0 + 21_000))
+    assert a is not None and b is not None and b2 is not None
+    assert (a.pid, a.chain) == (ring.pid(mac(1)), None)
+    assert (b.pid, b.chain) == (b2.pid, b2.chain) == (ring.pid(mac(2)), ring.pid(mac(1)))
+    assert b.row()[-1] == a.pid and len(b.row()) == 6 and len(a.row()) == 5
     assert pipe.chain_stats()["chain_links"] == 1
-    assert pipe.chainer is not None and set(pipe.chainer._by_addr) == {a.pid, ring.pid(mac(2))}
+    assert pipe.chainer is not None and set(pipe.chainer._by_addr) == {a.pid, b.pid}
     # the chainer holds pseudonyms of the epoch, never a raw address
     # 04:00 rolls the key: the next address continues the counter but is not linked
     c = pipe.process(_probe(mac(3), 120, t0 + 70_000))
     assert c is not None and pipe.pseudo.ring.epoch == 1
-    assert c.pid == pipe.pseudo.ring.pid(mac(3))
+    assert (c.pid, c.chain) == (pipe.pseudo.ring.pid(mac(3)), None)
     assert pipe.chain_stats()["chains_open"] == 1
     # a roll by the wall clock alone erases the chains too
     pipe.tick(t0 + 70_000 + 86_400_000)
@@ -173,6 +178,7 @@ def test_chaining_off_publishes_every_address_on_its_own() -> None:
     a = pipe.process(_probe(mac(1), 100, t0))
     b = pipe.process(_probe(mac(2), 101, t0 + 1000))
     assert a is not None and b is not None and a.pid != b.pid
+    assert a.chain is None and b.chain is None
     assert pipe.chain_stats() == {}
 
 

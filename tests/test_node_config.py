@@ -40,10 +40,10 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.spool_path == Path("/var/lib/footfall/spool.db")
 
 
-def test_address_chaining_is_off_by_default_and_can_be_switched_on(tmp_path: Path) -> None:
-    assert not _load(tmp_path, BASE + '[wifi]\npcap = "a"\n').filters.chain_addresses
-    on = _load(tmp_path, BASE + '[wifi]\npcap = "a"\n[capture]\nchain_addresses = true\n')
-    assert on.filters.chain_addresses
+def test_address_chaining_is_on_by_default_and_can_be_switched_off(tmp_path: Path) -> None:
+    assert _load(tmp_path, BASE + '[wifi]\npcap = "a"\n').filters.chain_addresses
+    off = _load(tmp_path, BASE + '[wifi]\npcap = "a"\n[capture]\nchain_addresses = false\n')
+    assert not off.filters.chain_addresses
 
 
 @pytest.mark.parametrize(

@@ -182,11 +182,11 @@ class CaptureSection(TomlTable):
     """``[capture]``: what the node does with the frames it keeps, before pseudonymizing."""
 
     chain_addresses: Bool = Field(
-        False,
-        description="publish the rotating addresses of one device under one pseudonym, "
-        "chained within the key epoch (sequence numbers, IE contents, timing, RSSI); off by "
-        "default: each node chains alone, so one phone reaches the aggregator under another "
-        "pseudonym from each node and localization suffers (docs/rf_count.md)",
+        True,
+        description="chain the rotating addresses of one device within the key epoch "
+        "(sequence numbers, IE contents, timing, RSSI) and publish each frame's own "
+        "pseudonym with its chain head's pseudonym beside it, for the aggregator's "
+        "device count (docs/rf_count.md); false: no chain ids on the wire",
     )
 
 

@@ -16,11 +16,14 @@ Order of the filters, each counted in :meth:`NodePipeline.rejects` by reason:
 5. the pseudonym epoch: the frame's key is already erased (``stale_epoch``) or
    it is stamped too far ahead of the wall clock (``future_epoch``).
 
-Then, with ``NodeFilters.chain_addresses`` (``[capture] chain_addresses``, off by
-default), the frame's ``pid`` is replaced by the ``pid`` of its chain's head
-(:mod:`sensing.capture.address_chain`, which decides from the frame's sequence
-number, IE bytes, timing and RSSI): every address of one chain is published under
-one pseudonym. The chainer keeps pseudonyms, never raw addresses; the chains are
+Then, with ``NodeFilters.chain_addresses`` (``[capture] chain_addresses``, on by
+default), the frame goes to the chainer (:mod:`sensing.capture.address_chain`, which
+decides from the frame's sequence number, IE bytes, timing and RSSI). The
+observation keeps the frame's own ``pid`` (localization needs the pseudonym every
+node derives from the address) and carries ``chain``, the ``pid`` of its chain's head,
+when that is another address: the aggregator links the addresses of one chain from
+it (:mod:`heatmap.aggregator.rf_devices`). The chainer keeps pseudonyms, never raw
+addresses; the chains are
 erased whenever the key rolls (by a frame of a newer epoch or by
 :meth:`NodePipeline.tick`), so no chain spans two epochs.
 :meth:`NodePipeline.chain_stats` counts chains and links.
@@ -78,12 +81,10 @@ class NodeFilters:
     """window of the learner, hours"""
     learn_fraction: float = 0.75
     """fraction of the window's hours an address must be heard in to be learned"""
-    chain_addresses: bool = False
-    """publish a chain of rotating addresses under its head's pseudonym (off by default: each
-    node chains alone, so a phone gets another pseudonym at each node, which breaks the
-    aggregator's windows across nodes; docs/rf_count.md)"""
-    """publish the rotating addresses of one device, chained within the epoch, under
-    one pseudonym (:mod:`sensing.capture.address_chain`)"""
+    chain_addresses: bool = True
+    """chain the rotating addresses of one device within the epoch
+    (:mod:`sensing.capture.address_chain`) and publish, beside each frame's own pseudonym,
+    its chain head's pseudonym (the observation's ``chain``)"""
 
 
 class NodePipeline:
@@ -184,8 +185,9 @@ class NodePipeline:
 
     def chain_stats(self) -> dict[str, int]:
         """Address chaining, for the node's status: ``chains`` opened, ``chain_links``
-        (addresses published under an earlier address's pseudonym), ``chains_open`` now,
-        ``chains_expired`` and ``chains_evicted`` (memory cap); empty when off."""
+        (addresses published with an earlier address's pseudonym as their ``chain``),
+        ``chains_open`` now, ``chains_expired`` and ``chains_evicted`` (memory cap);
+        empty when off."""
         c = self.chainer
         if c is None:
             return {}
@@ -296,14 +298,18 @@ class NodePipeline:
             return None
         ring = self.pseudo.ring
         pid = ring.pid(addr)
+        chain = None
         chainer = self.chainer
         if chainer is not None:
             if epoch != self._chain_epoch:  # the key rolled: yesterday's chains go with it
                 chainer.reset()
                 self._chain_epoch = epoch
             if ble:
-                pid = chainer.ble(t_ms, pid, rssi, ble, randomized)
+                head = chainer.ble(t_ms, pid, rssi, ble, randomized)
             else:
-                pid = chainer.wifi(t_ms, pid, seq, rssi, layout, randomized, freq or 0)
+                head = chainer.wifi(t_ms, pid, seq, rssi, layout, randomized, freq or 0)
+            if head != pid:
+                chain = head
         self.emitted += 1
-        return Observation(t_ms, pid, rssi, band, flags, ring.sig(layout) if layout else None)
+        sig = ring.sig(layout) if layout else None
+        return Observation(t_ms, pid, rssi, band, flags, sig, chain)
