@@ -226,7 +226,8 @@ def write_rows_db(path: Path, day: Day) -> None:
     for lo in range(0, len(r.t), step):
         s = slice(lo, lo + step)
         conn.executemany(
-            "INSERT INTO obs VALUES (?,?,?,?,'ble',?,NULL)",
+            "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig) "
+            "VALUES (?,?,?,?,'ble',?,NULL)",
             zip(
                 r.t[s].tolist(),
                 node_ids[r.node[s]].tolist(),

@@ -101,7 +101,7 @@ def write_store_db(path: Path, sw: harness.SimWindows, plan: FloorPlan) -> int:
     for lo in range(0, len(t), step):
         s = slice(lo, lo + step)
         conn.executemany(
-            "INSERT INTO obs VALUES (?,?,?,?,?,0,NULL)",
+            "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig) VALUES (?,?,?,?,?,0,NULL)",
             zip(
                 t[s].tolist(),
                 node_ids[j[s]].tolist(),

@@ -82,7 +82,8 @@ def feed_and_run(day: Day, db: Path, mode: str, step_ms: int) -> dict[str, Any]:
                 m = by_node == j
                 ts = r.t[sl][m]
                 conn.executemany(
-                    "INSERT INTO obs VALUES (?,?,?,?,'ble',?,NULL)",
+                    "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig) "
+                    "VALUES (?,?,?,?,'ble',?,NULL)",
                     zip(
                         ts.tolist(),
                         [node_ids[j]] * int(m.sum()),

@@ -31,7 +31,9 @@ def _fill(path: Path, n: int, seed: int = 0) -> list[tuple[int, str, str, int, s
         for _ in range(n)
     ]
     conn = store_db.connect(path)
-    conn.executemany("INSERT INTO obs VALUES (?,?,?,?,?,?,NULL)", rows)
+    conn.executemany(
+        "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig) VALUES (?,?,?,?,?,?,NULL)", rows
+    )
     conn.commit()
     conn.close()
     return rows
@@ -155,7 +157,9 @@ def test_frame_counts_keep_their_value_when_slabs_need_wider_types(tmp_path: Pat
     rows = [(900_000 + 1000 * i, "n2", "bb" * 8, -70, "ble", 0) for i in range(5)]
     rows += [(1_000_000 + i, "n1", "aa" * 8, -60, "ble", 0) for i in range(300)]
     conn = store_db.connect(tmp_path / "s.db")
-    conn.executemany("INSERT INTO obs VALUES (?,?,?,?,?,?,NULL)", rows)
+    conn.executemany(
+        "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig) VALUES (?,?,?,?,?,?,NULL)", rows
+    )
     conn.commit()
     node_index = {"n1": 0, "n2": 1}
     w, n = read_windows(conn, 0, 2_000_000, node_index, 2, 60_000, {}, slab_ms=60_000)

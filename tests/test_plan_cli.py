@@ -90,7 +90,7 @@ def _store_db(path: Path) -> None:
     db = StoreDB(path)
     with db.conn:
         db.conn.executemany(
-            "INSERT INTO obs VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig) VALUES (?,?,?,?,?,?,?)",
             [
                 (int(t), nodes[int(n)], str(p), round(float(r)), "ble", int(f), None)
                 for t, n, p, r, f in zip(

@@ -74,7 +74,9 @@ def test_live_hook_applies_the_stored_factor_and_labels_rf(tmp_path: Path) -> No
         rows += ble_rows(f"v{i:02d}", i * 240, i * 240 + 1800, -62)
     for i in range(30):
         rows += ble_rows(f"p{i:02d}", 60 + i * 100, 60 + i * 100 + 20, -88)
-    db.executemany("INSERT INTO obs VALUES (?,?,?,?,?,?,?)", rows)
+    db.executemany(
+        "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig) VALUES (?,?,?,?,?,?,?)", rows
+    )
     rf_factor.store(db, rf_factor.Factor(1.5, 2.0, 1.5, "headcount"))
     db.commit()
     assert rf_factor.load(db).source == "headcount"
@@ -134,7 +136,9 @@ def test_calibrate_headcount_cli_stores_the_factor_in_the_db(
     rows = []
     for i in range(6):  # 6 phones inside through the count
         rows += ble_rows(f"p{i}", -600, 1500, -60)
-    db.executemany("INSERT INTO obs VALUES (?,?,?,?,?,?,?)", rows)
+    db.executemany(
+        "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig) VALUES (?,?,?,?,?,?,?)", rows
+    )
     db.commit()
     db.close()
     at = "2026-11-20T09:00:00+00:00"  # T0

@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 STEP_MS = 20_000
 """the data clock advances 20 s per step (the daemon steps every 5 s of wall time)"""
 DELAY_MS = 10_000
+OBS_COLUMNS = "t_ms, node, pid, rssi, band, flags, sig, chain"
 """a row reaches the store database this long after it was heard (node batching)"""
 SCAN_MS = 60_000
 
@@ -63,9 +64,10 @@ class Feed:
         lo = self.fed_to
         for node in self.nodes:
             rows = self.src.execute(
-                "SELECT * FROM obs WHERE node = ? AND t_ms >= ? AND t_ms < ?", (node, lo, hi)
+                f"SELECT {OBS_COLUMNS} FROM obs WHERE node = ? AND t_ms >= ? AND t_ms < ?",
+                (node, lo, hi),
             ).fetchall()
-            self.dst.executemany("INSERT INTO obs VALUES (?,?,?,?,?,?,?)", rows)
+            self.dst.executemany(f"INSERT INTO obs ({OBS_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
             ts = [r[0] for r in rows] or [lo]
             self.seq += 1
             self.dst.execute(

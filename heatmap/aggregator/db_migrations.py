@@ -12,9 +12,9 @@ it also adopts a file that skeleton wrote, whose ``user_version`` is 0).
 >>> import sqlite3
 >>> conn = sqlite3.connect(":memory:")
 >>> migrate(conn)
-(0, 4)
+(0, 5)
 >>> migrate(conn)
-(4, 4)
+(5, 5)
 """
 
 from __future__ import annotations
@@ -110,6 +110,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             t0_ms INTEGER PRIMARY KEY, t1_ms INTEGER NOT NULL, processed_ms INTEGER NOT NULL,
             windows INTEGER NOT NULL, rf_inside_s REAL NOT NULL, cells BLOB NOT NULL);
         CREATE INDEX IF NOT EXISTS batches_received ON batches (received_ms);
+        """,
+    ),
+    Migration(
+        5,
+        "the node's address chain on each observation: the pid of the head of the chain "
+        "the node put the address in, where that is another pid (NULL: none, or an older node)",
+        """
+        ALTER TABLE obs ADD COLUMN chain TEXT;
         """,
     ),
 )

@@ -1,11 +1,18 @@
 """Pseudonyms → devices: chaining a phone's rotating addresses across what the aggregator sees.
 
-Nodes publish one pseudonym per address (or, with the node chainer of
-:mod:`sensing.capture.address_chain`, one per chain of addresses it could link from
-sequence numbers). A phone still shows up under several pseudonyms in a day: BLE
-resolvable private addresses rotate about every 15 min, iOS draws a new Wi-Fi
-address for nearly every scan. Here the aggregator links pseudonyms that continue
-one another, from what the rows carry:
+Nodes publish one pseudonym per address. A phone shows up under several
+pseudonyms in a day: BLE resolvable private addresses rotate about every 15 min,
+iOS draws a new Wi-Fi address for nearly every scan.
+
+**The nodes' chains first.** A node that chains addresses
+(:mod:`sensing.capture.address_chain`, from sequence numbers, IE contents, timing and
+RSSI it alone sees) puts on each row the pseudonym of its chain's head, ``chain``.
+Each such row is a hard link: the row's pseudonym and its ``chain`` are one device
+(union-find, so two nodes that started one phone's chain at different addresses
+join up). A node's chain is never split here.
+
+**Then the aggregator's own linking**, on those groups as units (a group's first
+and last frame, its frames at each node), from what the rows carry:
 
 * **band family** (Wi-Fi or BLE) and, for Wi-Fi, the keyed IE-layout hash ``sig``:
   a phone's probe requests keep their element layout across an address change,
@@ -28,10 +35,12 @@ one another, from what the rows carry:
   pseudonym with fewer than 4 distinct frame times is never linked.
 
 Links are chosen greedily by cost (gap over the allowed gap plus RSSI step over
-the allowed step), each pseudonym with one predecessor and one successor at most:
-a *device* is a chain of pseudonyms. Addresses that are not randomized are not
-linked (a fixed address is a device already). Nothing crosses a pseudonym epoch:
-pseudonyms of two epochs never match, and the caller never mixes epochs.
+the allowed step), each group with one predecessor and one successor at most:
+a *device* is a chain of groups. Addresses that are not randomized are not
+linked by the aggregator (a fixed address is a device already). Two pseudonyms are
+one device only if a node chained them or these rules link them. Nothing crosses a
+pseudonym epoch: pseudonyms of two epochs never match (a node's chains are reset
+when its key rolls), and the caller never mixes epochs.
 
 Example
 -------
@@ -42,6 +51,10 @@ Example
 >>> d = chain_devices(Frames.from_rows(rows), ChainSettings())  # aa rotated to bb
 >>> int(d.n_devices), d.device_of["aa"] == d.device_of["bb"] != d.device_of["cc"]
 (2, True)
+>>> rows += [(t, "n2", "dd", -90, "ble", 1, None, "cc") for t in range(60_000, 61_000, 500)]
+>>> d = chain_devices(Frames.from_rows(rows), ChainSettings())  # a node chained cc → dd
+>>> int(d.n_devices), d.device_of["dd"] == d.device_of["cc"], d.links
+(2, True, 2)
 """
 
 from __future__ import annotations
@@ -87,7 +100,11 @@ class ChainSettings:
     """BLE: largest relative difference of the two ends' advertising intervals (a phone
     keeps its advertising interval across an address change; phones differ)"""
     link: bool = True
-    """chain at all (False: one device per pseudonym, the naive count)"""
+    """the aggregator's own linking (False: one device per pseudonym, or per node chain
+    with ``node_chains``)"""
+    node_chains: bool = True
+    """join the pseudonyms a node chained (the rows' ``chain``) before linking (False,
+    with ``link`` False: one device per pseudonym, the naive count)"""
 
 
 @dataclass(frozen=True)
@@ -105,18 +122,27 @@ class Frames:
     sig: NDArray[np.str_]
     """IE-layout hash, "" where none"""
     nodes: tuple[str, ...]
+    chain: NDArray[np.str_] | None = None
+    """the pseudonym of the head of the node's chain holding the frame's address, ""
+    where none (None: no row has one)"""
 
     @classmethod
     def from_rows(
         cls, rows: Iterable[Sequence[object]], nodes: Sequence[str] | None = None
     ) -> Frames:
-        """From ``(t_ms, node, pid, rssi, band, flags, sig)`` rows (the ``obs`` columns)."""
+        """From ``(t_ms, node, pid, rssi, band, flags, sig[, chain])`` rows (the ``obs``
+        columns; rows without ``chain``, or with it NULL, carry none)."""
         rows = list(rows)
         if not rows:
             e = np.zeros(0)
             return cls(e.astype(np.int64), e.astype(np.int64), e.astype(np.str_), e, e.astype(bool),
                        e.astype(bool), e.astype(np.str_), tuple(nodes or ()))  # fmt: skip
-        t_c, n_c, p_c, r_c, b_c, f_c, s_c = zip(*rows, strict=True)
+        if any(len(r) == 8 for r in rows):
+            rows = [r if len(r) == 8 else (*r, None) for r in rows]
+            t_c, n_c, p_c, r_c, b_c, f_c, s_c, c_c = zip(*rows, strict=True)
+        else:
+            t_c, n_c, p_c, r_c, b_c, f_c, s_c = zip(*rows, strict=True)
+            c_c = ()
         node_ids = list(nodes or ())
         seen, n_inv = np.unique(np.array(n_c, dtype=np.str_), return_inverse=True)
         for n in seen.tolist():
@@ -135,6 +161,7 @@ class Frames:
             ((fl & int(Flag.RANDOMIZED)) != 0)[order],
             np.array([x or "" for x in s_c], dtype=np.str_)[order],
             tuple(node_ids),
+            np.array([x or "" for x in c_c], dtype=np.str_)[order] if any(c_c) else None,
         )
 
     def __len__(self) -> int:
@@ -150,6 +177,7 @@ class Frames:
             self.randomized[keep],
             self.sig[keep],
             self.nodes,
+            None if self.chain is None else self.chain[keep],
         )
 
 
@@ -165,7 +193,12 @@ class Devices:
     """per pseudonym: its device"""
     n_devices: int
     links: int
-    """pseudonym-to-pseudonym links made"""
+    """links made: pseudonyms joined to a node's chain, plus the aggregator's links"""
+    node_links: int = 0
+    """of ``links``, the nodes' links joined (:func:`node_groups`)"""
+    node_refused: int = 0
+    """the nodes' links refused: they would make one device of two pseudonyms heard at
+    the same time"""
 
     @property
     def frame_device(self) -> I64:
@@ -213,13 +246,86 @@ def _cadence(f: Frames, fp: I64, n_pids: int) -> F:
     return out
 
 
+def node_groups(
+    f: Frames, pids: NDArray[np.str_], fp: I64, first: I64, last: I64, over_ms: float
+) -> tuple[I64, int, int]:
+    """Per pseudonym (index into ``pids``): its group after the nodes' links, numbered
+    0.. in order of the group's first pseudonym; the links made; the links refused.
+
+    Each row's ``(pid, chain)`` says the node put ``pid`` in the chain of ``chain``.
+    Those links are joined (union-find), those that more nodes reported first, then
+    by time, except one that would put into one group two pseudonyms heard at the
+    same time (their first-to-last spans overlap by more than ``over_ms``): one device
+    has one address at a time. Each node links wrongly now and then (a few chains in a
+    hundred); joined blindly over every node, those few errors chain whole groups
+    of phones together. A head with no frame of its own here joins the pseudonyms
+    that name it, with no span."""
+    n = len(pids)
+    has = np.flatnonzero(f.chain != "") if f.chain is not None else np.zeros(0, np.int64)
+    if not len(has):
+        return np.arange(n, dtype=np.int64), 0, 0
+    heads, head_idx = np.unique(f.chain[has], return_inverse=True)
+    # a head that is one of the pseudonyms is that pseudonym; others get indices after n
+    at = np.searchsorted(pids, heads)
+    known = (at < n) & (pids[np.minimum(at, n - 1)] == heads)
+    head_of = np.where(known, at, n + np.cumsum(~known) - 1)
+    size = n + int((~known).sum())
+    lo = np.r_[first.astype(float), np.full(size - n, np.inf)]
+    hi = np.r_[last.astype(float), np.full(size - n, -np.inf)]
+    # links (pid, head), by the number of nodes that reported each, then by time
+    trip = np.unique(np.stack([fp[has], head_of[head_idx], f.node[has]]), axis=1)
+    pairs, support = np.unique(trip[:2], axis=1, return_counts=True)
+    order = np.lexsort((lo[pairs[0]], -support))
+    parent = list(range(size))
+    members: dict[int, list[int]] = {i: [i] for i in range(size)}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    made = refused = 0
+    for a, b in pairs[:, order].T.tolist():
+        ra, rb = root(a), root(b)
+        if ra == rb:
+            continue
+        ma, mb = np.array(members[ra]), np.array(members[rb])
+        clash = (lo[ma][:, None] < hi[mb][None, :] - over_ms) & (
+            lo[mb][None, :] < hi[ma][:, None] - over_ms
+        )
+        if clash.any():
+            refused += 1
+            continue
+        keep, gone = min(ra, rb), max(ra, rb)
+        parent[gone] = keep
+        members[keep] += members.pop(gone)
+        made += 1
+    roots = np.array([root(i) for i in range(n)], np.int64)
+    _, group = np.unique(roots, return_inverse=True)
+    return group.astype(np.int64), made, refused
+
+
 def chain_devices(f: Frames, s: ChainSettings) -> Devices:
     """Link pseudonyms into devices (see the module doc)."""
     pids, fp = np.unique(f.pid, return_inverse=True)
     fp = fp.astype(np.int64)
-    n = len(pids)
-    if n == 0:
+    if len(pids) == 0:
         return Devices(pids, fp, np.zeros(0, np.int64), 0, 0)
+    group, made, refused = np.arange(len(pids), dtype=np.int64), 0, 0
+    if s.node_chains:
+        first = np.full(len(pids), np.iinfo(np.int64).max)
+        last = np.full(len(pids), np.iinfo(np.int64).min)
+        np.minimum.at(first, fp, f.t_ms)
+        np.maximum.at(last, fp, f.t_ms)
+        group, made, refused = node_groups(f, pids, fp, first, last, s.overlap_s * 1000)
+    g_dev, n_dev, links = _link(f, group[fp], int(group.max()) + 1, s)
+    return Devices(pids, fp, g_dev[group], n_dev, links + made, made, refused)
+
+
+def _link(f: Frames, fp: I64, n: int, s: ChainSettings) -> tuple[I64, int, int]:
+    """The aggregator's own linking of ``n`` units (``fp``: each frame's unit): each
+    unit's device, the number of devices, the links made."""
     first = np.full(n, np.iinfo(np.int64).max)
     last = np.full(n, np.iinfo(np.int64).min)
     np.minimum.at(first, fp, f.t_ms)
@@ -231,7 +337,7 @@ def chain_devices(f: Frames, s: ChainSettings) -> Devices:
     sig = np.full(n, "", dtype=f.sig.dtype if len(f.sig) else np.str_)
     sig[fp] = f.sig
     if not s.link:
-        return Devices(pids, fp, np.arange(n, dtype=np.int64), n, 0)
+        return np.arange(n, dtype=np.int64), n, 0
     head, tail = _ends(f, fp, first, last, n, len(f.nodes), int(END_WINDOW_S * 1000))
     cadence = _cadence(f, fp, n) if ble.any() else np.full(n, np.nan)
     gap_ms = np.where(ble, s.ble_gap_s, s.wifi_gap_s) * 1000
@@ -250,7 +356,7 @@ def chain_devices(f: Frames, s: ChainSettings) -> Devices:
             cand_p.append(np.full(len(q), p, np.int64))
             cand_q.append(q)
     if not cand_p:
-        return Devices(pids, fp, np.arange(n, dtype=np.int64), n, 0)
+        return np.arange(n, dtype=np.int64), n, 0
     P = np.concatenate(cand_p)
     Q = np.concatenate(cand_q)
     ok = (P != Q) & rnd[Q] & (ble[P] == ble[Q]) & (sig[P] == sig[Q]) & (first[Q] > first[P])
@@ -288,4 +394,4 @@ def chain_devices(f: Frames, s: ChainSettings) -> Devices:
             device[p] = d
             p = int(succ[p])
         d += 1
-    return Devices(pids, fp, device, d, links)
+    return device, d, links

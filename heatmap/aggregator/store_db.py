@@ -2,8 +2,9 @@
 
 Tables (schema in :mod:`heatmap.aggregator.db_migrations`):
 
-``obs(t_ms, node, pid, rssi, band, flags, sig)``
-    pseudonymous radio observations (ms, dBm); deleted by :mod:`heatmap.aggregator.retention`.
+``obs(t_ms, node, pid, rssi, band, flags, sig, chain)``
+    pseudonymous radio observations (ms, dBm; ``chain``: the pid of the head of the
+    node's address chain, or NULL); deleted by :mod:`heatmap.aggregator.retention`.
 ``door_events(t_ms, door, dir)``, ``floor_events(t_ms, array_id, tile, state)``
     sensor board events (no pseudonyms), each stored once by its identity
     (whatever batch or seq it comes in).
@@ -44,10 +45,13 @@ CACHE_MIB = 64
 BUSY_TIMEOUT_S = 120.0
 """how long a writer waits for another connection's lock (vacuum, retention) before failing"""
 
-_INSERT_OBS = "INSERT INTO obs VALUES (?,?,?,?,?,?,?)"
+_INSERT_OBS = (
+    "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig, chain) VALUES (?,?,?,?,?,?,?,?)"
+)
 _INSERT_OBS_JSON = (
-    "INSERT INTO obs SELECT ?1 + (value->>0), ?2, value->>1, value->>2, value->>3, value->>4, "
-    "value->>5 FROM json_each(?3, '$.obs')"
+    "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig, chain) "
+    "SELECT ?1 + (value->>0), ?2, value->>1, value->>2, value->>3, value->>4, value->>5, "
+    "value->>6 FROM json_each(?3, '$.obs')"
 )
 _INSERT_BATCH = (
     "INSERT OR IGNORE INTO batches (kind, publisher, seq, t0, n, received_ms, t1) "
@@ -208,7 +212,19 @@ class StoreDB:
             return claim
         self.conn.executemany(
             _INSERT_OBS,
-            [(t0 + r[0], node, r[1], r[2], r[3], r[4], r[5] if len(r) > 5 else None) for r in rows],
+            [
+                (
+                    t0 + r[0],
+                    node,
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5] if len(r) > 5 else None,
+                    r[6] if len(r) > 6 else None,
+                )
+                for r in rows
+            ],
         )
         return claim
 

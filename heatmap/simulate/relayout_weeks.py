@@ -170,7 +170,10 @@ def store_day(db: Path, rows: DayRows) -> None:
                 "VALUES (?,?,?,?,?,?,?)",
                 batches,
             )
-            conn.executemany("INSERT INTO obs VALUES (?,?,?,?,?,?,?)", rows.obs)
+            conn.executemany(
+                "INSERT INTO obs (t_ms, node, pid, rssi, band, flags, sig) VALUES (?,?,?,?,?,?,?)",
+                rows.obs,
+            )
             conn.executemany("INSERT INTO door_events VALUES (?,?,?)", rows.doors)
     finally:
         conn.close()
