@@ -105,6 +105,11 @@ class ChainSettings:
     node_chains: bool = True
     """join the pseudonyms a node chained (the rows' ``chain``) before linking (False,
     with ``link`` False: one device per pseudonym, the naive count)"""
+    node_support: int = 2
+    """join a node's link only if at least this many nodes reported it (or every node
+    that heard the pseudonym, if fewer did): one node's wrong links are its own, two
+    nodes rarely make the same one (simulator, BLE: link precision 0.51 with one, 0.90
+    with two)"""
 
 
 @dataclass(frozen=True)
@@ -247,7 +252,13 @@ def _cadence(f: Frames, fp: I64, n_pids: int) -> F:
 
 
 def node_groups(
-    f: Frames, pids: NDArray[np.str_], fp: I64, first: I64, last: I64, over_ms: float
+    f: Frames,
+    pids: NDArray[np.str_],
+    fp: I64,
+    first: I64,
+    last: I64,
+    over_ms: float,
+    min_support: int = 1,
 ) -> tuple[I64, int, int]:
     """Per pseudonym (index into ``pids``): its group after the nodes' links, numbered
     0.. in order of the group's first pseudonym; the links made; the links refused.
@@ -275,6 +286,11 @@ def node_groups(
     # links (pid, head), by the number of nodes that reported each, then by time
     trip = np.unique(np.stack([fp[has], head_of[head_idx], f.node[has]]), axis=1)
     pairs, support = np.unique(trip[:2], axis=1, return_counts=True)
+    # as many nodes as asked, or every node that heard the pseudonym if fewer did
+    heard_by = np.bincount(np.unique(fp * len(f.nodes) + f.node) // len(f.nodes), minlength=n)
+    enough = support >= np.minimum(min_support, heard_by[pairs[0]])
+    refused = int((~enough).sum())
+    pairs, support = pairs[:, enough], support[enough]
     order = np.lexsort((lo[pairs[0]], -support))
     parent = list(range(size))
     members: dict[int, list[int]] = {i: [i] for i in range(size)}
@@ -285,7 +301,7 @@ def node_groups(
             i = parent[i]
         return i
 
-    made = refused = 0
+    made = 0
     for a, b in pairs[:, order].T.tolist():
         ra, rb = root(a), root(b)
         if ra == rb:
@@ -318,7 +334,9 @@ def chain_devices(f: Frames, s: ChainSettings) -> Devices:
         last = np.full(len(pids), np.iinfo(np.int64).min)
         np.minimum.at(first, fp, f.t_ms)
         np.maximum.at(last, fp, f.t_ms)
-        group, made, refused = node_groups(f, pids, fp, first, last, s.overlap_s * 1000)
+        group, made, refused = node_groups(
+            f, pids, fp, first, last, s.overlap_s * 1000, s.node_support
+        )
     g_dev, n_dev, links = _link(f, group[fp], int(group.max()) + 1, s)
     return Devices(pids, fp, g_dev[group], n_dev, links + made, made, refused)
 
