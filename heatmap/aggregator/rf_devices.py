@@ -7,9 +7,11 @@ iOS draws a new Wi-Fi address for nearly every scan.
 **The nodes' chains first.** A node that chains addresses
 (:mod:`sensing.capture.address_chain`, from sequence numbers, IE contents, timing and
 RSSI it alone sees) puts on each row the pseudonym of its chain's head, ``chain``.
-Each such row is a hard link: the row's pseudonym and its ``chain`` are one device
+Each such row is a link: the row's pseudonym and its ``chain`` are one device
 (union-find, so two nodes that started one phone's chain at different addresses
-join up). A node's chain is never split here.
+join up), if two nodes reported it (or the one node that heard both), and unless
+it would make one device of two pseudonyms heard at the same time
+(:func:`node_groups`). The aggregator never splits what it joined from the nodes.
 
 **Then the aggregator's own linking**, on those groups as units (a group's first
 and last frame, its frames at each node), from what the rows carry:
@@ -107,9 +109,9 @@ class ChainSettings:
     with ``link`` False: one device per pseudonym, the naive count)"""
     node_support: int = 2
     """join a node's link only if at least this many nodes reported it (or every node
-    that heard the pseudonym, if fewer did): one node's wrong links are its own, two
-    nodes rarely make the same one (simulator, BLE: link precision 0.51 with one, 0.90
-    with two)"""
+    that heard both of its pseudonyms, if fewer did): one node's wrong links are its
+    own, two nodes rarely make the same one (simulator, BLE: link precision 0.51 with
+    one, 0.90 with two)"""
 
 
 @dataclass(frozen=True)
@@ -264,13 +266,16 @@ def node_groups(
     0.. in order of the group's first pseudonym; the links made; the links refused.
 
     Each row's ``(pid, chain)`` says the node put ``pid`` in the chain of ``chain``.
-    Those links are joined (union-find), those that more nodes reported first, then
-    by time, except one that would put into one group two pseudonyms heard at the
-    same time (their first-to-last spans overlap by more than ``over_ms``): one device
-    has one address at a time. Each node links wrongly now and then (a few chains in a
-    hundred); joined blindly over every node, those few errors chain whole groups
-    of phones together. A head with no frame of its own here joins the pseudonyms
-    that name it, with no span."""
+    A link is joined (union-find) if ``min_support`` nodes reported it, or every node
+    that heard both pseudonyms if fewer did (one node alone hears both: its word is
+    enough); those that more nodes reported first, then by time. A link is refused
+    if it would put into one group two pseudonyms heard at the same time (their
+    first-to-last spans overlap by more than ``over_ms``): one device has one address
+    at a time. Each node links wrongly now and then (a few chains in a hundred, more
+    among passers-by, whose address fades as another phone's appears); joined
+    blindly over every node, those few errors chain whole groups of phones together
+    (simulator, BLE, six nodes: pair precision 0.42). A head with no frame of its own
+    here joins the pseudonyms that name it, with no span."""
     n = len(pids)
     has = np.flatnonzero(f.chain != "") if f.chain is not None else np.zeros(0, np.int64)
     if not len(has):
@@ -286,9 +291,14 @@ def node_groups(
     # links (pid, head), by the number of nodes that reported each, then by time
     trip = np.unique(np.stack([fp[has], head_of[head_idx], f.node[has]]), axis=1)
     pairs, support = np.unique(trip[:2], axis=1, return_counts=True)
-    # as many nodes as asked, or every node that heard the pseudonym if fewer did
-    heard_by = np.bincount(np.unique(fp * len(f.nodes) + f.node) // len(f.nodes), minlength=n)
-    enough = support >= np.minimum(min_support, heard_by[pairs[0]])
+    # as many nodes as asked, or every node that heard both ends if fewer did (a node
+    # that never heard the head could not have made the link)
+    nn = len(f.nodes)
+    heard = np.unique(fp * nn + f.node)
+    both = np.zeros(pairs.shape[1], np.int64)
+    for j in range(nn):
+        both += np.isin(pairs[0] * nn + j, heard) & np.isin(pairs[1] * nn + j, heard)
+    enough = support >= np.clip(both, 1, min_support)
     refused = int((~enough).sum())
     pairs, support = pairs[:, enough], support[enough]
     order = np.lexsort((lo[pairs[0]], -support))
