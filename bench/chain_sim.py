@@ -12,6 +12,18 @@ device". Figures are pooled over the nodes (pairs summed), per radio.
 Pairs weigh a phone by the square of its frames, so the staff's all-day phones would
 dominate: the ``shoppers`` rows score only the frames of shoppers and passers-by.
 
+**The system** (issue 20: the node decides, the aggregator refines). Each node's
+captures also go through the real node pipeline
+(:class:`~sensing.node.pipeline.NodePipeline`, chaining on, one store key): every
+published row keeps its frame's own pseudonym and carries its chain head's
+(``chain``), as on the wire. All nodes' rows together go through the aggregator's
+:func:`heatmap.aggregator.rf_devices.chain_devices` four ways: ``address = device``
+(no linking), ``(a) node chains`` alone (the rows' ``chain`` joined, no aggregator
+linking), ``(b) aggregator`` linking alone (what it gets from nodes that do not
+chain: the same pseudonyms without ``chain``) and ``(c) node + aggregator``. Scored
+pairwise over every frame of every node against the phone behind it (pairs across
+nodes count too); per seed and the median over the seeds.
+
 Goal (issue 20): precision ≥ 0.95 at recall ≥ 0.7 (Wi-Fi).
 
 Usage::
@@ -24,6 +36,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chain_score import pair_scores
 
+from heatmap.aggregator.rf_count import CountSettings
+from heatmap.aggregator.rf_devices import ChainSettings, Frames, chain_devices
 from heatmap.simulate import frames, phones, radio
 from heatmap.simulate.people import populate
 from heatmap.simulate.scenario import Scenario
@@ -41,8 +56,18 @@ from heatmap.spatial.walkable_grid import WalkableGrid
 from sensing.capture.address_chain import ChainParams
 from sensing.capture.capture_file import Record
 from sensing.capture.chain_capture import chain_capture
+from sensing.node.pipeline import NodeFilters, NodePipeline
+from sensing.privacy.optout import ListKey
+from sensing.privacy.pseudonym import EpochSchedule, KeyRing, Pseudonymizer
 
 GOAL_PRECISION, GOAL_RECALL = 0.95, 0.7
+SYSTEM: dict[str, ChainSettings] = {
+    "address = device": replace(CountSettings().chain, link=False, node_chains=False),
+    "(a) node chains": replace(CountSettings().chain, link=False),
+    "(b) aggregator": replace(CountSettings().chain, node_chains=False),
+    "(c) node + aggregator": CountSettings().chain,
+}
+"""the aggregator's linking four ways (its settings as the RF count uses them)"""
 
 
 @dataclass
@@ -175,6 +200,71 @@ def _counts(truth: list[int], pred: list[int]) -> tuple[float, float, float]:
     return pairs(joint), pairs(np.bincount(ti)), pairs(np.bincount(pi))
 
 
+@dataclass
+class Published:
+    """What all nodes of one radio published (rows as the aggregator stores them, in
+    time order), with the truth of each row."""
+
+    frames: Frames
+    phone: np.ndarray
+    staff: np.ndarray
+
+
+def publish(streams: list[NodeStream], t0_ms: int) -> Published:
+    """Every node's stream through the node pipeline (chaining on, one store key, the
+    epoch covering the day); rows of all nodes merged in time order."""
+    day = date.fromtimestamp(t0_ms / 1000 - 86400)
+    rows: list[tuple[object, ...]] = []
+    who: list[tuple[int, bool]] = []
+    for j, s in enumerate(streams):
+        pseudo = Pseudonymizer(KeyRing(bytearray(range(32)), 0), EpochSchedule(day, 4, "UTC"))
+        filters = NodeFilters(learn_infrastructure=False, chain_addresses=True)
+        pipe = NodePipeline(pseudo, filters, list_key=ListKey.ephemeral())
+        for i, rec in enumerate(s.records):
+            o = pipe.process(rec)
+            if o is not None:
+                rows.append((o.t_ms, f"n{j}", o.pid, o.rssi, o.band, o.flags, o.sig, o.chain))
+                who.append((s.phone[i], s.staff[i]))
+    order = sorted(range(len(rows)), key=lambda k: rows[k][0])
+    return Published(
+        Frames.from_rows([rows[k] for k in order]),
+        np.array([who[k][0] for k in order], np.int64),
+        np.array([who[k][1] for k in order], bool),
+    )
+
+
+def system_scores(pub: Published, shoppers_only: bool) -> dict[str, tuple[float, float, float]]:
+    """(precision, recall, ARI) of each :data:`SYSTEM` way, over all nodes' frames."""
+    keep = ~pub.staff if shoppers_only else np.ones(len(pub.phone), bool)
+    out = {}
+    for name, cs in SYSTEM.items():
+        pred = chain_devices(pub.frames, cs).frame_device
+        sc = pair_scores(pub.phone[keep].tolist(), pred[keep].tolist())
+        out[name] = (sc.precision, sc.recall, sc.ari)
+    return out
+
+
+def run_system(
+    seeds: list[int], hours: float, verbose: bool = False
+) -> dict[str, dict[str, list[tuple[float, float, float]]]]:
+    """Per radio and frames (all / shoppers), per way: each seed's scores."""
+    plan = load_default()
+    out: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    for seed in seeds:
+        sc = replace(Scenario(), seed=seed, hours=hours)
+        wifi, ble = simulate_streams(plan, sc)
+        for radio_name, streams in (("wifi", wifi), ("ble", ble)):
+            pub = publish(streams, sc.t0_ms)
+            for who, only in (("all", False), ("shoppers", True)):
+                res = system_scores(pub, only)
+                for name, v in res.items():
+                    out.setdefault(f"{radio_name} {who}", {}).setdefault(name, []).append(v)
+                    if verbose:
+                        print(f"seed {seed} {radio_name} {who} {name}: precision {v[0]:.3f} "
+                              f"recall {v[1]:.3f} ARI {v[2]:.3f}")  # fmt: skip
+    return out
+
+
 def run(
     seeds: list[int], hours: float, params: ChainParams | None = None, verbose: bool = False
 ) -> dict[str, dict[str, tuple[float, float, float]]]:
@@ -208,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--hours", type=float, default=3.0)
+    ap.add_argument("--no-system", action="store_true", help="the per-node chains only")
     args = ap.parse_args(argv)
     res = run(args.seeds, args.hours, verbose=True)
     print(f"simulator, seeds {args.seeds}, {args.hours:g} h from opening, pooled over nodes")
@@ -219,6 +310,22 @@ def main(argv: list[str] | None = None) -> int:
     ok = pr >= GOAL_PRECISION and rc >= GOAL_RECALL
     print(f"Wi-Fi chains: precision {pr:.3f}, recall {rc:.3f}: {'meets' if ok else 'MISSES'} "
           f"the goal (precision >= {GOAL_PRECISION} at recall >= {GOAL_RECALL})")  # fmt: skip
+    if args.no_system:
+        return 0
+    sys_res = run_system(args.seeds, args.hours, verbose=True)
+    print(f"system (node pipeline → aggregator), all nodes' frames, median over seeds "
+          f"{args.seeds}:")  # fmt: skip
+    print(f"{'frames':<14} {'way':<22} {'precision':>9} {'recall':>7} {'ARI':>6}")
+    med: dict[str, dict[str, tuple[float, ...]]] = {}
+    for key, by in sys_res.items():
+        for name, per_seed in by.items():
+            m = med.setdefault(key, {})[name] = tuple(np.median(np.array(per_seed), axis=0))
+            print(f"{key:<14} {name:<22} {m[0]:>9.3f} {m[1]:>7.3f} {m[2]:>6.3f}")
+    for key in ("wifi all", "ble all"):
+        pr, rc, _ = med[key]["(c) node + aggregator"]
+        ok = pr >= GOAL_PRECISION and rc >= GOAL_RECALL
+        print(f"{key} (c) node + aggregator: precision {pr:.3f}, recall {rc:.3f}: "
+              f"{'meets' if ok else 'MISSES'} the goal")  # fmt: skip
     return 0
 
 

@@ -4,9 +4,12 @@ For each seed, the simulator draws a store day (:mod:`heatmap.simulate`: the bun
 store, its people, phones and BLE adverts with resolvable private addresses
 rotating about every 15 min, RSSI at every node), exactly as
 :func:`heatmap.simulate.accuracy_harness.simulate_windows` draws them. The frames
-heard (one row per frame and node, one pseudonym per address, as nodes without
-the chainer publish BLE) go through the RF-only count
-(:mod:`heatmap.aggregator.rf_count`); the door beams are never read.
+heard (one row per frame and node, one pseudonym per address) go through the RF-only
+count (:mod:`heatmap.aggregator.rf_count`); the door beams are never read. Each node
+chains its adverts as a node does (:class:`sensing.capture.address_chain.AddressChainer`
+over that node's frames in time order, the content the node's decoder gives each
+phone's adverts) and each row carries its chain head (``chain``), which the aggregator
+joins before its own linking; ``--no-node-chainer``: nodes that do not chain.
 
 People per device come from **an installer's head count**
 (:func:`heatmap.aggregator.rf_factor.headcount`): the customers inside (not the
@@ -29,7 +32,7 @@ factor. Goals: visitors and passers-by per hour MAPE ≤ 10 %.
 
 Usage::
 
-    python bench/rf_count.py [--seeds 1,2,3] [--hours 6] [--at 12:00]
+    python bench/rf_count.py [--seeds 1,2,3] [--hours 6] [--at 12:00] [--no-node-chainer]
 """
 
 from __future__ import annotations
@@ -50,10 +53,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from heatmap.aggregator.rf_count import CountSettings, count_devices
 from heatmap.aggregator.rf_devices import Frames, chain_devices
 from heatmap.aggregator.rf_factor import fit_door, headcount
-from heatmap.simulate.heard_ble import heard_ble
+from heatmap.simulate import frames as sim_frames
+from heatmap.simulate.heard_ble import HeardBle, heard_ble
 from heatmap.simulate.people import Person
 from heatmap.simulate.scenario import Scenario
 from heatmap.spatial.floorplan import FloorPlan, load_default
+from sensing.capture.address_chain import AddressChainer, ble_content
+from sensing.capture.ble_decode import BleDecoder
 from sensing.wire.observation import Flag
 
 F = NDArray[np.float64]
@@ -73,8 +79,41 @@ class SimDay:
     """per person: first second inside the store (NaN: never)"""
 
 
-def draw(plan: FloorPlan, sc: Scenario) -> SimDay:
-    """BLE frames heard and the people behind them (the draws of simulate_windows)."""
+def phone_content(h: HeardBle) -> list[bytes]:
+    """Per phone: the chaining content a node's decoder gives its adverts (one advert
+    of each phone, built as ``footfall simulate`` writes it, decoded)."""
+    dec = BleDecoder()
+    rnd = bytes(5)
+    out = []
+    first = {int(p): i for i, p in reversed(list(enumerate(h.em.phone.tolist())))}
+    for k, ph in enumerate(h.phones):
+        addr = h.em.addr[first[k]] if k in first else bytes.fromhex("400000000001")
+        pdu = sim_frames.adv_pdu(addr, sim_frames.adv_data_for(ph.os, rnd))
+        a = dec.decode(256, sim_frames.ble_frame(pdu, 37, -60), 0)
+        out.append(b"" if a is None else ble_content(a.kind, a.addr_type, a.pdu_type))
+    return out
+
+
+def node_chains(f: Frames, frame_phone: NDArray[np.int64], content: list[bytes]) -> Frames:
+    """``f`` with each row's chain head as each node's chainer gives it (one chainer per
+    node, its frames in time order; RSSI rounded to dBm as a node reports it)."""
+    chain = np.full(len(f), "", dtype=f.pid.dtype)
+    for j in range(len(f.nodes)):
+        c: AddressChainer[str] = AddressChainer()
+        rows = np.flatnonzero(f.node == j)
+        for i, t, pid, rssi, ph in zip(
+            rows.tolist(), f.t_ms[rows].tolist(), f.pid[rows].tolist(),
+            f.rssi[rows].tolist(), frame_phone[rows].tolist(), strict=True,
+        ):  # fmt: skip
+            head = c.ble(t, pid, int(rssi), content[ph], True)
+            if head != pid:
+                chain[i] = head
+    return replace(f, chain=chain)
+
+
+def draw(plan: FloorPlan, sc: Scenario, chained: bool = True) -> SimDay:
+    """BLE frames heard and the people behind them (the draws of simulate_windows);
+    ``chained``: with the nodes' chains."""
     h = heard_ble(plan, sc, np.random.default_rng(sc.seed))
     people, phone_list, em, rssi, code = h.people, h.phones, h.em, h.rssi, h.addr_code
     t_ms = sc.t0_ms + np.round(em.t * 1000).astype(np.int64)
@@ -92,6 +131,8 @@ def draw(plan: FloorPlan, sc: Scenario) -> SimDay:
         np.full(len(f), "", dtype=np.str_),
         node_ids,
     )
+    if chained:
+        frames = node_chains(frames, em.phone[f].astype(np.int64), phone_content(h))
     person_of_phone = np.array([ph.person for ph in phone_list], np.int64)
     return SimDay(sc, frames, person_of_phone[em.phone[f]], people, _first_inside(plan, people))
 
@@ -177,9 +218,14 @@ def chain_scores(day: SimDay, s: CountSettings) -> tuple[float, float]:
 
 
 def run_seed(
-    plan: FloorPlan, sc: Scenario, at_local: str, s: CountSettings, minutes: float = 15.0
+    plan: FloorPlan,
+    sc: Scenario,
+    at_local: str,
+    s: CountSettings,
+    minutes: float = 15.0,
+    chained: bool = True,
 ) -> dict[str, object]:
-    day = draw(plan, sc)
+    day = draw(plan, sc, chained)
     n_hours = int(sc.hours)
     t0 = sc.t0_ms
     c = count_devices(day.frames, t0, t0 + n_hours * HOUR_MS, replace(s, bin_ms=HOUR_MS))
@@ -192,7 +238,7 @@ def run_seed(
     vis_t, pas_t = hourly_truth(day, t0, n_hours)
     # naive: addresses first heard in the hour, split by the pseudonym rule
     naive = count_devices(day.frames, t0, t0 + n_hours * HOUR_MS, replace(
-        s, bin_ms=HOUR_MS, chain=replace(s.chain, link=False)))  # fmt: skip
+        s, bin_ms=HOUR_MS, chain=replace(s.chain, link=False, node_chains=False)))  # fmt: skip
     prec, rec = chain_scores(day, s)
     return {
         "seed": sc.seed,
@@ -221,16 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", default="10:00", help="local start of the simulated window")
     ap.add_argument("--at", default="12:00", help="local start of the installer's count")
     ap.add_argument("--minutes", type=float, default=15.0, help="length of the count")
+    ap.add_argument("--no-node-chainer", action="store_true", help="nodes that do not chain")
     a = ap.parse_args(argv)
     plan = load_default()
     _OUTLINE[:] = [plan.outline_polygon]
     s = CountSettings()
     hh, mm = (int(x) for x in a.start.split(":"))
     rows = []
+    print(f"node chainer: {'no' if a.no_node_chainer else 'yes'}")
     for seed in (int(x) for x in a.seeds.split(",")):
         sc = Scenario(start_local=datetime(2026, 11, 20, hh, mm), hours=a.hours, seed=seed)
         t = time.perf_counter()
-        r = run_seed(plan, sc, a.at, s, a.minutes)
+        r = run_seed(plan, sc, a.at, s, a.minutes, not a.no_node_chainer)
         r["s"] = time.perf_counter() - t
         rows.append(r)
         f = r["factor"]

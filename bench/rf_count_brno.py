@@ -100,9 +100,10 @@ def chainer_available() -> bool:
 def node_frames(pcap: Path, chained: bool) -> Frames:
     """The capture through the node pipeline (lab PCs configured as equipment), as the
     aggregator stores it. One pseudonym key per file (an epoch per day). ``chained``:
-    each frame's pseudonym stands for its node chain: the pipeline's own chaining
-    (``NodeFilters.chain_addresses``) where it has it, else the chainer's offline entry
-    point :func:`sensing.capture.chain_capture.chain_capture` (one pseudonym per chain)."""
+    the node chains (``NodeFilters.chain_addresses``): each row keeps its own pseudonym
+    and carries its chain head's (``chain``), which the aggregator joins; in a checkout
+    without the online chainer, the chainer's offline entry point
+    :func:`sensing.capture.chain_capture.chain_capture` (one pseudonym per chain)."""
     recs = list(read_records(pcap))
     labels: list[int] | None = None
     online = "chain_addresses" in NodeFilters.__dataclass_fields__
@@ -123,7 +124,8 @@ def node_frames(pcap: Path, chained: bool) -> Frames:
         o = pipe.process(r)
         if o is not None:
             pid = o.pid if labels is None else f"{labels[i]:016x}"
-            rows.append((o.t_ms, "brno-p2", pid, o.rssi, o.band, o.flags, o.sig))
+            chain = getattr(o, "chain", None) if labels is None else None
+            rows.append((o.t_ms, "brno-p2", pid, o.rssi, o.band, o.flags, o.sig, chain))
     return Frames.from_rows(rows)
 
 
