@@ -116,7 +116,11 @@ def test_replay_batches_follow_the_v1_contract(
     # aggregator's acknowledgement (sensing.node.delivery)
     assert st["spool_depth"] == st["unconfirmed"] == len(obs)
     assert st["published"] == len(obs) and st["observations"] == cap.frames
-    assert "chaining" not in st  # address chaining is off by default
+    assert st["chaining"]["chains"] > 0  # address chaining is on by default
+    chained = [r for b in obs for r in b["obs"] if len(r) == 7]
+    assert chained and all(r[6] != r[1] for r in chained)  # chain beside the row's own pid
+    for b in obs:
+        payloads.validate("obs", b)
     assert st["clock"] == {"synced": True, "source": "fixed", "offset_ms": 0.0, "required": False}
     retained = [t for t, _, r in rec.messages if r]
     assert retained == []  # subscribed before: nothing arrived as a retained replay
@@ -129,9 +133,9 @@ def test_a_chaining_node_says_so_in_its_status(
     key = store_key(tmp_path / "store.key")
     rec = recorder_factory(broker.address, f"footfall/v1/{STORE}/#")
     cfg = _cfg(tmp_path, broker, cap.dir, key)  # [capture] chain_addresses: test_node_config
-    cfg = replace(cfg, filters=replace(cfg.filters, chain_addresses=True))
+    assert cfg.filters.chain_addresses  # the default
     s = Running(cfg).join()
-    assert s.state == "done" and cfg.filters.chain_addresses
+    assert s.state == "done"
     wait_for(lambda: _status(rec)["state"] == "done", 10, "done status")
     st = _status(rec)
     payloads.validate("node_status", st)
