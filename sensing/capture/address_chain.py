@@ -7,9 +7,9 @@ from the raw frame fields a node alone sees (802.11 sequence numbers, IE bytes,
 timing, RSSI), which new address continues an address heard shortly before, and
 answers every frame with its chain's **representative** (the chain head, the
 first address of the chain). It works on any per-address key (:data:`Key`): the
-node passes each frame's ``pid`` and publishes the ``pid`` it gets back, so every
-address of one chain is published under one pseudonym, the head's: no wire
-change, and the
+node passes each frame's ``pid`` and publishes the frame's own ``pid`` with the one
+it gets back beside it as the row's ``chain`` when they differ
+(:mod:`sensing.node.pipeline`), and the
 chainer never holds a raw address, only pseudonyms of the current epoch (what the
 node publishes anyway) and, per chain, an RSSI level, a sequence number and the
 content key below. :meth:`AddressChainer.reset` erases every chain when the key
@@ -26,7 +26,8 @@ API
     (:attr:`~sensing.capture.decoded.WifiProbe.ie_sig`: element ids in order plus
     the exact bytes of the capability elements, never SSIDs, nothing that varies
     per frame). ``addr`` is the address's key (the node: its ``pid``; offline: the
-    raw address). Returns the key of the chain's head, which the node publishes.
+    raw address). Returns the key of the chain's head, which the node publishes as
+    the row's ``chain`` (when it is not ``addr`` itself).
 ``chainer.ble(t_ms, addr, rssi, content, private) -> Key``
     a BLE advert; ``content`` the advert's stable description (the node passes
     :func:`ble_content`: device kind, address type and PDU type; the decoder keeps
