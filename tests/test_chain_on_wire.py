@@ -2,7 +2,9 @@
 rotate its Wi-Fi address; each publishes every frame under its own pseudonym and the
 rotated address's rows with their chain head's as ``chain``; a real Mosquitto carries
 the batches to a real aggregator ingest; the ``obs`` table holds ``chain``, and the
-aggregator's device linking joins the two addresses on it (and only them)."""
+aggregator's device linking joins the two addresses on it (and only them). Then the
+parts: both insert paths of the store, reading frames, and the rules by which the
+aggregator joins the nodes' links."""
 
 from __future__ import annotations
 
@@ -11,17 +13,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from heatmap.aggregator import rf_live
 from heatmap.aggregator.ingest import Ingestor
-from heatmap.aggregator.rf_devices import ChainSettings, chain_devices
+from heatmap.aggregator.rf_devices import ChainSettings, Frames, chain_devices
+from heatmap.aggregator.store_db import Claim, StoreDB
 from heatmap.simulate import frames
 from sensing.node import config as node_config
 from sensing.node.clock_sync import FixedClock
 from sensing.node.daemon import NodeDaemon, RunSummary
 from sensing.privacy.key_file import KeyFile
 from sensing.privacy.pseudonym import Pseudonymizer
+from sensing.wire import payloads
 
 from broker_fixtures import STORE, T0_MS, Broker, node_toml, plain_broker, store_key, wait_for
 from broker_fixtures import _pcap as write_pcap
@@ -130,3 +135,76 @@ def test_chain_reaches_the_obs_table_and_links_the_devices(tmp_path: Path, broke
     assert (d1.node_links, d1.node_refused) == (1, 0)
     both = chain_devices(f, ChainSettings())  # and the aggregator's own linking after
     assert both.n_devices == 2 and both.device_of[a] == both.device_of[b]
+
+
+# ------------------------------------------------------------------ the parts
+
+
+def _ble(pid: str, node: str, t0_s: float, t1_s: float, chain: str | None = None) -> list[Any]:
+    """A BLE pseudonym advertising every second at one node (rows of the obs table)."""
+    return [
+        (int(t * 1000), node, pid, -60, "ble", 1, None, chain)
+        for t in np.arange(t0_s, t1_s, 1.0).tolist()
+    ]
+
+
+@pytest.mark.parametrize("with_text", [True, False])
+def test_the_store_keeps_chain_from_either_insert_path(tmp_path: Path, with_text: bool) -> None:
+    """The ingest stores a batch from its text (SQLite's JSON reader) or row by row:
+    ``chain`` (and a null sig) reach the table either way, old rows get NULL."""
+    p = {
+        "v": 1, "node": "n1", "seq": 0, "t0": T0_MS,
+        "obs": [[0, "aa" * 8, -60, "ble", 1], [10, "bb" * 8, -61, "ble", 1, None, "aa" * 8],
+                [20, "cc" * 8, -62, "wifi24", 1, "0a0b0c0d", "aa" * 8],
+                [30, "dd" * 8, -63, "wifi24", 1, "0a0b0c0d"]],
+    }  # fmt: skip
+    raw = payloads.encode(p)
+    obj, text = payloads.decode_with_text("obs", raw)
+    db = StoreDB(tmp_path / "s.db")
+    assert db.add_obs("n1", obj, text=text if with_text else None) is Claim.NEW
+    db.commit()
+    got = db.conn.execute("SELECT pid, sig, chain FROM obs ORDER BY t_ms").fetchall()
+    db.close()
+    assert got == [
+        ("aa" * 8, None, None),
+        ("bb" * 8, None, "aa" * 8),
+        ("cc" * 8, "0a0b0c0d", "aa" * 8),
+        ("dd" * 8, "0a0b0c0d", None),
+    ]
+
+
+def test_frames_read_without_the_column_and_from_mixed_rows() -> None:
+    """The strict mode's working memory has no ``chain`` column: read as none; rows of
+    7 and 8 columns mix."""
+    mem = sqlite3.connect(":memory:")
+    mem.execute("CREATE TABLE obs (t_ms, node, pid, rssi, band, flags, sig)")
+    mem.execute("INSERT INTO obs VALUES (1000, 'n1', 'aa', -60, 'ble', 1, NULL)")
+    f = rf_live.read_frames(mem, 0, 2000)
+    assert len(f) == 1 and f.chain is None
+    rows = [(1000, "n1", "aa", -60, "ble", 1, None), (2000, "n1", "bb", -60, "ble", 1, None, "aa")]
+    assert Frames.from_rows(rows).chain.tolist() == ["", "aa"]  # type: ignore[union-attr]
+
+
+def test_a_node_link_between_two_pseudonyms_heard_at_once_is_refused() -> None:
+    """n1 wrongly puts bb in aa's chain while both advertise: one device has one
+    address at a time, so the link is refused; cc, after aa, is joined."""
+    rows = _ble("aa", "n1", 0, 60) + _ble("bb", "n1", 30, 90, chain="aa")
+    rows += _ble("cc", "n1", 61, 120, chain="aa")
+    d = chain_devices(Frames.from_rows(rows), ChainSettings(link=False))
+    assert (d.node_links, d.node_refused) == (1, 1)
+    assert d.device_of["aa"] == d.device_of["cc"] != d.device_of["bb"]
+
+
+def test_a_link_two_nodes_could_make_needs_both() -> None:
+    """Both nodes heard aa and bb: one node's link alone is refused (its own mistake,
+    as likely as not), the same link from both is joined."""
+    base = _ble("aa", "n1", 0, 60) + _ble("aa", "n2", 0, 60) + _ble("bb", "n2", 62, 120)
+    one = base + _ble("bb", "n1", 62, 120, chain="aa")
+    d1 = chain_devices(Frames.from_rows(one), ChainSettings(link=False))
+    assert (d1.n_devices, d1.node_links, d1.node_refused) == (2, 0, 1)
+    both = _ble("aa", "n1", 0, 60) + _ble("aa", "n2", 0, 60)
+    both += _ble("bb", "n1", 62, 120, chain="aa") + _ble("bb", "n2", 62, 120, chain="aa")
+    d2 = chain_devices(Frames.from_rows(both), ChainSettings(link=False))
+    assert (d2.n_devices, d2.node_links, d2.node_refused) == (1, 1, 0)
+    d3 = chain_devices(Frames.from_rows(one), ChainSettings(link=False, node_support=1))
+    assert d3.n_devices == 1  # trusting every node's word
