@@ -488,6 +488,31 @@ def _run(pid: str, t0: int, n: int, p_in: float, zone: int = -1) -> list[Row]:
     return [(pid, t0 + i * W, p_in, zone) for i in range(n)]
 
 
+@pytest.mark.slow
+def test_the_busy_days_map_meets_the_goal_at_the_resolution_the_page_states(
+    busy_day: StoreDay, reference: Reference, tmp_path: Path
+) -> None:
+    """Issue 19's heatmap goal, from the stored aggregates alone: the layout planner's
+    page of the busy 90 minutes states the resolution the 6 nodes support (4.5 m) and
+    its map's Pearson r at that resolution against the shoppers' time is at least 0.9
+    (0.987 measured; 0.907-0.982 over 2-hour demos of seeds 1-5 and 7, docs/report.md),
+    with the staff who stay put taken out (the cashiers' phones)."""
+    from heatmap.aggregator import store_db
+    from heatmap.aggregator.live.composed_period import load_period
+    from heatmap.report import planner_report
+
+    conn = store_db.connect(reference.db, readonly=True)
+    try:
+        fig = load_period(conn, busy_day.plan, busy_day.t0_ms, busy_day.t1_ms)
+        planner_report.write(conn, busy_day.plan, fig, tmp_path, busy_day.sim.out / "truth")
+    finally:
+        conn.close()
+    page = json.loads((tmp_path / "report.json").read_text())
+    assert page["resolution_m"] == pytest.approx(4.5, abs=0.5)
+    assert page["truth"]["of"] == "shoppers"
+    assert page["truth"]["r_stated"] >= 0.9, page["truth"]
+
+
 def test_cut_a_whole_visit_is_a_visitor_who_entered_with_its_dwell() -> None:
     # outside 2 windows, inside 20 (zone 1), outside 2
     rows = _run("a", 0, 2, 0.1) + _run("a", 2 * W, 20, 0.9, 1) + _run("a", 22 * W, 2, 0.1)

@@ -1,5 +1,5 @@
 """The live aggregator's fusion pieces on real SQLite files: floor tiles, the residents'
-place, the live occupancy (issue 17)."""
+sessions, the live occupancy (issue 17)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from heatmap.aggregator import store_db
 from heatmap.aggregator.live.floor_presence import tile_presence
 from heatmap.aggregator.live.occupancy_now import occupancy_payload
-from heatmap.aggregator.live.period_figures import _resident_profile
+from heatmap.aggregator.live.period_figures import period_sessions
+from heatmap.aggregator.live.settings import LiveSettings
 from heatmap.spatial.floorplan import load_default
 from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
 from sensing.wire import payloads
@@ -55,19 +56,80 @@ def test_tiles_give_pressed_seconds_on_the_cells_they_cover(db: sqlite3.Connecti
     assert tp.person_seconds[~tp.covered].sum() == 0
 
 
-def test_the_residents_place_is_the_cells_intercept_against_the_door() -> None:
-    """Staff at one cell all day, visitors elsewhere in proportion to the door
-    occupancy: the profile puts the residents at the staff's cell."""
-    rng = np.random.default_rng(3)
-    n_int, n_cells = 36, 50
-    occ = rng.uniform(0, 20, n_int)
-    visitors_where = rng.dirichlet(np.ones(n_cells))
-    m = occ[:, None] * 0.7 * visitors_where[None, :] + rng.normal(0, 0.02, (n_int, n_cells))
-    m[:, 7] += 2.0  # two staff phones at cell 7
-    m = np.maximum(m, 0)
-    prof = _resident_profile(occ, list(m), list(m))
-    assert prof is not None and int(np.argmax(prof)) == 7 and prof[7] > 0.8
-    assert _resident_profile(np.full(n_int, 3.0), list(m), list(m)) is None  # no variation
+def test_a_phone_that_stays_put_is_taken_out_and_a_browsing_one_kept(
+    db: sqlite3.Connection,
+) -> None:
+    """A cashier's phone located behind the counter for 12 minutes is a resident: its
+    device-seconds come out where it was; a visitor walking for as long, a visitor
+    standing at the till for 3 minutes and a still phone of another cell outside the
+    period are not taken out of the period."""
+    plan = load_default()
+    grid = WalkableGrid.build(plan, cell_m=1.0, samples=samples_for(1.0))
+    n = grid.nx * grid.ny
+    s = LiveSettings()
+    rng = np.random.default_rng(5)
+    t = np.arange(T, T + 720_000, s.window_ms)
+    rows = []
+
+    def add(pid: str, ts: np.ndarray, xy: np.ndarray) -> None:
+        for ti, (x, y) in zip(ts.tolist(), xy.tolist(), strict=True):
+            rows.append((ti, pid, x, y, 1.0, 1, grid.cell_of(x, y)))
+
+    add("cashier", t, np.array([4.0, 1.2]) + rng.normal(0, 0.5, (len(t), 2)))
+    add("browser", t, np.column_stack([np.linspace(4, 21, len(t)), np.full(len(t), 11.0)]))
+    short = t[:36]  # 3 minutes at the till
+    add("buyer", short, np.array([5.8, 3.3]) + rng.normal(0, 0.5, (len(short), 2)))
+    later = t + 3_600_000  # still, but in the next hour
+    add("shelf", later, np.array([26.0, 8.0]) + rng.normal(0, 0.3, (len(later), 2)))
+    db.executemany("INSERT INTO track_windows VALUES (?,?,?,?,?,?,?)", rows)
+    db.commit()
+    ses, pairs, res = period_sessions(db, s, plan.timezone, T, T + 3_600_000, n)
+    assert len(ses) == 3 and len(np.unique(pairs[:, 0])) == 3 and res.sessions == 1
+    assert res.cells.sum() == pytest.approx(len(t) * s.window_ms / 1000)
+    cashier = {r[6] for r in rows if r[1] == "cashier"}
+    assert set(np.flatnonzero(res.cells).tolist()) <= cashier
+    _, _, nxt = period_sessions(db, s, plan.timezone, T + 3_600_000, T + 7_200_000, n)
+    assert nxt.sessions == 1 and nxt.cells[grid.cell_of(26.0, 8.0)] > 0
+
+
+def test_a_residents_next_address_is_static_from_its_first_window(
+    db: sqlite3.Connection,
+) -> None:
+    """A cashier's phone rotates its address after 12 minutes: the next address, 8
+    minutes old at the period's end, starts where and when the last one went quiet and
+    comes out too; a visitor who steps into the same spot 10 minutes after it went quiet,
+    or at once but 6 m away, stays in (the period is computed at 20 minutes, as live)."""
+    plan = load_default()
+    grid = WalkableGrid.build(plan, cell_m=1.0, samples=samples_for(1.0))
+    n = grid.nx * grid.ny
+    s = LiveSettings()
+    rng = np.random.default_rng(9)
+    w = s.window_ms
+    rows = []
+
+    def add(pid: str, t0: int, t1: int, x: float, y: float) -> None:
+        ts = np.arange(t0, t1, w)
+        xy = np.array([x, y]) + rng.normal(0, 0.4, (len(ts), 2))
+        for ti, (a, b) in zip(ts.tolist(), xy.tolist(), strict=True):
+            rows.append((ti, pid, a, b, 1.0, 1, grid.cell_of(a, b)))
+
+    add("old", T, T + 720_000, 4.0, 1.2)
+    add("new", T + 725_000, T + 1_200_000, 4.2, 1.3)  # 8 min, till the period's end
+    add("late", T + 1_320_000, T + 1_500_000, 4.1, 1.2)  # 10 min after: a visitor
+    add("aside", T + 725_000, T + 1_200_000, 10.0, 2.0)  # at once, 6 m away
+    db.executemany("INSERT INTO track_windows VALUES (?,?,?,?,?,?,?)", rows)
+    db.commit()
+    _, _, res = period_sessions(db, s, plan.timezone, T + 900_000, T + 1_200_000, n)
+    assert res.sessions == 1  # new (old went quiet at 12 min)
+    assert res.cells.sum() == pytest.approx(60 * w / 1000)  # new's windows from 15 min
+    assert res.cells[grid.cell_of(10.0, 2.0)] == 0
+    # the same with "old" alone too short to be static: nothing to continue
+    db.execute("DELETE FROM track_windows WHERE pid = 'old' AND t_ms < ?", (T + 300_000,))
+    db.commit()
+    _, _, res2 = period_sessions(db, s, plan.timezone, T + 900_000, T + 1_200_000, n)
+    assert res2.sessions == 0 and res2.cells.sum() == 0
+    _, _, res3 = period_sessions(db, s, plan.timezone, T + 1_200_000, T + 1_800_000, n)
+    assert res3.cells[grid.cell_of(4.1, 1.2)] == 0  # late: 3 min, not continued
 
 
 def test_live_occupancy_from_the_door_and_suppressed_under_k(db: sqlite3.Connection) -> None:

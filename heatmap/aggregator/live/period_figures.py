@@ -7,7 +7,8 @@ passers-by as devices, visits and their dwell, zone stays, moves) come from the
 sessions whose last window falls in the period (:mod:`.sessions`), so they add up
 over periods. RF turns into people with the fusion of the day so far
 (:mod:`heatmap.aggregator.fusion`): people per device inside, and the resident
-devices (staff), who are counted apart and taken out of the visitors' heatmap.
+devices (staff), who are counted apart; the sessions that stay put (a cashier's
+phone, :mod:`.resident_devices`) are taken out of the visitors' heatmap.
 
 Every figure goes through :mod:`.k_guard`; the heatmap keeps a cell only where
 at least k distinct sessions were located in or next to it (its 3 × 3
@@ -29,10 +30,15 @@ from numpy.typing import NDArray
 
 from heatmap.aggregator import rf_live
 from heatmap.aggregator.door_counts import DoorFlow, door_flow
-from heatmap.aggregator.fusion import FUSION_MIN_BINS, Fusion, fit_occupancy
+from heatmap.aggregator.fusion import Fusion, fit_occupancy
 from heatmap.aggregator.hour_aggregates import period as period_iso
 from heatmap.aggregator.live import k_guard, periods
 from heatmap.aggregator.live.floor_presence import tile_presence
+from heatmap.aggregator.live.resident_devices import (
+    RESIDENT_LOOKBACK_MS,
+    Residents,
+    static_sessions,
+)
 from heatmap.aggregator.live.sessions import Sessions, cut
 from heatmap.aggregator.live.settings import LiveSettings
 from heatmap.aggregator.live.tracks_table import read_cells, read_tracks
@@ -81,8 +87,6 @@ class DayFusion:
     fusion: Fusion
     door: DoorFlow | None
     """door counts from the local midnight to the period's end"""
-    staff_profile: F | None
-    """(cells,) where the residents are (:func:`_resident_profile`), sums to 1"""
 
 
 def day_fusion(
@@ -95,49 +99,28 @@ def day_fusion(
 ) -> DayFusion:
     """People per RF device and the residents, fitted on the day's intervals up to t1."""
     day0 = periods.floor_local(t1_ms - 1, "day", tz)
-    n_cells = grid.nx * grid.ny
     rows = conn.execute(
-        "SELECT t0_ms, t1_ms, rf_inside_s, cells FROM live_intervals WHERE t0_ms >= ? "
+        "SELECT t0_ms, t1_ms, rf_inside_s FROM live_intervals WHERE t0_ms >= ? "
         "AND t1_ms <= ? ORDER BY t0_ms",
         (day0, t1_ms),
     ).fetchall()
     if not plan.doors:
-        return DayFusion(fit_occupancy(np.zeros(0), np.zeros(0), 0.0, 0.0), None, None)
+        return DayFusion(fit_occupancy(np.zeros(0), np.zeros(0), 0.0, 0.0), None)
     door = door_flow(conn, day0, t1_ms, empty_ms=day0)
     if not rows:
-        return DayFusion(fit_occupancy(np.zeros(0), np.zeros(0), 0.0, 0.0), door, None)
-    occ, rf, mats = [], [], []
-    for a, b, rf_s, blob in rows:
+        return DayFusion(fit_occupancy(np.zeros(0), np.zeros(0), 0.0, 0.0), door)
+    occ, rf = [], []
+    for a, b, rf_s in rows:
         lo, hi = (a - day0) // 1000, (b - day0) // 1000
         occ.append(float(door.occupancy[lo:hi].mean()) if hi > lo else 0.0)
         rf.append(rf_s / ((b - a) / 1000))
-        c = np.frombuffer(blob, np.float32)
-        mats.append(c * grid.inside / ((b - a) / 1000) if len(c) == n_cells else None)
-    rf_total = float(sum(r * ((b - a) / 1000) for r, (a, b, _, _) in zip(rf, rows, strict=True)))
+    rf_total = float(sum(r * ((b - a) / 1000) for r, (a, b, _) in zip(rf, rows, strict=True)))
     lo = (rows[0][0] - day0) // 1000
     hi = (rows[-1][1] - day0) // 1000
-    o = np.asarray(occ)
-    fusion = fit_occupancy(o, np.asarray(rf), float(door.occupancy[lo:hi].sum()), rf_total)
-    profile = _resident_profile(o, [m for m in mats if m is not None], mats)
-    return DayFusion(fusion, door, profile)
-
-
-def _resident_profile(
-    occ: F, kept: list[NDArray[np.float64]], mats: list[NDArray[np.float64] | None]
-) -> F | None:
-    """Where the residents stand: per grid cell, the intercept of its RF devices against
-    the door occupancy over the day's intervals (what stays when nobody the door
-    counted is inside), normalized. None with too few intervals or no variation."""
-    ok = np.asarray([m is not None for m in mats])
-    if ok.sum() < FUSION_MIN_BINS or float(np.std(occ[ok])) < 1e-9:
-        return None
-    m = np.vstack(kept)  # (intervals, cells) devices per cell
-    x = occ[ok]
-    xc = x - x.mean()
-    slope = np.maximum((xc @ (m - m.mean(axis=0))) / float(xc @ xc), 0.0)
-    intercept = np.maximum(m.mean(axis=0) - slope * x.mean(), 0.0)
-    total = float(intercept.sum())
-    return intercept / total if total > 0 else None
+    fusion = fit_occupancy(
+        np.asarray(occ), np.asarray(rf), float(door.occupancy[lo:hi].sum()), rf_total
+    )
+    return DayFusion(fusion, door)
 
 
 def compute(
@@ -168,17 +151,13 @@ def compute(
     door = door_flow(conn, t0_ms, t1_ms, empty_ms=day0) if plan.doors else None
     cells = read_cells(conn, t0_ms, t1_ms, n_cells)
     rf_inside_s = float(cells.rf_inside_s.sum())
-    # sessions that ended in the period, whole; and who was located where in it
-    ses, pairs = period_sessions(conn, s, tz, t0_ms, t1_ms)
+    # sessions that ended in the period, whole; who was located where in it; the
+    # sessions that stayed put (residents)
+    ses, pairs, residents = period_sessions(conn, s, tz, t0_ms, t1_ms, n_cells)
     ending = np.ones(len(ses), bool)
     # heatmap: RF device-seconds → people, residents out, tiles in, k-guarded
-    rf_cells = cells.cells
-    staff_removed = False
-    if df.staff_profile is not None and fus.resident_devices > 0 and rf_inside_s > 0:
-        # the residents' device-seconds, where they stand when no visitor is inside
-        staff_s = fus.resident_devices * span_s
-        rf_cells = np.maximum(rf_cells - staff_s * df.staff_profile, 0.0)
-        staff_removed = True
+    rf_cells = np.maximum(cells.cells - residents.cells, 0.0)
+    staff_removed = residents.sessions > 0
     heat = rf_cells * people_per_device
     tiles = tile_presence(conn, plan, grid, t0_ms, t1_ms, day0) if plan.tiles else None
     if tiles is not None:
@@ -237,10 +216,11 @@ def compute(
 
 
 def period_sessions(
-    conn: sqlite3.Connection, s: LiveSettings, tz: str, t0_ms: int, t1_ms: int
-) -> tuple[Sessions, NDArray[np.int64]]:
-    """The sessions whose last window lies in [t0, t1), whole, and the distinct
-    (pseudonym code, cell) pairs located in the period.
+    conn: sqlite3.Connection, s: LiveSettings, tz: str, t0_ms: int, t1_ms: int, n_cells: int
+) -> tuple[Sessions, NDArray[np.int64], Residents]:
+    """The sessions whose last window lies in [t0, t1), whole; the distinct
+    (pseudonym code, cell) pairs located in the period; the static sessions'
+    device-seconds per cell in it (:mod:`.resident_devices`).
 
     Read an hour at a time (a day's located windows at once would be the largest
     thing the aggregator ever holds): each hour's sessions are read with their
@@ -248,10 +228,14 @@ def period_sessions(
     parts: list[Sessions] = []
     pair_parts: list[NDArray[np.int64]] = []
     codes: dict[str, int] = {}
+    residents = Residents(np.zeros(n_cells), 0)
     for a, b in periods.spans(t0_ms, t1_ms, "hour", tz):
         a, b = max(a, t0_ms), min(b, t1_ms)
-        tr = read_tracks(conn, a, b, SESSION_REACH_MS)
+        # and the devices that went quiet in the 10 minutes before: a resident's previous
+        # address, which makes a younger one static (resident_devices._continued)
+        tr = read_tracks(conn, a, b, SESSION_REACH_MS, RESIDENT_LOOKBACK_MS + s.settle_ms)
         ses = cut(tr, s.window_ms, s.session_gap_ms)
+        residents += static_sessions(tr, n_cells, s.window_ms, s.session_gap_ms, a, b)
         last = ses.end_ms - s.window_ms
         parts.append(ses.select((last >= a) & (last < b)))
         here = (tr.t_ms >= a) & (tr.t_ms < b)
@@ -261,7 +245,7 @@ def period_sessions(
             )
             pair_parts.append(np.unique(np.column_stack([pid_code, tr.cell[here]]), axis=0))
     pairs = np.unique(np.vstack(pair_parts), axis=0) if pair_parts else np.zeros((0, 2), np.int64)
-    return Sessions.concat(parts), pairs
+    return Sessions.concat(parts), pairs, residents
 
 
 def _cell_devices(grid: WalkableGrid, pairs: NDArray[np.int64]) -> F:

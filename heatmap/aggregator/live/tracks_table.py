@@ -95,15 +95,18 @@ class TrackRows:
         return len(self.pid)
 
 
-def read_tracks(conn: sqlite3.Connection, t0_ms: int, t1_ms: int, reach_ms: int) -> TrackRows:
-    """Every located window of each pseudonym located in [t0, t1), from ``reach_ms``
-    before t0 to ``reach_ms`` after t1 (whole sessions of the period's devices)."""
+def read_tracks(
+    conn: sqlite3.Connection, t0_ms: int, t1_ms: int, reach_ms: int, lookback_ms: int = 0
+) -> TrackRows:
+    """Every located window of each pseudonym located in [t0 - lookback, t1), from
+    ``reach_ms`` before t0 to ``reach_ms`` after t1 (whole sessions of the period's
+    devices, and of those that ended just before it)."""
     cur = conn.execute(
         "SELECT t.pid, t.t_ms, t.x, t.y, t.p_in, t.zone, t.cell FROM track_windows t "
         "WHERE t.t_ms >= ? AND t.t_ms < ? AND t.pid IN "
         "(SELECT DISTINCT pid FROM track_windows WHERE t_ms >= ? AND t_ms < ?) "
         "ORDER BY t.pid, t.t_ms",
-        (t0_ms - reach_ms, t1_ms + reach_ms, t0_ms, t1_ms),
+        (t0_ms - reach_ms, t1_ms + reach_ms, t0_ms - lookback_ms, t1_ms),
     )
     # in chunks into arrays: a busy hour is ~1M windows at 1 s, too many as tuples
     cols: list[list[NDArray[Any]]] = [[] for _ in range(7)]
