@@ -226,8 +226,10 @@ def test_the_page_says_what_a_planner_acts_on(page: Path) -> None:
     assert rep["resolution_m"] == layout_resolution.resolution(plan, grid).stated_m
     # against the truth, r at the stated resolution beside r at 1 m cells
     t = rep["truth"]
-    assert t["goal"] == 0.9 and t["r_stated"] > t["r_1m"]
+    # (half an hour: both low, docs/report.md; the goal is asserted in test_live_aggregator)
+    assert t["goal"] == 0.9 and t["of"] == "shoppers"
     assert f"{t['r_stated']:.2f}</strong> at that resolution" in html
+    assert f"{t['r_1m']:.2f} at 1 m cells" in html
     # every table is a CSV too, suppressed figures written as such, never 0
     for name in planner_report.TABLES:
         with (page / f"table_{name}.csv").open() as fh:
