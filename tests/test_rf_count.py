@@ -143,7 +143,9 @@ def test_calibrate_headcount_cli_stores_the_factor_in_the_db(
     db.close()
     at = "2026-11-20T09:00:00+00:00"  # T0
     assert main(["calibrate", "headcount", "--config", str(cfg), "--at", at, "--people", "9"]) == 0
-    assert "people per device: visitors 1.500" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "people per device: visitors 1.500" in out
+    assert "count who walks in during the same minutes too (--entered)" in out
     db = store_db.connect(tmp_path / "s.db", readonly=True)
     f = rf_factor.load(db)
     db.close()
