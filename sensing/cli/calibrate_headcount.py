@@ -78,8 +78,8 @@ def cmd_headcount(a: argparse.Namespace) -> int:
         + f", occupancy {f.occupancy:.3f}; stored in {cfg.db} (meta.{rf_factor.META_KEY})"
     )
     if a.entered is None:
-        # presence per device is not arrivals per device (docs/rf_count.md: 16.5 % against
-        # 6.5 % visitors per hour on the simulator)
+        # presence per device is not arrivals per device (docs/rf_count.md: about twice
+        # the visitors-per-hour error on the simulator)
         print(
             "note: visitors per hour use the occupancy factor; count who walks in during "
             "the same minutes too (--entered) for visitors per hour"
