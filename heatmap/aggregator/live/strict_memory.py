@@ -58,7 +58,7 @@ MEMORY_WINDOWS_MS = 26 * 3_600_000
 SCHEMA = """
 CREATE TABLE obs (
     t_ms INTEGER NOT NULL, node TEXT NOT NULL, pid TEXT NOT NULL,
-    rssi INTEGER NOT NULL, band TEXT NOT NULL, flags INTEGER NOT NULL, sig TEXT);
+    rssi INTEGER NOT NULL, band TEXT NOT NULL, flags INTEGER NOT NULL, sig TEXT, chain TEXT);
 CREATE INDEX obs_pid_t ON obs (pid, t_ms);
 CREATE INDEX obs_t ON obs (t_ms);
 CREATE TABLE track_windows (
@@ -104,7 +104,8 @@ class Mover:
         if top is None:
             return None
         n = mem.execute(
-            "INSERT INTO main.obs SELECT t_ms, node, pid, rssi, band, flags, sig FROM disk.obs "
+            "INSERT INTO main.obs SELECT t_ms, node, pid, rssi, band, flags, sig, chain "
+            "FROM disk.obs "
             "WHERE rowid > ? AND rowid <= ?",
             (self.copied_upto, top),
         ).rowcount
