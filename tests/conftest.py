@@ -20,6 +20,28 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
 
 
+SHARED_SESSION_FIXTURES = ("demo_run", "firmware_build")
+"""session fixtures too costly to build once per pytest-xdist worker (the demo's store
+hours, the AVR firmware): every module using one runs on one worker"""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put each module in one pytest-xdist group (``--dist loadgroup``): its module
+    fixtures are built once, on one worker; a module that uses one of
+    :data:`SHARED_SESSION_FIXTURES` joins that fixture's group instead. Without xdist
+    the marks change nothing."""
+    shared: dict[Path, str] = {}
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for name in SHARED_SESSION_FIXTURES:
+            if name in names:
+                shared.setdefault(item.path, name)
+    for item in items:
+        group = shared.get(item.path) or item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data beside the repository (CI places it there)."""
