@@ -3,6 +3,7 @@ and one end-to-end demo run that several tests inspect."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -15,6 +16,13 @@ import pytest
 
 from heatmap.aggregator.broker import RunningBroker, start_mosquitto
 from sensing.runtime.mqtt_link import BrokerAddress, connect, make_client
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two pytest-xdist workers on two cores: numpy's OpenBLAS threads (one per core in
+    # each worker, and in the children they start) spin against each other, the
+    # locator's bench took 74 s instead of 5. Set before any test module imports numpy.
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
