@@ -12,7 +12,10 @@ to the others (``--refit-daily`` refits every day, as a store does every 6 h).
 1. **The re-layout.** Two weeks: the promo table stands in the plan's promo zone the
    first week and in the back aisle the second. ``footfall compare`` (the command, in
    a fresh process, timed: GOALS ≤ 20 s) must call the zones around the old and new
-   positions changed (intervals excluding 0) and no zone away from both.
+   positions changed (intervals excluding 0) and no zone away from both unless its
+   share of the shoppers' time truly moved: the simulator's truth of each zone's share
+   before and after is printed beside the verdicts
+   (:func:`heatmap.simulate.relayout_weeks.true_zone_shares`).
 2. **Calibration.** A pool of ``--pool`` unchanged days (its first week is the
    re-layout's first week: same seeds); ``--splits`` times, 7 days drawn at random
    (without replacement) are "before" and 7 others "after", and the zones' verdicts
@@ -48,7 +51,7 @@ import numpy as np
 from heatmap.aggregator import store_db
 from heatmap.aggregator.live.settings import LiveSettings
 from heatmap.report import period_compare
-from heatmap.simulate.relayout_weeks import BACK_AISLE, Relayout, simulate_days
+from heatmap.simulate.relayout_weeks import BACK_AISLE, Relayout, simulate_days, true_zone_shares
 from heatmap.spatial.floorplan import FloorPlan, load_default
 from sensing.runtime.progress import NoProgress
 
@@ -182,6 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  zones within {AROUND_M:g} m of the old or new place: {', '.join(res['around'])}")  # type: ignore[arg-type]
     print(f"  found promo and back aisle: {res['found']};  changed away from both: "
           f"{', '.join(res['far_changed']) or 'none'}")  # type: ignore[arg-type]  # fmt: skip
+    print("\n  the simulator's truth, share of the shoppers' time (mean of the 7 days each):")
+    print(f"  {'zone':<16} {'before':>7} {'after':>7} {'change':>8}  called")
+    days = [true_zone_shares(plan, r.scenario(i)) for i in range(2 * r.days_each)]
+    for z in plan.zones:
+        b = float(np.mean([d[z.id] for d in days[: r.days_each]]))
+        f = float(np.mean([d[z.id] for d in days[r.days_each :]]))
+        rel = f"{100 * (f - b) / b:+.0f} %" if b > 0 else "-"
+        called = "changed" if z.id in res["changed"] else "-"  # type: ignore[operator]
+        print(f"  {z.name:<16} {100 * b:6.1f}% {100 * f:6.1f}% {rel:>8}  {called}")
     calls = np.array(zone_calls)
     print(f"\ncalibration: {a.splits} random 7-vs-7 splits of {a.pool} unchanged days "
           f"({cal_s:.1f} s)")  # fmt: skip

@@ -44,8 +44,10 @@ from heatmap.aggregator.live.processor import LiveProcessor
 from heatmap.aggregator.live.settings import LiveSettings
 from heatmap.simulate import boards, node_beacons
 from heatmap.simulate.heard_ble import heard_ble
+from heatmap.simulate.people import populate
 from heatmap.simulate.scenario import Point, Scenario
 from heatmap.spatial.floorplan import FloorPlan
+from heatmap.spatial.walkable_grid import WalkableGrid
 from sensing.runtime.progress import NoProgress, Progress
 from sensing.wire.observation import KIND_SHIFT, DeviceKind, Flag
 
@@ -252,3 +254,26 @@ def carry_calibration(db: Path, t0_ms: int) -> bool:
 def unchanged(r: Relayout) -> Relayout:
     """The same two weeks with the promo table staying where it is."""
     return replace(r, promo_after=None)
+
+
+def true_zone_shares(plan: FloorPlan, sc: Scenario) -> dict[str, float]:
+    """The simulator's truth of the day: each zone's share of the shoppers' time inside
+    the store (sampled every second). The same people :func:`draw_day` draws: they are
+    the first thing drawn from the day's generator (:func:`heard_ble`)."""
+    import shapely
+
+    people = populate(
+        plan, WalkableGrid.build(plan, cell_m=0.5), sc, np.random.default_rng(sc.seed)
+    )
+    t = np.arange(0.0, sc.duration_s, 1.0)
+    zone_s = dict.fromkeys((z.id for z in plan.zones), 0.0)
+    inside_s = 0.0
+    for p in people:
+        if p.role != "shopper":
+            continue
+        on = (t >= p.t_start) & (t <= p.t_end)
+        pts = shapely.points(p.position(t[on]))
+        inside_s += float(shapely.contains(plan.outline_polygon, pts).sum())
+        for z in plan.zones:
+            zone_s[z.id] += float(shapely.contains(z.polygon, pts).sum())
+    return {z: v / inside_s if inside_s else 0.0 for z, v in zone_s.items()}
