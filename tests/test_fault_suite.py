@@ -224,13 +224,31 @@ def _start_node(s: Store, n: str, realtime: bool, keep: bool = True) -> None:
     s.nodes[n] = footfall("node", "--config", str(toml))
 
 
+QUIET_S = 3.0
+"""no new batch for this long: a node's replay is over"""
+
+
 def _finish(s: Store, name: str, timeout_s: float = 40) -> None:
     """Wait for everything stored and confirmed; stop the nodes (SIGTERM: each exits
     0 and says ``offline`` with its final counters); check the counts against what
     each node made (its spool's seq counter, its status's observations) and against
     the capture files, and that the aggregator is still up."""
+    # complete, and no batch made for QUIET_S (the replays make one every ~1.2 s): the
+    # replays are over, so SIGTERM closes at most the one open batch (under load, a
+    # moment of "complete" between two batches let 3 more be made before the signal)
+    since: dict[str, float] = {}
+    made_before: dict[str, int] = {}
+
+    def settled() -> bool:
+        now = time.monotonic()
+        for n in NODES:
+            made = s.spool(n)[0]
+            if made_before.get(n) != made:
+                made_before[n], since[n] = made, now
+        return s.complete() and all(now - since[n] >= QUIET_S for n in NODES)
+
     try:
-        wait_for(s.complete, timeout_s, f"{name}: every batch stored and confirmed")
+        wait_for(settled, timeout_s, f"{name}: every batch stored and confirmed, replays over")
     finally:
         _print_counts(s, name)
     for n, p in s.nodes.items():
