@@ -100,6 +100,7 @@ def test_replay_batches_follow_the_v1_contract(
     key = store_key(tmp_path / "store.key")
     rec = recorder_factory(broker.address, f"footfall/v1/{STORE}/#")
     cfg = _cfg(tmp_path, broker, cap.dir, key, batch={"max_items": 100, "max_age_ms": 2000})
+    assert cfg.filters.chain_addresses  # the default ([capture] chain_addresses: test_node_config)
     s = Running(cfg).join()
     assert s.state == "done"
     wait_for(lambda: _status(rec)["state"] == "done", 10, "done status")
@@ -116,7 +117,9 @@ def test_replay_batches_follow_the_v1_contract(
     # aggregator's acknowledgement (sensing.node.delivery)
     assert st["spool_depth"] == st["unconfirmed"] == len(obs)
     assert st["published"] == len(obs) and st["observations"] == cap.frames
-    assert st["chaining"]["chains"] > 0  # address chaining is on by default
+    ch = st["chaining"]  # address chaining is on by default, and says so
+    assert ch["chains"] > 0 and ch["chains_evicted"] == 0
+    assert ch["chains_open"] <= ch["chains"]
     chained = [r for b in obs for r in b["obs"] if len(r) == 7]
     assert chained and all(r[6] != r[1] for r in chained)  # chain beside the row's own pid
     for b in obs:
@@ -124,25 +127,6 @@ def test_replay_batches_follow_the_v1_contract(
     assert st["clock"] == {"synced": True, "source": "fixed", "offset_ms": 0.0, "required": False}
     retained = [t for t, _, r in rec.messages if r]
     assert retained == []  # subscribed before: nothing arrived as a retained replay
-
-
-def test_a_chaining_node_says_so_in_its_status(
-    tmp_path: Path, broker: Broker, recorder_factory: Any
-) -> None:
-    cap = write_capture(tmp_path / "cap", frames_per_s=20, seconds=30)
-    key = store_key(tmp_path / "store.key")
-    rec = recorder_factory(broker.address, f"footfall/v1/{STORE}/#")
-    cfg = _cfg(tmp_path, broker, cap.dir, key)  # [capture] chain_addresses: test_node_config
-    assert cfg.filters.chain_addresses  # the default
-    s = Running(cfg).join()
-    assert s.state == "done"
-    wait_for(lambda: _status(rec)["state"] == "done", 10, "done status")
-    st = _status(rec)
-    payloads.validate("node_status", st)
-    ch = st["chaining"]
-    assert ch["chains"] > 0 and ch["chains_evicted"] == 0
-    assert ch["chains_open"] <= ch["chains"]
-    assert sum(len(b["obs"]) for b in _obs(rec)) == st["observations"]
 
 
 def test_unsynchronized_clock_refuses_observations_and_counts_them(

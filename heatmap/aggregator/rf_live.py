@@ -44,8 +44,8 @@ PIECE_MS = {"hour": 900_000, "day": HOUR_MS}
 
 def read_frames(conn: sqlite3.Connection, t0_ms: int, t1_ms: int) -> Frames:
     """The ``obs`` rows of [t0, t1) as :class:`~heatmap.aggregator.rf_devices.Frames`,
-    with the nodes' ``chain`` where the table has that column (the strict mode's
-    working memory may not)."""
+    with the nodes' ``chain`` where the table has that column (a database of schema
+    v4 or older opened read-only is not migrated)."""
     cols = "t_ms, node, pid, rssi, band, flags, sig"
     if "chain" in {r[1] for r in conn.execute("PRAGMA table_info(obs)")}:
         cols += ", chain"

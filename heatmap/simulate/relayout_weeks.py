@@ -36,6 +36,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import numpy as np
+import shapely
 from numpy.typing import NDArray
 
 from heatmap.aggregator import store_db
@@ -260,8 +261,6 @@ def true_zone_shares(plan: FloorPlan, sc: Scenario) -> dict[str, float]:
     """The simulator's truth of the day: each zone's share of the shoppers' time inside
     the store (sampled every second). The same people :func:`draw_day` draws: they are
     the first thing drawn from the day's generator (:func:`heard_ble`)."""
-    import shapely
-
     people = populate(
         plan, WalkableGrid.build(plan, cell_m=0.5), sc, np.random.default_rng(sc.seed)
     )
