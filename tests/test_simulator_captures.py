@@ -184,3 +184,18 @@ def test_truth_is_complete_and_holds_no_addresses(sim: SimResult) -> None:
     macs = {p[Dot11].addr2 for p in rdpcap(str(sim.out / "capture" / "n1" / "wifi.pcap"))}
     blob = b"".join(f.read_bytes() for f in t.rglob("*") if f.is_file() and f.suffix != ".npz")
     assert not any(m.encode() in blob for m in macs)
+
+
+def test_the_store_clock_is_the_plans_time_zone(tmp_path: Path) -> None:
+    """A plan in another time zone: the scenario's local start is that store's local time
+    (the frames start at 12:00 in UTC-8, 20:00 UTC), not the scenario's default zone."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from sensing.capture.capture_file import CaptureReader
+
+    plan = replace(load_default(), timezone="Etc/GMT+8")
+    simulate(plan, Scenario(hours=0.02, seed=1, start_local=datetime(2026, 11, 20, 12)), tmp_path)
+    first = min(r.t_ns for r in CaptureReader(tmp_path / "capture" / "n1" / "ble.pcap"))
+    start = datetime.fromtimestamp(first / 1e9, UTC)
+    assert (start.hour, start.date().day) == (20, 20), start

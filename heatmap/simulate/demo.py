@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -100,7 +100,7 @@ def run_demo(
     cell."""
     prog = progress or NoProgress()
     plan = plan or load_default()
-    sc = scenario or Scenario()
+    sc = replace(scenario or Scenario(), timezone=plan.timezone)
     out.mkdir(parents=True, exist_ok=True)
     secs: dict[str, float] = {}
     t = time.monotonic()

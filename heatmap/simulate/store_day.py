@@ -11,7 +11,7 @@ Output layout (``out`` directory)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ def simulate(
     plan: FloorPlan, sc: Scenario, out: Path, progress: Progress | None = None
 ) -> SimResult:
     prog = progress or NoProgress()
+    sc = replace(sc, timezone=plan.timezone)  # the store's local clock is its plan's
     step = prog.task("simulate: people", 6)
     rng = np.random.default_rng(sc.seed)
     grid = WalkableGrid.build(plan, cell_m=0.5)
