@@ -26,9 +26,18 @@ nodes count too); per seed and the median over the seeds.
 
 Goal (issue 20): precision ≥ 0.95 at recall ≥ 0.7 (Wi-Fi).
 
+Beside the four ways, a **ceiling** row: every frame joined to its phone's other
+frames except for the phones that draw a new address *and* a new sequence counter for
+every probe burst, with their model's IE bytes (the simulator's iOS habit; the
+labelled iPhone 11/12 of Baccichet et al. do the same): there each address stays its
+own device. No chainer that reads frame contents (sequence numbers, IE bytes) can do
+better; beyond it only timing and RSSI are left, and the aggregator links those bursts
+only where no other phone of the model could be the successor
+(``ChainSettings.wifi_unique``).
+
 Usage::
 
-    python bench/chain_sim.py [--seeds 1 2 3] [--hours 3]
+    python bench/chain_sim.py [--seeds 1 2 3] [--hours 3] [--sweep]
 """
 
 from __future__ import annotations
@@ -79,6 +88,10 @@ class NodeStream:
     """the phone index of each record"""
     addr: list[bytes]
     staff: list[bool]
+    fresh: list[bool]
+    """the record's phone draws a new address and a new sequence counter for every
+    probe burst, with the IE bytes of its model (the simulator's iOS habit, as the
+    labelled iPhone 11/12 of Baccichet et al. do)"""
 
 
 def _positions(people: list, phone_list: list[phones.Phone], em: phones.Emissions) -> np.ndarray:
@@ -97,6 +110,7 @@ def simulate_streams(plan: FloorPlan, sc: Scenario) -> tuple[list[NodeStream], l
     people = populate(plan, grid, sc, rng)
     phone_list = phones.make_phones(people, sc, rng)
     staff = [people[ph.person].role == "staff" for ph in phone_list]
+    fresh = [ph.os == "ios" for ph in phone_list]
     offsets = np.array([ph.offset_db for ph in phone_list])
     t0_s = sc.t0_ms / 1000.0
 
@@ -127,7 +141,8 @@ def simulate_streams(plan: FloorPlan, sc: Scenario) -> tuple[list[NodeStream], l
             data = frames.wifi_frame(body, int(wifi.channel[i]), int(rssi_w[i, j]))
             recs.append(Record(127, round((t0_s + wifi.t[i]) * 1e9), data, len(data)))
         who = [int(wifi.phone[i]) for i in heard]
-        out_w.append(NodeStream(recs, who, [wifi.addr[i] for i in heard], [staff[k] for k in who]))
+        out_w.append(NodeStream(recs, who, [wifi.addr[i] for i in heard], [staff[k] for k in who],
+                                [fresh[k] for k in who]))  # fmt: skip
         heard = np.flatnonzero(~np.isnan(rssi_b[:, j]))
         heard = heard[np.argsort(ble.t[heard], kind="stable")]
         recs = []
@@ -143,7 +158,8 @@ def simulate_streams(plan: FloorPlan, sc: Scenario) -> tuple[list[NodeStream], l
             data = frames.ble_frame(pdu, 37 + (int(t * 10) + j) % 3, int(rssi_b[i, j]))
             recs.append(Record(256, round((t0_s + t) * 1e9), data, len(data)))
         who = [int(ble.phone[i]) for i in heard]
-        out_b.append(NodeStream(recs, who, [ble.addr[i] for i in heard], [staff[k] for k in who]))
+        out_b.append(NodeStream(recs, who, [ble.addr[i] for i in heard], [staff[k] for k in who],
+                                [False] * len(who)))  # fmt: skip
     return out_w, out_b
 
 
@@ -208,6 +224,7 @@ class Published:
     frames: Frames
     phone: np.ndarray
     staff: np.ndarray
+    fresh: np.ndarray
 
 
 def publish(streams: list[NodeStream], t0_ms: int) -> Published:
@@ -215,7 +232,7 @@ def publish(streams: list[NodeStream], t0_ms: int) -> Published:
     epoch covering the day); rows of all nodes merged in time order."""
     day = date.fromtimestamp(t0_ms / 1000 - 86400)
     rows: list[tuple[object, ...]] = []
-    who: list[tuple[int, bool]] = []
+    who: list[tuple[int, bool, bool]] = []
     for j, s in enumerate(streams):
         pseudo = Pseudonymizer(KeyRing(bytearray(range(32)), 0), EpochSchedule(day, 4, "UTC"))
         filters = NodeFilters(learn_infrastructure=False, chain_addresses=True)
@@ -224,13 +241,20 @@ def publish(streams: list[NodeStream], t0_ms: int) -> Published:
             o = pipe.process(rec)
             if o is not None:
                 rows.append((o.t_ms, f"n{j}", o.pid, o.rssi, o.band, o.flags, o.sig, o.chain))
-                who.append((s.phone[i], s.staff[i]))
+                who.append((s.phone[i], s.staff[i], s.fresh[i]))
     order = sorted(range(len(rows)), key=lambda k: rows[k][0])
     return Published(
         Frames.from_rows([rows[k] for k in order]),
         np.array([who[k][0] for k in order], np.int64),
         np.array([who[k][1] for k in order], bool),
+        np.array([who[k][2] for k in order], bool),
     )
+
+
+CEILING = "ceiling: content links"
+"""every frame joined to its phone's other frames, except the phones that draw a new
+address and counter every burst (each address its own device): what a perfect chainer
+of frame contents (sequence numbers, IE bytes) could reach, with no timing or RSSI"""
 
 
 def system_scores(pub: Published, shoppers_only: bool) -> dict[str, tuple[float, float, float]]:
@@ -241,6 +265,10 @@ def system_scores(pub: Published, shoppers_only: bool) -> dict[str, tuple[float,
         pred = chain_devices(pub.frames, cs).frame_device
         sc = pair_scores(pub.phone[keep].tolist(), pred[keep].tolist())
         out[name] = (sc.precision, sc.recall, sc.ari)
+    _, addr = np.unique(pub.frames.pid, return_inverse=True)
+    ceiling = np.where(pub.fresh, addr + int(pub.phone.max(initial=0)) + 1, pub.phone)
+    sc = pair_scores(pub.phone[keep].tolist(), ceiling[keep].tolist())
+    out[CEILING] = (sc.precision, sc.recall, sc.ari)
     return out
 
 
@@ -294,12 +322,53 @@ def run(
     return out  # type: ignore[return-value]
 
 
+def sweep(seeds: list[int], hours: float) -> None:
+    """The aggregator's Wi-Fi thresholds over a grid (gap, RSSI step, node overlap, the
+    rival rule) on each seed's published Wi-Fi rows, nodes chaining: the median
+    precision and recall over the seeds per setting, best precision first."""
+    plan = load_default()
+    grid = [
+        (unique, gap, rssi, overlap)
+        for unique in (True, False)
+        for gap in (30.0, 60.0, 120.0, 240.0)
+        for rssi in (4.0, 6.0, 10.0)
+        for overlap in (0.5, 0.8)
+    ]
+    got: dict[tuple[bool, float, float, float], list[tuple[float, ...]]] = {}
+    for seed in seeds:
+        sc = replace(Scenario(), seed=seed, hours=hours)
+        pub = publish(simulate_streams(plan, sc)[0], sc.t0_ms)
+        shop = ~pub.staff
+        for unique, gap, rssi, overlap in grid:
+            cs = replace(SYSTEM["(c) node + aggregator"], wifi_unique=unique, wifi_gap_s=gap,
+                         rssi_db=rssi, node_overlap=overlap)  # fmt: skip
+            dev = chain_devices(pub.frames, cs).frame_device
+            a = pair_scores(pub.phone.tolist(), dev.tolist())
+            b = pair_scores(pub.phone[shop].tolist(), dev[shop].tolist())
+            got.setdefault((unique, gap, rssi, overlap), []).append(
+                (a.precision, a.recall, b.precision, b.recall)
+            )
+    print(f"Wi-Fi, aggregator thresholds, median over seeds {seeds} ({hours:g} h each):")
+    print(f"{'rival rule':>10} {'gap s':>6} {'dB':>4} {'overlap':>7}   all: P      R"
+          f"   shoppers: P      R")  # fmt: skip
+    med = {k: np.median(np.array(v), axis=0) for k, v in got.items()}
+    for (unique, gap, rssi, overlap), m in sorted(med.items(), key=lambda kv: -kv[1][0]):
+        print(f"{'on' if unique else 'off':>10} {gap:>6.0f} {rssi:>4.0f} {overlap:>7.1f}   "
+              f"{m[0]:>8.3f} {m[1]:.3f}   {m[2]:>12.3f} {m[3]:.3f}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--no-system", action="store_true", help="the per-node chains only")
+    ap.add_argument(
+        "--sweep", action="store_true", help="only the aggregator's Wi-Fi thresholds, over a grid"
+    )
     args = ap.parse_args(argv)
+    if args.sweep:
+        sweep(args.seeds, args.hours)
+        return 0
     res = run(args.seeds, args.hours, verbose=True)
     print(f"simulator, seeds {args.seeds}, {args.hours:g} h from opening, pooled over nodes")
     print(f"{'frames':<14} {'method':<18} {'precision':>9} {'recall':>7} {'ARI':>6}")

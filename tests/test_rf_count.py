@@ -36,6 +36,30 @@ def test_rotation_is_linked_a_walk_out_of_range_is_not() -> None:
     assert off.n_devices == 4
 
 
+def wifi_burst(pid: str, t_s: float, rssi: float) -> list:
+    """One probe burst of an iPhone-like phone: one address, two frames at two nodes."""
+    return [
+        (T0 + int((t_s + k * 0.02) * 1000), n, pid, rssi + 2 * j, "wifi", 1, "ios-model-x")
+        for j, n in enumerate(("n1", "n2"))
+        for k in range(2)
+    ]
+
+
+def test_wifi_links_only_a_burst_with_no_rival_of_its_model() -> None:
+    """Phones of one model send the same IE layout (``sig``) and scan minutes apart: a
+    lone phone's bursts are linked; two such phones taking turns are not linked to
+    each other, though each next burst is near in time and RSSI."""
+    lone = wifi_burst("w1", 0, -60) + wifi_burst("w2", 60, -61)
+    d = chain_devices(Frames.from_rows(lone), ChainSettings())
+    assert d.device_of["w1"] == d.device_of["w2"] and d.links == 1
+    pair = wifi_burst("x1", 0, -60) + wifi_burst("y1", 10, -62)
+    pair += wifi_burst("x2", 70, -60) + wifi_burst("y2", 80, -62)
+    d = chain_devices(Frames.from_rows(pair), ChainSettings())
+    assert d.n_devices == 4 and d.links == 0, d.device_of
+    greedy = chain_devices(Frames.from_rows(pair), ChainSettings(wifi_unique=False))
+    assert greedy.device_of["x1"] == greedy.device_of["y1"]  # what the rule prevents
+
+
 def test_static_devices_are_excluded_and_counted() -> None:
     rows = ble_rows("staff", 0, 4 * 3600, -60, 5.0)  # in all day
     rows += [(T0 + 3600_000, "n1", "fixed", -50, "ble", 0, None)]

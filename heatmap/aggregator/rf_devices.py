@@ -36,6 +36,13 @@ and last frame, its frames at each node), from what the rows carry:
   between distinct frame times) differ by at most ``ble_cadence_ratio``; a BLE
   pseudonym with fewer than 4 distinct frame times is never linked.
 
+* **no rival** (Wi-Fi): the two are linked only if the successor is the one group
+  that passes these rules after the predecessor, and the predecessor the one before
+  the successor. Phones of one model send the same IE layout and scan at random
+  minutes apart, so where several are about, the nearest in time and RSSI is as
+  often another phone (simulator, three seeds: choosing the cheapest candidate
+  took Wi-Fi pair precision from 0.95 to 0.16-0.20).
+
 Links are chosen greedily by cost (gap over the allowed gap plus RSSI step over
 the allowed step), each group with one predecessor and one successor at most:
 a *device* is a chain of groups. Addresses that are not randomized are not
@@ -101,6 +108,12 @@ class ChainSettings:
     ble_cadence_ratio: float = 0.02
     """BLE: largest relative difference of the two ends' advertising intervals (a phone
     keeps its advertising interval across an address change; phones differ)"""
+    wifi_unique: bool = True
+    """Wi-Fi: link two pseudonyms only if each is the other's one candidate (the one
+    successor that passes the rules above, and the one predecessor). Phones of one
+    model send the same IE layout and scan within minutes of each other; choosing the
+    cheapest of several candidates joined phones of one model (simulator: Wi-Fi pair
+    precision 0.16-0.20)"""
     link: bool = True
     """the aggregator's own linking (False: one device per pseudonym, or per node chain
     with ``node_chains``)"""
@@ -406,6 +419,12 @@ def _link(f: Frames, fp: I64, n: int, s: ChainSettings) -> tuple[I64, int, int]:
     same_cadence = ~ble[P] | (rel <= s.ble_cadence_ratio)  # unknown (NaN): no link
     keep = heard & (med <= s.rssi_db) & (overlap >= s.node_overlap) & loud & same_cadence
     P, Q, cost = P[keep], Q[keep], gap[keep] + med[keep] / s.rssi_db
+    if s.wifi_unique:
+        # Wi-Fi: only a link with no rival (see ChainSettings.wifi_unique)
+        n_succ = np.bincount(P, minlength=n)
+        n_pred = np.bincount(Q, minlength=n)
+        alone = ble[P] | ((n_succ[P] == 1) & (n_pred[Q] == 1))
+        P, Q, cost = P[alone], Q[alone], cost[alone]
     succ = np.full(n, -1, np.int64)
     pred = np.full(n, -1, np.int64)
     links = 0
