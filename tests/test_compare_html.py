@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import json
 import re
 from pathlib import Path
 
@@ -22,12 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_period_compare import _store_days
-from test_report_html import A4_PT, DevTools, chromium  # noqa: F401  (a fixture)
 
 from heatmap.report import compare_page, planner_figures, store_drawing
 from heatmap.spatial.floorplan import load, load_default
 from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
 from sensing.cli.main import main
+
+from chromium_page import A4_PT, DevTools, chromium, pdf_page_sizes  # noqa: F401  (a fixture)
 
 BEFORE, AFTER = "2026-11-02..2026-11-08", "2026-11-09..2026-11-15"
 
@@ -56,53 +56,27 @@ def test_the_compare_page_loads_offline_every_image_no_error_prints_on_a4(
         assert base64.b64decode(src.split(",", 1)[1]) == (page / name).read_bytes(), name
     dev = DevTools(chromium)
     try:
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            dev.call(f"{domain}.enable")
-        dev.call("Network.emulateNetworkConditions", offline=True, latency=0,
-                 downloadThroughput=-1, uploadThroughput=-1)  # fmt: skip
-        dev.call("Emulation.setDeviceMetricsOverride", width=900, height=1200,
-                 deviceScaleFactor=1, mobile=False)  # fmt: skip
-        dev.call("Page.navigate", url=(page / compare_page.HTML).as_uri())
-        dev.wait_for("Page.loadEventFired")
-        shown = json.loads(
-            dev.call(
-                "Runtime.evaluate",
-                expression="JSON.stringify(Array.from(document.images).map(i => "
-                "[i.complete, i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width]))",
-                returnByValue=True,
-            )["result"]["value"]
-        )
+        dev.open_offline(page / compare_page.HTML)
+        shown = dev.images()
         assert len(shown) == len(compare_page.PICTURES)
         for complete, w, h, on_page in shown:
             assert complete and w > 1000 and h > 300, (complete, w, h)
             assert 600 < on_page <= 900
         # the zone table fits the text column (as wide as the headings' rules, no wider)
-        over = dev.call(
-            "Runtime.evaluate",
-            expression="document.querySelector('table.compare').getBoundingClientRect().right"
-            " - document.querySelector('h2').getBoundingClientRect().right",
-            returnByValue=True,
-        )["result"]["value"]
-        assert over <= 1, f"the zone table sticks out of the text column by {over} px"
-        height = dev.call(
-            "Runtime.evaluate", expression="document.documentElement.scrollHeight",
-            returnByValue=True,
-        )["result"]["value"]  # fmt: skip
-        clip = {"x": 0, "y": 0, "width": 900, "height": height, "scale": 1}
-        shot = dev.call(
-            "Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip
+        over = dev.evaluate(
+            "document.querySelector('table.compare').getBoundingClientRect().right"
+            " - document.querySelector('h2').getBoundingClientRect().right"
         )
-        (page / "screenshot.png").write_bytes(base64.b64decode(shot["data"]))
-        pdf = base64.b64decode(dev.call("Page.printToPDF", preferCSSPageSize=True)["data"])
-        (page / "printed.pdf").write_bytes(pdf)
+        assert over <= 1, f"the zone table sticks out of the text column by {over} px"
+        pdf = dev.screenshot_and_pdf(page)
         errors = dev.errors()
     finally:
         dev.ws.close()
     assert errors == [], errors
-    boxes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
+    boxes = pdf_page_sizes(pdf)
     assert len(boxes) >= 3
     for w, h in boxes:
-        assert abs(float(w) - A4_PT[0]) < 3 and abs(float(h) - A4_PT[1]) < 3, (w, h)
+        assert abs(w - A4_PT[0]) < 3 and abs(h - A4_PT[1]) < 3, (w, h)
 
 
 def test_the_page_says_what_changed_with_intervals_and_verdicts(page: Path) -> None:

@@ -10,15 +10,9 @@ each other, hours on different scales or drawn empty, node markers.
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import re
-import shutil
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +26,8 @@ from heatmap.spatial.floorplan import load_default
 from heatmap.spatial.walkable_grid import WalkableGrid, samples_for
 from sensing.cli.main import main
 
+from chromium_page import A4_PT, DevTools, chromium, pdf_page_sizes  # noqa: F401  (a fixture)
 from conftest import DemoRun
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-A4_PT = (595.0, 842.0)
-"""A4 in PDF points (210 × 297 mm)"""
 
 
 @pytest.fixture(scope="module")
@@ -49,103 +40,13 @@ def page(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-class DevTools:
-    """One Chromium page driven over the DevTools protocol (CDP), with every console
-    message, log entry and uncaught exception it produced."""
-
-    def __init__(self, ws_url: str) -> None:
-        from websockets.sync.client import connect
-
-        self.ws = connect(ws_url, max_size=64 * 2**20, open_timeout=10)
-        self.next_id = 0
-        self.events: list[dict[str, Any]] = []
-
-    def call(self, method: str, timeout_s: float = 30.0, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        mid = self.next_id
-        self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            msg = json.loads(self.ws.recv(timeout=max(end - time.monotonic(), 0.01)))
-            if msg.get("id") == mid:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return dict(msg["result"])
-            self.events.append(msg)
-        raise TimeoutError(method)
-
-    def wait_for(self, event: str, timeout_s: float = 30.0) -> None:
-        end = time.monotonic() + timeout_s
-        if any(e.get("method") == event for e in self.events):
-            return
-        while time.monotonic() < end:
-            msg = json.loads(self.ws.recv(timeout=max(end - time.monotonic(), 0.01)))
-            self.events.append(msg)
-            if msg.get("method") == event:
-                return
-        raise TimeoutError(event)
-
-    def errors(self) -> list[str]:
-        out = []
-        for e in self.events:
-            m, p = e.get("method"), e.get("params", {})
-            if m == "Runtime.exceptionThrown":
-                out.append(str(p["exceptionDetails"]))
-            elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append(str(p.get("args")))
-            elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
-                out.append(p["entry"].get("text", ""))
-        return out
-
-
-@pytest.fixture(scope="module")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A headless Chromium listening for DevTools on a free loopback port; its page's
-    websocket URL."""
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    proc = subprocess.Popen(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-extensions",
-            "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0",
-            f"--user-data-dir={profile}",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        end = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert time.monotonic() < end, "chromium did not open its DevTools port in 30 s"
-            assert proc.poll() is None, "chromium exited"
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
-            pages = [t for t in json.load(r) if t["type"] == "page"]
-        yield pages[0]["webSocketDebuggerUrl"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 pytestmark = pytest.mark.slow
 
 
 def test_the_page_loads_offline_in_chromium_every_image_shown_no_error_and_prints_on_a4(
-    page: Path, chromium: str, tmp_path: Path
+    page: Path,
+    chromium: str,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     html = (page / planner_report.HTML).read_text()
     # self-contained: no file, script or address outside the page
@@ -162,38 +63,13 @@ def test_the_page_loads_offline_in_chromium_every_image_shown_no_error_and_print
         assert "No zone-to-zone move was made by k or more devices" in html
     dev = DevTools(chromium)
     try:
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            dev.call(f"{domain}.enable")
-        dev.call("Network.emulateNetworkConditions", offline=True, latency=0,
-                 downloadThroughput=-1, uploadThroughput=-1)  # fmt: skip
-        dev.call("Emulation.setDeviceMetricsOverride", width=900, height=1200,
-                 deviceScaleFactor=1, mobile=False)  # fmt: skip
-        dev.call("Page.navigate", url=(page / planner_report.HTML).as_uri())
-        dev.wait_for("Page.loadEventFired")
-        images = dev.call(
-            "Runtime.evaluate",
-            expression="JSON.stringify(Array.from(document.images).map(i => "
-            "[i.complete, i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width]))",
-            returnByValue=True,
-        )["result"]["value"]
-        shown = json.loads(images)
+        dev.open_offline(page / planner_report.HTML)
+        shown = dev.images()
         assert len(shown) == pictures
         for complete, w, h, on_page in shown:
             assert complete and w > 1000 and h > 300, (complete, w, h)
             assert 600 < on_page <= 900, "drawn across the text column"
-        height = dev.call(
-            "Runtime.evaluate", expression="document.documentElement.scrollHeight",
-            returnByValue=True,
-        )["result"]["value"]  # fmt: skip
-        shot = dev.call(
-            "Page.captureScreenshot",
-            format="png",
-            captureBeyondViewport=True,
-            clip={"x": 0, "y": 0, "width": 900, "height": height, "scale": 1},
-        )
-        (page / "screenshot.png").write_bytes(base64.b64decode(shot["data"]))
-        pdf = base64.b64decode(dev.call("Page.printToPDF", preferCSSPageSize=True)["data"])
-        (page / "printed.pdf").write_bytes(pdf)
+        pdf = dev.screenshot_and_pdf(page)
         errors = dev.errors()
     finally:
         dev.ws.close()
@@ -201,10 +77,10 @@ def test_the_page_loads_offline_in_chromium_every_image_shown_no_error_and_print
     with Image.open(page / "screenshot.png") as im:
         assert im.size[0] == 900 and im.size[1] > 1500
     # printed: A4 pages (the page's @page rule), the zones and the moves on pages of their own
-    boxes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
+    boxes = pdf_page_sizes(pdf)
     assert len(boxes) >= 3
     for w, h in boxes:
-        assert abs(float(w) - A4_PT[0]) < 3 and abs(float(h) - A4_PT[1]) < 3, (w, h)
+        assert abs(w - A4_PT[0]) < 3 and abs(h - A4_PT[1]) < 3, (w, h)
 
 
 def test_the_page_says_what_a_planner_acts_on(page: Path) -> None:
