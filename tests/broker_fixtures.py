@@ -40,6 +40,24 @@ T0_MS = 1_795_000_000_000
 """2026-11-19 (a Thursday), well inside key epoch 0 of :func:`store_key`"""
 
 
+HOUR_MS = 3_600_000
+
+
+def recent_start_in_one_hour(
+    span_s: float, now_ms: int | None = None, ago_ms: int = 600_000, margin_ms: int = 120_000
+) -> int:
+    """A start time (Unix ms) for ``span_s`` seconds of rows made ``ago_ms`` ago, or
+    earlier, so that they end ``margin_ms`` before an hour boundary. Rows that reach past
+    the end of their hour let the live aggregator close that hour, and closing it deletes
+    its passers-by's rows: a test counting stored rows then fails at about ten past the
+    hour (the fault suite did: 23 rows of 3,000 left)."""
+    t0 = (int(time.time() * 1000) if now_ms is None else now_ms) - ago_ms
+    end = t0 + int(span_s * 1000) + margin_ms
+    if (end - 1) // HOUR_MS != t0 // HOUR_MS:
+        t0 = end // HOUR_MS * HOUR_MS - int(span_s * 1000) - margin_ms
+    return t0
+
+
 def wait_for(cond: Callable[[], object], timeout_s: float = 20.0, what: str = "condition") -> None:
     """Poll ``cond`` until true; an AssertionError from it means "not yet"."""
     deadline = time.monotonic() + timeout_s

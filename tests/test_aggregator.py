@@ -27,6 +27,7 @@ from heatmap.aggregator.pid_class import HOUR_MS
 from sensing.runtime.mqtt_link import connect, make_client
 from sensing.wire import payloads, topics
 
+from broker_fixtures import recent_start_in_one_hour
 from conftest import notify_socket
 from ingest_fixtures import (
     T0,
@@ -292,7 +293,7 @@ def test_sigkill_mid_write_leaves_whole_batches_and_restart_loses_nothing(
     db = tmp_path / "store.db"
     watch = StatusWatch(mosquitto, store)
     proc = start_aggregator(cfg, tmp_path / "agg.log")
-    now = int(time.time() * 1000) - 600_000
+    now = recent_start_in_one_hour(n_batches / 2)  # 1 s a batch; inside one hour
     sent = threading.Event()
 
     def flood() -> None:

@@ -40,6 +40,7 @@ import pytest
 from sensing.runtime.mqtt_link import BrokerAddress
 
 from broker_fixtures import (
+    HOUR_MS,
     STORE,
     Broker,
     StorePki,
@@ -47,6 +48,7 @@ from broker_fixtures import (
     footfall,
     make_pki,
     node_toml,
+    recent_start_in_one_hour,
     store_key,
     tls_broker,
     wait_for,
@@ -196,28 +198,13 @@ class Store:
         self.broker.stop()
 
 
-HOUR_MS = 3_600_000
-
-
-def _capture_start(seconds: float, now_ms: int | None = None) -> int:
-    """Ten minutes ago, or earlier so that the capture ends two minutes before an hour
-    boundary: a capture that reaches past the end of its hour lets the live aggregator
-    close that hour, and closing it deletes its passers-by's rows, which the counts
-    here read (a run at hh:08-hh:10 failed so: 23 rows of 3,000 left)."""
-    t0 = (int(time.time() * 1000) if now_ms is None else now_ms) - 600_000
-    end = t0 + int(seconds * 1000) + 120_000
-    if (end - 1) // HOUR_MS != t0 // HOUR_MS:
-        t0 = end // HOUR_MS * HOUR_MS - int(seconds * 1000) - 120_000
-    return t0
-
-
 def test_captures_stay_inside_one_hour() -> None:
     """The capture lies in one hour, at least two minutes before its end, and at most
     ten minutes ago at any time of the hour (the aggregator's retention keeps it)."""
     for minute in range(60):
         for seconds in (60.0, 120.0):
             now = 1_796_000_000_000 // HOUR_MS * HOUR_MS + minute * 60_000 + 17_000
-            t0 = _capture_start(seconds, now)
+            t0 = recent_start_in_one_hour(seconds, now)
             end = t0 + int(seconds * 1000)
             assert t0 // HOUR_MS == (end + 120_000 - 1) // HOUR_MS, (minute, seconds)
             assert 600_000 <= now - t0 <= 600_000 + int(seconds * 1000) + 120_000
@@ -228,7 +215,7 @@ def _store(root: Path, p: StorePki, seconds: float, autosave_s: int | None = Non
     minutes ago (inside the aggregator's retention), 50 batches a minute each."""
     broker = _broker(root / "broker", p, autosave_s)
     key = store_key(root / "store.key")
-    t0 = _capture_start(seconds)
+    t0 = recent_start_in_one_hour(seconds)
     caps = {
         n: write_capture(root / f"cap-{n}", 50, seconds, t0_ms=t0, seed=k + 1).dir
         for k, n in enumerate(NODES)
