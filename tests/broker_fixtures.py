@@ -24,6 +24,7 @@ from typing import Any
 import tomli_w
 
 from heatmap.aggregator.broker import RunningBroker, free_port, start_mosquitto
+from heatmap.aggregator.pid_class import HOUR_MS
 from heatmap.simulate import frames
 from sensing.capture.capture_file import CaptureReader
 from sensing.node.pipeline import NodePipeline
@@ -38,9 +39,6 @@ SHIPPED_CONF = REPO / "deploy" / "mosquitto" / "footfall.conf"
 STORE = "s1"
 T0_MS = 1_795_000_000_000
 """2026-11-19 (a Thursday), well inside key epoch 0 of :func:`store_key`"""
-
-
-HOUR_MS = 3_600_000
 
 
 def recent_start_in_one_hour(

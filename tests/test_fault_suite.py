@@ -37,10 +37,10 @@ from typing import Any
 
 import pytest
 
+from heatmap.aggregator.pid_class import HOUR_MS
 from sensing.runtime.mqtt_link import BrokerAddress
 
 from broker_fixtures import (
-    HOUR_MS,
     STORE,
     Broker,
     StorePki,
